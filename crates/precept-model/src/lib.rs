@@ -1,1 +1,35 @@
-//! placeholder
+//! The model side of precept: a Llama-family decoder on burn and everything around it.
+//!
+//! - [`LlamaConfig`] reads a Hugging Face `config.json`; [`LlamaConfig::init`] builds a
+//!   [`LlamaForCausalLM`], whose one `forward` maps token ids, [`AttentionInputs`] (positions and
+//!   mask) and an optional explicit [`KvCache`] to full-sequence logits.
+//! - [`checkpoint`] loads and saves Hugging Face folders (safetensors, sharded, f32/f16/bf16).
+//! - [`gguf`] imports llama.cpp GGUF files into such folders.
+//! - [`sampling`] and [`generate`] turn the model into a text generator, batched.
+
+mod attention;
+pub mod checkpoint;
+mod config;
+mod error;
+pub mod generate;
+pub mod gguf;
+mod inputs;
+mod kv_cache;
+mod mlp;
+mod model;
+mod rms_norm;
+mod rope;
+pub mod sampling;
+
+pub use attention::Attention;
+pub use config::{Llama3RopeScaling, LlamaConfig};
+pub use error::{ModelError, Result};
+pub use inputs::AttentionInputs;
+pub use kv_cache::{KvCache, LayerKv};
+pub use mlp::Mlp;
+pub use model::{DecoderLayer, LlamaForCausalLM, LlamaModel};
+pub use rms_norm::RmsNorm;
+pub use rope::RotaryEmbedding;
+
+#[cfg(test)]
+mod tests;

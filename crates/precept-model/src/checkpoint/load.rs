@@ -1,0 +1,80 @@
+//! Loading a Hugging Face folder into a [`LlamaForCausalLM`].
+
+use std::path::Path;
+
+use burn::module::{Module, ModuleMapper, Param};
+use burn::tensor::backend::Backend;
+use burn::tensor::{Tensor, TensorData};
+
+use super::names::TensorPath;
+use super::safetensors_files::SafetensorsFiles;
+use crate::config::LlamaConfig;
+use crate::error::{ModelError, Result};
+use crate::model::LlamaForCausalLM;
+
+/// Loads `dir/config.json` and the folder's safetensors weights onto `device`.
+pub fn load_model<B: Backend>(dir: &Path, device: &B::Device) -> Result<(LlamaConfig, LlamaForCausalLM<B>)> {
+    let config_path = dir.join("config.json");
+    if !config_path.is_file() {
+        return Err(ModelError::MissingFile { dir: dir.to_path_buf(), file: "config.json".into() });
+    }
+    let config = LlamaConfig::from_hf_file(&config_path)?;
+    let files = SafetensorsFiles::open(dir)?;
+    let model = load_weights(config.init(device), &files)?;
+    Ok((config, model))
+}
+
+/// Replaces every parameter of `model` with the checkpoint tensor of the same key.
+///
+/// The model's random initialisation is lazy and never runs for replaced parameters.
+pub fn load_weights<B: Backend>(model: LlamaForCausalLM<B>, files: &SafetensorsFiles) -> Result<LlamaForCausalLM<B>> {
+    let mut loader = Loader { files, path: TensorPath::default(), error: None };
+    let model = model.map(&mut loader);
+    match loader.error {
+        Some(error) => Err(error),
+        None => Ok(model),
+    }
+}
+
+/// A module mapper that swaps each parameter for its checkpoint tensor; the first error stops
+/// further reads and is reported after the walk.
+struct Loader<'a> {
+    files: &'a SafetensorsFiles,
+    path: TensorPath,
+    error: Option<ModelError>,
+}
+
+impl<B: Backend> ModuleMapper<B> for Loader<'_> {
+    fn enter_module(&mut self, name: &str, container_type: &str) {
+        self.path.enter(name, container_type);
+    }
+
+    fn exit_module(&mut self, _name: &str, _container_type: &str) {
+        self.path.exit();
+    }
+
+    fn map_float<const D: usize>(&mut self, param: Param<Tensor<B, D>>) -> Param<Tensor<B, D>> {
+        if self.error.is_some() {
+            return param;
+        }
+        let mut shape = param.lazy_shape().dims::<D>().to_vec();
+        let transpose = self.path.is_linear_weight();
+        if transpose {
+            shape.reverse();
+        }
+        let key = self.path.key();
+        match self.files.read_f32(&key, &shape) {
+            Ok(values) => {
+                let device = param.lazy_device();
+                let tensor = Tensor::<B, D>::from_data(TensorData::new(values, shape), &device);
+                // Linear weights keep the checkpoint's memory order; the transpose is a view.
+                let tensor = if transpose { tensor.transpose() } else { tensor };
+                Param::initialized(param.id, tensor)
+            }
+            Err(error) => {
+                self.error = Some(error);
+                param
+            }
+        }
+    }
+}

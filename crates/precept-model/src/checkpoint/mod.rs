@@ -1,0 +1,14 @@
+//! Hugging Face checkpoint folders: load and save `model.safetensors` (single or sharded).
+//!
+//! Module fields are named like checkpoint keys, so the mapping is the module path itself
+//! (`names::TensorPath`); the only transformation is that burn's `Linear` stores `[d_in, d_out]` where
+//! checkpoints store `[d_out, d_in]`.
+
+mod load;
+mod names;
+mod safetensors_files;
+mod save;
+
+pub use load::{load_model, load_weights};
+pub use safetensors_files::SafetensorsFiles;
+pub use save::{save_model, SaveDtype, SaveOptions};

@@ -1,0 +1,150 @@
+//! The Llama-family decoder: embeddings, decoder layers, final norm and output projection.
+
+use burn::module::Module;
+use burn::nn::{Embedding, EmbeddingConfig, Initializer, Linear};
+use burn::tensor::backend::Backend;
+use burn::tensor::module::linear;
+use burn::tensor::{Int, Tensor};
+
+use crate::attention::Attention;
+use crate::config::LlamaConfig;
+use crate::inputs::AttentionInputs;
+use crate::kv_cache::{KvCache, LayerKv};
+use crate::mlp::Mlp;
+use crate::rms_norm::RmsNorm;
+use crate::rope::RotaryEmbedding;
+
+/// One pre-norm decoder layer: attention then MLP, each added to the residual stream.
+#[derive(Module, Debug)]
+pub struct DecoderLayer<B: Backend> {
+    /// Norm before attention.
+    pub input_layernorm: RmsNorm<B>,
+    /// Self-attention.
+    pub self_attn: Attention<B>,
+    /// Norm before the MLP.
+    pub post_attention_layernorm: RmsNorm<B>,
+    /// Feed-forward block.
+    pub mlp: Mlp<B>,
+}
+
+impl<B: Backend> DecoderLayer<B> {
+    /// # Shapes
+    /// - x: `[batch, seq, d_model]` → `[batch, seq, d_model]`
+    pub fn forward(
+        &self,
+        x: Tensor<B, 3>,
+        rope: &RotaryEmbedding<B>,
+        inputs: &AttentionInputs<B>,
+        cache: Option<&mut LayerKv<B>>,
+    ) -> Tensor<B, 3> {
+        let x = x.clone() + self.self_attn.forward(self.input_layernorm.forward(x), rope, inputs, cache);
+        x.clone() + self.mlp.forward(self.post_attention_layernorm.forward(x))
+    }
+}
+
+/// The decoder stack (`model.*` keys in a checkpoint).
+#[derive(Module, Debug)]
+pub struct LlamaModel<B: Backend> {
+    /// Token embeddings, `[vocab, d_model]`.
+    pub embed_tokens: Embedding<B>,
+    /// Decoder layers.
+    pub layers: Vec<DecoderLayer<B>>,
+    /// Final norm.
+    pub norm: RmsNorm<B>,
+    /// Rotary tables (constant tensors, not saved).
+    pub rope: RotaryEmbedding<B>,
+}
+
+/// A causal language model: [`LlamaModel`] plus the output projection (`lm_head`).
+#[derive(Module, Debug)]
+pub struct LlamaForCausalLM<B: Backend> {
+    /// The decoder stack.
+    pub model: LlamaModel<B>,
+    /// Output projection; `None` when tied to `model.embed_tokens`.
+    pub lm_head: Option<Linear<B>>,
+}
+
+impl LlamaConfig {
+    /// Builds a randomly initialised model (weights are lazy: loading replaces them unrealised).
+    pub fn init<B: Backend>(&self, device: &B::Device) -> LlamaForCausalLM<B> {
+        let norm = || RmsNorm::new(self.hidden_size, self.rms_norm_eps, device);
+        let layers = (0..self.num_hidden_layers)
+            .map(|_| DecoderLayer {
+                input_layernorm: norm(),
+                self_attn: self.init_attention(device),
+                post_attention_layernorm: norm(),
+                mlp: self.init_mlp(device),
+            })
+            .collect();
+        let embed_tokens = EmbeddingConfig::new(self.vocab_size, self.hidden_size)
+            .with_initializer(Initializer::Normal { mean: 0.0, std: 0.02 })
+            .init(device);
+        let lm_head = (!self.tie_word_embeddings)
+            .then(|| self.linear_config(self.hidden_size, self.vocab_size, false).init(device));
+        LlamaForCausalLM {
+            model: LlamaModel { embed_tokens, layers, norm: norm(), rope: RotaryEmbedding::new(self, device) },
+            lm_head,
+        }
+    }
+}
+
+impl<B: Backend> LlamaModel<B> {
+    /// Final-norm hidden states for `tokens`, appending to `cache` when given.
+    ///
+    /// # Shapes
+    /// - tokens: `[batch, seq]` → `[batch, seq, d_model]`
+    pub fn forward(
+        &self,
+        tokens: Tensor<B, 2, Int>,
+        inputs: &AttentionInputs<B>,
+        mut cache: Option<&mut KvCache<B>>,
+    ) -> Tensor<B, 3> {
+        let mut x = self.embed_tokens.forward(tokens);
+        for (index, layer) in self.layers.iter().enumerate() {
+            let layer_cache = cache.as_deref_mut().map(|c| &mut c.layers[index]);
+            x = layer.forward(x, &self.rope, inputs, layer_cache);
+        }
+        self.norm.forward(x)
+    }
+}
+
+impl<B: Backend> LlamaForCausalLM<B> {
+    /// Logits for every position.
+    ///
+    /// # Shapes
+    /// - tokens: `[batch, seq]` → `[batch, seq, vocab]`
+    pub fn forward(
+        &self,
+        tokens: Tensor<B, 2, Int>,
+        inputs: &AttentionInputs<B>,
+        cache: Option<&mut KvCache<B>>,
+    ) -> Tensor<B, 3> {
+        self.logits(self.model.forward(tokens, inputs, cache))
+    }
+
+    /// Projects hidden states to vocabulary logits (through the embedding matrix when tied).
+    ///
+    /// # Shapes
+    /// - hidden: `[batch, seq, d_model]` → `[batch, seq, vocab]`
+    pub fn logits(&self, hidden: Tensor<B, 3>) -> Tensor<B, 3> {
+        match &self.lm_head {
+            Some(head) => head.forward(hidden),
+            None => linear(hidden, self.model.embed_tokens.weight.val().transpose(), None),
+        }
+    }
+
+    /// Number of decoder layers (the length of a matching [`KvCache`]).
+    pub fn num_layers(&self) -> usize {
+        self.model.layers.len()
+    }
+
+    /// An empty KV cache for this model.
+    pub fn new_cache(&self) -> KvCache<B> {
+        KvCache::new(self.num_layers())
+    }
+
+    /// Longest position the rotary tables cover.
+    pub fn max_positions(&self) -> usize {
+        self.model.rope.max_positions()
+    }
+}

@@ -1,0 +1,184 @@
+//! Whole-model tests on tiny random models (flex backend, fixed seed).
+
+use burn::backend::Flex;
+use burn::tensor::{Int, Tensor, TensorData};
+
+use crate::checkpoint::{load_model, save_model, SaveOptions};
+use crate::generate::{generate, GenerationConfig};
+use crate::{AttentionInputs, LlamaConfig, LlamaForCausalLM};
+
+type B = Flex;
+
+fn tiny_model(config: &LlamaConfig) -> LlamaForCausalLM<B> {
+    <B as burn::tensor::backend::Backend>::seed(&Default::default(), 42);
+    config.init(&Default::default())
+}
+
+fn tokens(ids: &[i64], batch: usize) -> Tensor<B, 2, Int> {
+    Tensor::from_data(TensorData::new(ids.to_vec(), [batch, ids.len() / batch]), &Default::default())
+}
+
+fn max_abs_diff(a: Tensor<B, 3>, b: Tensor<B, 3>) -> f32 {
+    (a - b).abs().max().into_scalar()
+}
+
+#[test]
+fn forward_returns_logits_for_every_position() {
+    let config = LlamaConfig::tiny();
+    let model = tiny_model(&config);
+    let inputs = AttentionInputs::causal(2, 5, 0, &Default::default());
+    let logits = model.forward(tokens(&[1, 2, 3, 4, 5, 6, 7, 8, 9, 10], 2), &inputs, None);
+    assert_eq!(logits.dims(), [2, 5, config.vocab_size]);
+    assert!(logits.abs().max().into_scalar().is_finite());
+}
+
+#[test]
+fn kv_cache_decoding_equals_the_full_forward() {
+    let config = LlamaConfig::tiny();
+    let model = tiny_model(&config);
+    let device = Default::default();
+    let ids = [5i64, 17, 3, 88, 41, 9];
+    let full = model.forward(tokens(&ids, 1), &AttentionInputs::causal(1, 6, 0, &device), None);
+    let mut cache = model.new_cache();
+    let first = model.forward(tokens(&ids[..4], 1), &AttentionInputs::causal(1, 4, 0, &device), Some(&mut cache));
+    let mut steps = vec![first];
+    for (i, &id) in ids[4..].iter().enumerate() {
+        let inputs = AttentionInputs::causal(1, 1, 4 + i, &device);
+        steps.push(model.forward(tokens(&[id], 1), &inputs, Some(&mut cache)));
+    }
+    assert_eq!(cache.len(), 6);
+    assert!(max_abs_diff(full, Tensor::cat(steps, 1)) < 1e-5);
+}
+
+#[test]
+fn left_padding_does_not_change_a_rows_logits() {
+    let config = LlamaConfig::tiny();
+    let model = tiny_model(&config);
+    let device = Default::default();
+    let alone = model.forward(tokens(&[7, 8, 9], 1), &AttentionInputs::causal(1, 3, 0, &device), None);
+    let padded = model.forward(tokens(&[0, 0, 7, 8, 9], 1), &AttentionInputs::left_padded(&[2], 5, 0, &device), None);
+    assert!(max_abs_diff(alone, padded.slice([0..1, 2..5, 0..config.vocab_size])) < 1e-5);
+}
+
+#[test]
+fn packed_rows_equal_separate_sequences() {
+    let config = LlamaConfig::tiny();
+    let model = tiny_model(&config);
+    let device = Default::default();
+    let a = model.forward(tokens(&[7, 8, 9], 1), &AttentionInputs::causal(1, 3, 0, &device), None);
+    let b = model.forward(tokens(&[4, 5], 1), &AttentionInputs::causal(1, 2, 0, &device), None);
+    let packed = model.forward(tokens(&[7, 8, 9, 4, 5], 1), &AttentionInputs::packed(&[vec![3, 2]], 5, &device), None);
+    assert!(max_abs_diff(Tensor::cat(vec![a, b], 1), packed) < 1e-5);
+}
+
+#[test]
+fn batched_greedy_generation_equals_single_runs() {
+    let config = LlamaConfig::tiny();
+    let model = tiny_model(&config);
+    let prompts: Vec<Vec<u32>> = (0..16).map(|i| (0..(1 + i % 5)).map(|j| (i * 7 + j * 3) as u32 % 97).collect()).collect();
+    let settings = GenerationConfig { max_new_tokens: 8, ..Default::default() };
+    let batched = generate(&model, &prompts, &settings, |_, _| false).unwrap();
+    for (prompt, together) in prompts.iter().zip(&batched) {
+        let alone = generate(&model, std::slice::from_ref(prompt), &settings, |_, _| false).unwrap();
+        assert_eq!(alone[0], *together, "prompt {prompt:?}");
+    }
+}
+
+#[test]
+fn generation_stops_at_eos_and_when_the_observer_asks() {
+    let config = LlamaConfig::tiny();
+    let model = tiny_model(&config);
+    let prompt = vec![vec![1u32, 2, 3]];
+    let free = generate(&model, &prompt, &GenerationConfig { max_new_tokens: 6, ..Default::default() }, |_, _| false).unwrap();
+    let eos = free[0].ids[2];
+    let settings = GenerationConfig { max_new_tokens: 6, eos_token_ids: vec![eos], ..Default::default() };
+    let stopped = generate(&model, &prompt, &settings, |_, _| false).unwrap();
+    let first_eos = free[0].ids.iter().position(|&t| t == eos).unwrap();
+    assert_eq!(stopped[0].ids, free[0].ids[..=first_eos]);
+    assert_eq!(stopped[0].finish, crate::generate::FinishReason::Eos);
+    let mut seen = 0;
+    let observed = generate(&model, &prompt, &GenerationConfig { max_new_tokens: 6, ..Default::default() }, |_, _| {
+        seen += 1;
+        seen == 2
+    })
+    .unwrap();
+    assert_eq!(observed[0].ids.len(), 2);
+}
+
+#[test]
+fn over_long_and_empty_prompts_are_errors() {
+    let config = LlamaConfig::tiny();
+    let model = tiny_model(&config);
+    let long = vec![vec![1u32; 120]];
+    let err = generate(&model, &long, &GenerationConfig { max_new_tokens: 20, ..Default::default() }, |_, _| false);
+    assert!(err.unwrap_err().to_string().contains("exceeds the model's 128 positions"));
+    let err = generate(&model, &[vec![1], vec![]], &GenerationConfig::default(), |_, _| false);
+    assert_eq!(err.unwrap_err().to_string(), "prompt 1: the prompt is empty");
+}
+
+fn save_and_reload(config: &LlamaConfig) -> (LlamaForCausalLM<B>, LlamaForCausalLM<B>, tempfile::TempDir) {
+    let model = tiny_model(config);
+    let dir = tempfile::tempdir().unwrap();
+    save_model(&model, config, dir.path(), &SaveOptions::default()).unwrap();
+    let (loaded_config, loaded) = load_model::<B>(dir.path(), &Default::default()).unwrap();
+    assert_eq!(&loaded_config, config);
+    (model, loaded, dir)
+}
+
+/// Parameters are equal bit for bit when their saved checkpoints are byte-identical.
+fn assert_same_parameters(a: &LlamaForCausalLM<B>, b: &LlamaForCausalLM<B>, config: &LlamaConfig) {
+    let saved = |m: &LlamaForCausalLM<B>| {
+        let dir = tempfile::tempdir().unwrap();
+        save_model(m, config, dir.path(), &SaveOptions::default()).unwrap();
+        std::fs::read(dir.path().join("model.safetensors")).unwrap()
+    };
+    assert!(saved(a) == saved(b), "parameters differ after the round trip");
+}
+
+#[test]
+fn save_then_load_round_trips_bit_for_bit_with_tied_embeddings() {
+    let config = LlamaConfig::tiny().with_tie_word_embeddings(true);
+    let (model, loaded, dir) = save_and_reload(&config);
+    let files = crate::checkpoint::SafetensorsFiles::open(dir.path()).unwrap();
+    assert!(!files.keys().any(|k| k == "lm_head.weight"));
+    assert!(files.keys().any(|k| k == "model.layers.1.self_attn.q_proj.weight"));
+    assert_same_parameters(&model, &loaded, &config);
+}
+
+#[test]
+fn untied_gqa_model_with_qkv_bias_round_trips_and_keeps_its_logits() {
+    let config = LlamaConfig { num_key_value_heads: 1, ..LlamaConfig::tiny() }.with_qkv_bias(true);
+    let (model, loaded, dir) = save_and_reload(&config);
+    let files = crate::checkpoint::SafetensorsFiles::open(dir.path()).unwrap();
+    assert!(files.keys().any(|k| k == "lm_head.weight"));
+    assert!(files.keys().any(|k| k == "model.layers.0.self_attn.k_proj.bias"));
+    assert_eq!(files.read_f32("model.layers.0.self_attn.k_proj.weight", &[8, 32]).unwrap().len(), 256);
+    assert_same_parameters(&model, &loaded, &config);
+    let inputs = AttentionInputs::causal(1, 4, 0, &Default::default());
+    let ids = tokens(&[3, 1, 4, 1], 1);
+    assert_eq!(max_abs_diff(model.forward(ids.clone(), &inputs, None), loaded.forward(ids, &inputs, None)), 0.0);
+}
+
+#[test]
+fn gqa_equals_multi_head_attention_with_repeated_kv_heads() {
+    use burn::module::Param;
+    // A GQA model (2 kv heads for 4 query heads) must equal an MHA model whose k/v projections
+    // repeat each kv head for the two query heads that share it.
+    let gqa_config = LlamaConfig { num_hidden_layers: 1, ..LlamaConfig::tiny() };
+    let gqa = tiny_model(&gqa_config);
+    let inputs = AttentionInputs::causal(1, 5, 0, &Default::default());
+    let ids = tokens(&[9, 8, 7, 6, 5], 1);
+    // Run first: parameters are lazy, and a clone of an unrealised one would draw new values.
+    let expected = gqa.forward(ids.clone(), &inputs, None);
+    let mut mha = gqa.clone();
+    let repeat = |w: Tensor<B, 2>| {
+        // [d_in, kv*hd] -> [d_in, kv, 1, hd] -> repeat group -> [d_in, heads*hd]
+        let [d_in, _] = w.dims();
+        w.reshape([d_in, 2, 1, 8]).repeat_dim(2, 2).reshape([d_in, 32])
+    };
+    let attn = &mut mha.model.layers[0].self_attn;
+    attn.k_proj.weight = Param::from_tensor(repeat(attn.k_proj.weight.val()));
+    attn.v_proj.weight = Param::from_tensor(repeat(attn.v_proj.weight.val()));
+    attn.num_kv_heads = 4;
+    assert!(max_abs_diff(expected, mha.forward(ids, &inputs, None)) < 1e-5);
+}
