@@ -1,5 +1,37 @@
-//! Data for precept: tokenisation, chat templates and crash-safe file output.
+//! Data for precept: conversations, tokenisation, chat templates and crash-safe file output.
+//!
+//! A model folder is read by [`Tokenizer::from_dir`]: `tokenizer.json` gives the Hugging Face
+//! tokenizer, `tokenizer_config.json` the [`SpecialTokens`] and the [`ChatTemplate`],
+//! `generation_config.json` the stop ids. A conversation is a list of [`Message`]s (a [`Role`]
+//! and text); [`ChatTemplate::render`] turns it into the exact prompt text transformers'
+//! `apply_chat_template` would produce, [`Tokenizer::encode`] turns that into ids, and during
+//! generation a [`TokenStream`] turns ids back into text as they arrive.
+//!
+//! ```text
+//! Vec<Message> ──ChatTemplate::render──> String ──Tokenizer::encode──> Vec<u32>
+//! generated ids ──TokenStream::step──> text fragments
+//! ```
+//!
+//! Every failure is a [`DataError`] naming the file, field, template or message involved.
+//! Output files go through [`write_atomic`], so a crash never leaves a truncated file.
+
+// Tests may unwrap: a panic there is the failure report.
+#![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used))]
 
 mod atomic;
+mod chat_template;
+mod error;
+mod hf_config;
+mod message;
+mod python_compat;
+mod special_tokens;
+mod token_stream;
+mod tokenizer;
 
 pub use atomic::{write_atomic, write_atomic_with};
+pub use chat_template::ChatTemplate;
+pub use error::{DataError, Result};
+pub use message::{Message, Role};
+pub use special_tokens::SpecialTokens;
+pub use token_stream::TokenStream;
+pub use tokenizer::Tokenizer;

@@ -1,0 +1,209 @@
+//! The one error type of this crate: every variant names the file, field, template or message
+//! that caused it.
+
+use std::io;
+use std::path::PathBuf;
+
+/// `Result` with [`DataError`] as the default error.
+pub type Result<T, E = DataError> = std::result::Result<T, E>;
+
+/// Everything that can go wrong while reading tokenizers, configs and chat templates.
+///
+/// Inner errors are part of the message (`{error}`) rather than a `source()`, so printing the
+/// error alone, or its chain with `{:#}`, says everything once.
+#[derive(Debug, thiserror::Error)]
+pub enum DataError {
+    /// A model folder has no `tokenizer.json`.
+    #[error("{dir}: no tokenizer.json found")]
+    MissingTokenizer {
+        /// The folder that was searched.
+        dir: PathBuf,
+    },
+
+    /// A file could not be read.
+    #[error("{path}: {error}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// What the operating system said.
+        error: io::Error,
+    },
+
+    /// A file is larger than this crate is willing to load into memory.
+    #[error("{path}: {size} bytes is more than the {limit}-byte limit for this file")]
+    TooLarge {
+        /// The file.
+        path: PathBuf,
+        /// Its size in bytes.
+        size: u64,
+        /// The largest size accepted.
+        limit: u64,
+    },
+
+    /// `tokenizer.json` exists but the `tokenizers` library cannot load it.
+    #[error("{path}: not a valid tokenizer: {error}")]
+    InvalidTokenizer {
+        /// The `tokenizer.json` file.
+        path: PathBuf,
+        /// What the `tokenizers` library said.
+        error: tokenizers::Error,
+    },
+
+    /// A JSON config file (`tokenizer_config.json`, `generation_config.json`) is malformed or has
+    /// a field of the wrong type.
+    #[error("{path}: {error}")]
+    InvalidJson {
+        /// The file.
+        path: PathBuf,
+        /// The parser's message, with line and column.
+        error: serde_json::Error,
+    },
+
+    /// A config field has the wrong type.
+    #[error("{path}: field `{field}` must be {expected}")]
+    InvalidField {
+        /// The config file.
+        path: PathBuf,
+        /// The field, as written in the file.
+        field: String,
+        /// What the field may hold.
+        expected: &'static str,
+    },
+
+    /// `chat_template` is a list of named templates and none is called `default`.
+    #[error(
+        "{path}: field `chat_template` names the templates {names:?} but none is called `default`"
+    )]
+    NoDefaultTemplate {
+        /// The config file holding the list.
+        path: PathBuf,
+        /// The names that were present.
+        names: Vec<String>,
+    },
+
+    /// A message role other than `system`, `user` or `assistant`.
+    #[error("unknown role `{role}` (expected `system`, `user` or `assistant`)")]
+    UnknownRole {
+        /// The role as written.
+        role: String,
+    },
+
+    /// A chat template does not parse.
+    #[error("chat template of {path}: {error}")]
+    TemplateSyntax {
+        /// Where the template came from.
+        path: PathBuf,
+        /// The template engine's message, with the template line.
+        error: minijinja::Error,
+    },
+
+    /// A chat template failed while rendering a conversation.
+    #[error("chat template of {path}: {}{error}", at_message(*.index))]
+    TemplateRender {
+        /// Where the template came from.
+        path: PathBuf,
+        /// The message the template was looking at when it failed, if any.
+        index: Option<usize>,
+        /// The template engine's message, with the template line.
+        error: minijinja::Error,
+    },
+
+    /// A chat template called `raise_exception(message)`, usually to reject a conversation
+    /// (for example roles that do not alternate).
+    #[error("chat template of {path}: {}{message}", at_message(*.index))]
+    TemplateRaised {
+        /// Where the template came from.
+        path: PathBuf,
+        /// The message the template was looking at when it raised, if any.
+        index: Option<usize>,
+        /// The text the template passed to `raise_exception`.
+        message: String,
+    },
+
+    /// The tokenizer could not encode a text.
+    #[error("cannot tokenise the text starting {snippet:?}: {error}")]
+    Encode {
+        /// The first characters of the text.
+        snippet: String,
+        /// What the `tokenizers` library said.
+        error: tokenizers::Error,
+    },
+
+    /// The tokenizer could not decode token ids (usually an id outside the vocabulary).
+    #[error("cannot decode {} token ids starting {:?}: {error}", .ids.len(), first_ids(.ids))]
+    Decode {
+        /// The ids that were passed.
+        ids: Vec<u32>,
+        /// What the `tokenizers` library said.
+        error: tokenizers::Error,
+    },
+
+    /// Incremental decoding found that a new token rewrote text already handed out.
+    #[error(
+        "streaming decode: token {id} changed text already emitted ({emitted:?} is no longer a prefix of {decoded:?})"
+    )]
+    StreamRewrite {
+        /// The token that was just added.
+        id: u32,
+        /// The text emitted so far for the current window.
+        emitted: String,
+        /// The window's text after adding `id`.
+        decoded: String,
+    },
+}
+
+/// `"message 3: "`, or nothing when the failing message is unknown.
+fn at_message(index: Option<usize>) -> String {
+    index
+        .map(|index| format!("message {index}: "))
+        .unwrap_or_default()
+}
+
+/// At most the first eight ids, so a long sequence does not flood the message.
+fn first_ids(ids: &[u32]) -> &[u32] {
+    &ids[..ids.len().min(8)]
+}
+
+/// The first 40 characters of `text`, for error messages.
+pub(crate) fn snippet(text: &str) -> String {
+    text.chars().take(40).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn render_errors_name_the_message_only_when_it_is_known() {
+        let with = DataError::TemplateRaised {
+            path: PathBuf::from("m/tokenizer_config.json"),
+            index: Some(2),
+            message: "roles must alternate".into(),
+        };
+        assert_eq!(
+            with.to_string(),
+            "chat template of m/tokenizer_config.json: message 2: roles must alternate"
+        );
+        let without = DataError::TemplateRaised {
+            path: PathBuf::from("m/tokenizer_config.json"),
+            index: None,
+            message: "no".into(),
+        };
+        assert_eq!(
+            without.to_string(),
+            "chat template of m/tokenizer_config.json: no"
+        );
+    }
+
+    #[test]
+    fn decode_errors_show_only_the_first_ids() {
+        let err = DataError::Decode {
+            ids: (0..20).collect(),
+            error: "bad id".into(),
+        };
+        assert_eq!(
+            err.to_string(),
+            "cannot decode 20 token ids starting [0, 1, 2, 3, 4, 5, 6, 7]: bad id"
+        );
+    }
+}
