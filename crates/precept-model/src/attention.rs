@@ -10,7 +10,8 @@ use burn::tensor::Tensor;
 use crate::config::LlamaConfig;
 use crate::inputs::AttentionInputs;
 use crate::kv_cache::LayerKv;
-use crate::rope::RotaryEmbedding;
+use crate::project::project;
+use crate::rope::RotaryAngles;
 
 /// Multi-head attention where `num_heads / num_kv_heads` query heads share each key/value head.
 ///
@@ -60,46 +61,61 @@ impl LlamaConfig {
 impl<B: Backend> Attention<B> {
     /// Attends over the cached keys followed by this call's keys.
     ///
+    /// Query heads are grouped under their key/value head (`[batch, kv_heads, group·seq, head_dim]`)
+    /// so grouped-query attention never copies keys or values per query head.
+    ///
     /// # Shapes
     /// - x: `[batch, seq, d_model]` → `[batch, seq, d_model]`
     /// - `inputs.mask`: `[batch, 1, seq, cached + seq]`
     pub fn forward(
         &self,
         x: Tensor<B, 3>,
-        rope: &RotaryEmbedding<B>,
+        angles: &QkAngles<B>,
         inputs: &AttentionInputs<B>,
         cache: Option<&mut LayerKv<B>>,
     ) -> Tensor<B, 3> {
         let [batch, seq, _] = x.dims();
-        let q = rope.apply(self.heads(self.q_proj.forward(x.clone()), self.num_heads), &inputs.positions);
-        let k = rope.apply(self.heads(self.k_proj.forward(x.clone()), self.num_kv_heads), &inputs.positions);
-        let v = self.heads(self.v_proj.forward(x), self.num_kv_heads);
+        let (kv_heads, head_dim) = (self.num_kv_heads, self.head_dim);
+        let group = self.num_heads / kv_heads;
+        let q = angles.q.apply(project(&self.q_proj, x.clone()));
+        let k = self.kv_heads(angles.k.apply(project(&self.k_proj, x.clone())));
+        let v = self.kv_heads(project(&self.v_proj, x));
         let (k, v) = match cache {
             Some(cache) => cache.append(k, v),
             None => (k, v),
         };
         let total = k.dims()[2];
-        let mask = inputs.mask.clone().expand([batch, self.num_heads, seq, total]);
+        let q = q
+            .reshape([batch, seq, kv_heads, group, head_dim])
+            .permute([0, 2, 3, 1, 4])
+            .reshape([batch, kv_heads, group * seq, head_dim]);
+        let mask = inputs
+            .mask
+            .clone()
+            .unsqueeze_dim::<5>(2)
+            .expand([batch, 1, group, seq, total])
+            .reshape([batch, 1, group * seq, total])
+            .expand([batch, kv_heads, group * seq, total]);
         let options = AttentionModuleOptions { scale: None, softcap: None, is_causal: false };
-        let out = attention(q, self.share_kv(k), self.share_kv(v), Some(mask), None, options);
-        self.o_proj.forward(out.swap_dims(1, 2).reshape([batch, seq, self.num_heads * self.head_dim]))
+        let out = attention(q, k, v, Some(mask), None, options)
+            .reshape([batch, kv_heads, group, seq, head_dim])
+            .permute([0, 3, 1, 2, 4])
+            .reshape([batch, seq, self.num_heads * head_dim]);
+        project(&self.o_proj, out)
     }
 
-    /// `[batch, seq, heads·head_dim] → [batch, heads, seq, head_dim]`.
-    fn heads(&self, x: Tensor<B, 3>, heads: usize) -> Tensor<B, 4> {
+    /// `[batch, seq, kv_heads·head_dim] → [batch, kv_heads, seq, head_dim]`.
+    fn kv_heads(&self, x: Tensor<B, 3>) -> Tensor<B, 4> {
         let [batch, seq, _] = x.dims();
-        x.reshape([batch, seq, heads, self.head_dim]).swap_dims(1, 2)
+        x.reshape([batch, seq, self.num_kv_heads, self.head_dim]).swap_dims(1, 2)
     }
+}
 
-    /// Repeats each key/value head for the query heads of its group (GQA).
-    fn share_kv(&self, x: Tensor<B, 4>) -> Tensor<B, 4> {
-        let group = self.num_heads / self.num_kv_heads;
-        if group == 1 {
-            return x;
-        }
-        let [batch, kv_heads, seq, head_dim] = x.dims();
-        x.unsqueeze_dim::<5>(2)
-            .expand([batch, kv_heads, group, seq, head_dim])
-            .reshape([batch, kv_heads * group, seq, head_dim])
-    }
+/// Rotations of queries and keys for one forward pass, shared by every layer.
+#[derive(Debug, Clone)]
+pub struct QkAngles<B: Backend> {
+    /// For the query heads.
+    pub q: RotaryAngles<B>,
+    /// For the key heads.
+    pub k: RotaryAngles<B>,
 }

@@ -93,6 +93,26 @@ pub enum ModelError {
         /// What is wrong, naming the tensor or metadata key where there is one.
         message: String,
     },
+    /// A GGUF metadata entry is missing, of the wrong type, or out of range.
+    #[error("{path}: metadata `{key}`: {message}")]
+    GgufMetadata {
+        /// The GGUF file.
+        path: PathBuf,
+        /// The metadata key, such as `llama.block_count`.
+        key: String,
+        /// What is wrong with it.
+        message: String,
+    },
+    /// A GGUF tensor is malformed, truncated or stored in a type we cannot import.
+    #[error("{path}: tensor `{tensor}`: {message}")]
+    GgufTensor {
+        /// The GGUF file.
+        path: PathBuf,
+        /// The tensor name as stored in the file, such as `blk.0.attn_q.weight`.
+        tensor: String,
+        /// What is wrong with it.
+        message: String,
+    },
 }
 
 impl ModelError {

@@ -17,19 +17,21 @@ mod inputs;
 mod kv_cache;
 mod mlp;
 mod model;
+mod project;
 mod rms_norm;
 mod rope;
 pub mod sampling;
 
-pub use attention::Attention;
+pub use attention::{Attention, QkAngles};
 pub use config::{Llama3RopeScaling, LlamaConfig};
 pub use error::{ModelError, Result};
 pub use inputs::AttentionInputs;
 pub use kv_cache::{KvCache, LayerKv};
 pub use mlp::Mlp;
 pub use model::{DecoderLayer, LlamaForCausalLM, LlamaModel};
+pub use project::set_matvec_split;
 pub use rms_norm::RmsNorm;
-pub use rope::RotaryEmbedding;
+pub use rope::{RotaryAngles, RotaryEmbedding};
 
 #[cfg(test)]
 mod tests;

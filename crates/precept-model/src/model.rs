@@ -3,14 +3,14 @@
 use burn::module::Module;
 use burn::nn::{Embedding, EmbeddingConfig, Initializer, Linear};
 use burn::tensor::backend::Backend;
-use burn::tensor::module::linear;
 use burn::tensor::{Int, Tensor};
 
-use crate::attention::Attention;
+use crate::attention::{Attention, QkAngles};
 use crate::config::LlamaConfig;
 use crate::inputs::AttentionInputs;
 use crate::kv_cache::{KvCache, LayerKv};
 use crate::mlp::Mlp;
+use crate::project::project;
 use crate::rms_norm::RmsNorm;
 use crate::rope::RotaryEmbedding;
 
@@ -33,11 +33,11 @@ impl<B: Backend> DecoderLayer<B> {
     pub fn forward(
         &self,
         x: Tensor<B, 3>,
-        rope: &RotaryEmbedding<B>,
+        angles: &QkAngles<B>,
         inputs: &AttentionInputs<B>,
         cache: Option<&mut LayerKv<B>>,
     ) -> Tensor<B, 3> {
-        let x = x.clone() + self.self_attn.forward(self.input_layernorm.forward(x), rope, inputs, cache);
+        let x = x.clone() + self.self_attn.forward(self.input_layernorm.forward(x), angles, inputs, cache);
         x.clone() + self.mlp.forward(self.post_attention_layernorm.forward(x))
     }
 }
@@ -100,9 +100,16 @@ impl<B: Backend> LlamaModel<B> {
         mut cache: Option<&mut KvCache<B>>,
     ) -> Tensor<B, 3> {
         let mut x = self.embed_tokens.forward(tokens);
+        let angles = match self.layers.first() {
+            Some(layer) => QkAngles {
+                q: self.rope.angles(&inputs.positions, layer.self_attn.num_heads),
+                k: self.rope.angles(&inputs.positions, layer.self_attn.num_kv_heads),
+            },
+            None => return self.norm.forward(x),
+        };
         for (index, layer) in self.layers.iter().enumerate() {
             let layer_cache = cache.as_deref_mut().map(|c| &mut c.layers[index]);
-            x = layer.forward(x, &self.rope, inputs, layer_cache);
+            x = layer.forward(x, &angles, inputs, layer_cache);
         }
         self.norm.forward(x)
     }
@@ -128,8 +135,15 @@ impl<B: Backend> LlamaForCausalLM<B> {
     /// - hidden: `[batch, seq, d_model]` → `[batch, seq, vocab]`
     pub fn logits(&self, hidden: Tensor<B, 3>) -> Tensor<B, 3> {
         match &self.lm_head {
-            Some(head) => head.forward(hidden),
-            None => linear(hidden, self.model.embed_tokens.weight.val().transpose(), None),
+            Some(head) => project(head, hidden),
+            None => {
+                // A 2-D product reads the embedding matrix through its transposed strides; the
+                // batched `linear` path would copy all of it on every call.
+                let [batch, seq, d_model] = hidden.dims();
+                let embedding = self.model.embed_tokens.weight.val();
+                let vocab = embedding.dims()[0];
+                hidden.reshape([batch * seq, d_model]).matmul(embedding.transpose()).reshape([batch, seq, vocab])
+            }
         }
     }
 

@@ -45,6 +45,9 @@ fn llama3_rescale(inv_freq: f64, s: &Llama3RopeScaling) -> f64 {
 
 impl<B: Backend> RotaryEmbedding<B> {
     /// Builds the tables for positions `0..config.max_position_embeddings`.
+    ///
+    /// The sine table carries the sign of `rotate_half` (`[-sin, sin]` over the two halves), so
+    /// a rotation is `x·cos + swap_halves(x)·sin`.
     pub fn new(config: &LlamaConfig, device: &B::Device) -> Self {
         let inv_freq = inverse_frequencies(config);
         let (positions, d) = (config.max_position_embeddings, config.head_dim);
@@ -53,9 +56,9 @@ impl<B: Backend> RotaryEmbedding<B> {
         for p in 0..positions {
             // Angles in float32 like transformers, so long positions round the same way.
             let angles: Vec<f32> = inv_freq.iter().map(|f| (p as f32) * (*f as f32)).collect();
-            for _half in 0..2 {
+            for sign in [-1.0f32, 1.0] {
                 cos.extend(angles.iter().map(|a| a.cos()));
-                sin.extend(angles.iter().map(|a| a.sin()));
+                sin.extend(angles.iter().map(|a| sign * a.sin()));
             }
         }
         let table = |v: Vec<f32>| Tensor::from_data(TensorData::new(v, [positions, d]), device);
@@ -67,26 +70,50 @@ impl<B: Backend> RotaryEmbedding<B> {
         self.cos.dims()[0]
     }
 
-    /// Rotates queries or keys by their positions.
-    ///
-    /// # Shapes
-    /// - x: `[batch, heads, seq, head_dim]`
-    /// - positions: `[batch, seq]`, each below [`Self::max_positions`]
-    pub fn apply(&self, x: Tensor<B, 4>, positions: &Tensor<B, 2, Int>) -> Tensor<B, 4> {
-        let [batch, _heads, seq, head_dim] = x.dims();
+    /// The rotation for `heads` heads at `positions` (`[batch, seq]`, each below
+    /// [`Self::max_positions`]), laid out like a projection's output so that applying it is two
+    /// same-shape products; computed once per forward pass and shared by every layer.
+    pub fn angles(&self, positions: &Tensor<B, 2, Int>, heads: usize) -> RotaryAngles<B> {
+        let [batch, seq] = positions.dims();
+        let head_dim = self.cos.dims()[1];
         let flat = positions.clone().reshape([batch * seq]);
-        let gather = |table: &Tensor<B, 2>| table.clone().select(0, flat.clone()).reshape([batch, 1, seq, head_dim]);
-        let (cos, sin) = (gather(&self.cos), gather(&self.sin));
-        x.clone() * cos + rotate_half(x) * sin
+        let gather = |table: &Tensor<B, 2>| {
+            table
+                .clone()
+                .select(0, flat.clone())
+                .reshape([batch, seq, 1, head_dim])
+                .repeat_dim(2, heads)
+                .reshape([batch, seq, heads * head_dim])
+        };
+        RotaryAngles { cos: gather(&self.cos), sin: gather(&self.sin), head_dim }
     }
 }
 
-/// `[x1, x2] -> [-x2, x1]` on the last dimension.
-fn rotate_half<B: Backend>(x: Tensor<B, 4>) -> Tensor<B, 4> {
-    let [b, h, s, d] = x.dims();
-    let x1 = x.clone().slice([0..b, 0..h, 0..s, 0..d / 2]);
-    let x2 = x.slice([0..b, 0..h, 0..s, d / 2..d]);
-    Tensor::cat(vec![x2.neg(), x1], 3)
+/// Rotation factors for one head count, `[batch, seq, heads·head_dim]`.
+#[derive(Debug, Clone)]
+pub struct RotaryAngles<B: Backend> {
+    cos: Tensor<B, 3>,
+    sin: Tensor<B, 3>,
+    head_dim: usize,
+}
+
+impl<B: Backend> RotaryAngles<B> {
+    /// Rotates every head of a query or key projection.
+    ///
+    /// # Shapes
+    /// - x: `[batch, seq, heads·head_dim]` → same
+    pub fn apply(&self, x: Tensor<B, 3>) -> Tensor<B, 3> {
+        x.clone() * self.cos.clone() + swap_halves(x, self.head_dim) * self.sin.clone()
+    }
+}
+
+/// `[x1, x2] -> [x2, x1]` within each head.
+fn swap_halves<B: Backend>(x: Tensor<B, 3>, head_dim: usize) -> Tensor<B, 3> {
+    let [b, s, width] = x.dims();
+    let heads = x.reshape([b, s, width / head_dim, head_dim]);
+    let first = heads.clone().narrow(3, 0, head_dim / 2);
+    let second = heads.narrow(3, head_dim / 2, head_dim / 2);
+    Tensor::cat(vec![second, first], 3).reshape([b, s, width])
 }
 
 #[cfg(test)]
@@ -99,12 +126,12 @@ mod tests {
         let device = Default::default();
         let config = LlamaConfig::tiny();
         let rope = RotaryEmbedding::<Flex>::new(&config, &device);
-        let x = Tensor::<Flex, 4>::random([1, 2, 3, 8], burn::tensor::Distribution::Default, &device);
+        let x = Tensor::<Flex, 3>::random([1, 3, 16], burn::tensor::Distribution::Default, &device);
         let positions = Tensor::<Flex, 2, Int>::from_data(TensorData::new(vec![0i64, 5, 77], [1, 3]), &device);
-        let y = rope.apply(x.clone(), &positions);
-        let first = |t: Tensor<Flex, 4>| t.slice([0..1, 0..2, 0..1, 0..8]);
+        let y = rope.angles(&positions, 2).apply(x.clone());
+        let first = |t: Tensor<Flex, 3>| t.slice([0..1, 0..1, 0..16]);
         first(y.clone()).into_data().assert_approx_eq::<f32>(&first(x.clone()).into_data(), Default::default());
-        let norms = |t: Tensor<Flex, 4>| t.square().sum_dim(3).into_data();
+        let norms = |t: Tensor<Flex, 3>| t.reshape([1, 3, 2, 8]).square().sum_dim(3).into_data();
         norms(y).assert_approx_eq::<f32>(&norms(x), Default::default());
     }
 
@@ -114,9 +141,9 @@ mod tests {
         let device = Default::default();
         let config = LlamaConfig { head_dim: 4, ..LlamaConfig::tiny() }.with_rope_theta(100.0);
         let rope = RotaryEmbedding::<Flex>::new(&config, &device);
-        let x = Tensor::<Flex, 4>::from_data(TensorData::new(vec![1.0f32, 0.0, 0.0, 0.0], [1, 1, 1, 4]), &device);
+        let x = Tensor::<Flex, 3>::from_data(TensorData::new(vec![1.0f32, 0.0, 0.0, 0.0], [1, 1, 4]), &device);
         let positions = Tensor::<Flex, 2, Int>::from_data(TensorData::new(vec![1i64], [1, 1]), &device);
-        let y = rope.apply(x, &positions).into_data().to_vec::<f32>().unwrap();
+        let y = rope.angles(&positions, 1).apply(x).into_data().to_vec::<f32>().unwrap();
         // f[0] = 1, so dim 0 -> cos(1) and dim 2 (its pair) -> sin(1); dims 1 and 3 untouched.
         let expected = [1f32.cos(), 0.0, 1f32.sin(), 0.0];
         for (a, b) in y.iter().zip(expected) {

@@ -64,11 +64,14 @@ impl<B: Backend> ModuleMapper<B> for Loader<'_> {
         }
         let key = self.path.key();
         match self.files.read_f32(&key, &shape) {
-            Ok(values) => {
-                let device = param.lazy_device();
-                let tensor = Tensor::<B, D>::from_data(TensorData::new(values, shape), &device);
-                // Linear weights keep the checkpoint's memory order; the transpose is a view.
-                let tensor = if transpose { tensor.transpose() } else { tensor };
+            Ok(mut values) => {
+                if transpose {
+                    // burn's Linear multiplies by a `[d_in, d_out]` weight; storing it contiguous
+                    // in that order keeps the forward pass free of per-call copies.
+                    values = transpose_2d(&values, shape[0], shape[1]);
+                    shape.reverse();
+                }
+                let tensor = Tensor::<B, D>::from_data(TensorData::new(values, shape), &param.lazy_device());
                 Param::initialized(param.id, tensor)
             }
             Err(error) => {
@@ -77,4 +80,15 @@ impl<B: Backend> ModuleMapper<B> for Loader<'_> {
             }
         }
     }
+}
+
+/// `[rows, cols]` row-major → `[cols, rows]` row-major.
+fn transpose_2d(values: &[f32], rows: usize, cols: usize) -> Vec<f32> {
+    let mut out = vec![0.0; values.len()];
+    for (r, row) in values.chunks_exact(cols).enumerate() {
+        for (c, &x) in row.iter().enumerate() {
+            out[c * rows + r] = x;
+        }
+    }
+    out
 }
