@@ -1,0 +1,196 @@
+//! Command-line arguments (clap derive).
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::device::DeviceChoice;
+
+/// Align open-weights language models: import, inspect and generate (SFT, DPO, constitutions and
+/// safety evaluation build on these).
+#[derive(Debug, Parser)]
+#[command(name = "precept", version, about)]
+pub struct Cli {
+    /// Compute device: cpu, cuda[:N] or wgpu[:N].
+    #[arg(long, global = true, default_value = "cpu")]
+    pub device: DeviceChoice,
+    /// Print only errors on stderr.
+    #[arg(long, short, global = true)]
+    pub quiet: bool,
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Convert a model from another format into a Hugging Face folder.
+    #[command(subcommand)]
+    Import(ImportCommand),
+    /// Show the token ids of a text.
+    Tokenize(TokenizeArgs),
+    /// Show the last position's top logits and the sequence log-probability.
+    Logits(LogitsArgs),
+    /// Generate a continuation or a chat reply.
+    Generate(GenerateArgs),
+    /// Measure speed.
+    #[command(subcommand)]
+    Bench(BenchCommand),
+    /// Write a model folder with random weights in the shape of a config.json (for benchmarks
+    /// and GPU checks where real weights cannot travel).
+    RandomWeights(RandomWeightsArgs),
+}
+
+/// Element type of saved weights.
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum DtypeArg {
+    /// 32-bit float.
+    F32,
+    /// IEEE half.
+    F16,
+    /// bfloat16.
+    Bf16,
+}
+
+/// `precept random-weights`
+#[derive(Debug, Args)]
+pub struct RandomWeightsArgs {
+    /// A Hugging Face config.json; tokenizer files beside it are copied too.
+    #[arg(long)]
+    pub config: PathBuf,
+    /// Output folder.
+    #[arg(long)]
+    pub out: PathBuf,
+    /// Element type of the saved weights.
+    #[arg(long, value_enum, default_value = "f32")]
+    pub dtype: DtypeArg,
+    /// Random seed.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+}
+
+/// `precept import …`
+#[derive(Debug, Subcommand)]
+pub enum ImportCommand {
+    /// Import a llama.cpp GGUF file (dequantising its weights).
+    Gguf {
+        /// The .gguf file.
+        file: PathBuf,
+        /// Output folder.
+        #[arg(long)]
+        out: PathBuf,
+    },
+}
+
+/// Text input shared by tokenize, logits and generate.
+#[derive(Debug, Args)]
+pub struct TextArgs {
+    /// Model folder (Hugging Face layout).
+    #[arg(long)]
+    pub model: PathBuf,
+    /// Wrap the text as one user message in the model's chat template (with the generation prompt).
+    #[arg(long)]
+    pub chat: bool,
+    /// Print JSON instead of text.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `precept tokenize`
+#[derive(Debug, Args)]
+pub struct TokenizeArgs {
+    /// Model, template and output settings.
+    #[command(flatten)]
+    pub common: TextArgs,
+    /// The text, used as is (no special tokens added) unless `--chat`.
+    #[arg(long)]
+    pub text: String,
+}
+
+/// `precept logits`
+#[derive(Debug, Args)]
+pub struct LogitsArgs {
+    /// Model, template and output settings.
+    #[command(flatten)]
+    pub common: TextArgs,
+    /// The text, used as is unless `--chat`.
+    #[arg(long, conflicts_with = "ids", required_unless_present = "ids")]
+    pub text: Option<String>,
+    /// Token ids, comma-separated.
+    #[arg(long, value_delimiter = ',')]
+    pub ids: Option<Vec<u32>>,
+    /// How many of the largest last-position logits to show.
+    #[arg(long, default_value_t = 10)]
+    pub top: usize,
+}
+
+/// Decoding settings.
+#[derive(Debug, Args, Clone)]
+pub struct SamplingArgs {
+    /// Most new tokens.
+    #[arg(long, default_value_t = 128)]
+    pub max_new_tokens: usize,
+    /// Softmax temperature; 0 is greedy.
+    #[arg(long, default_value_t = 0.0)]
+    pub temperature: f32,
+    /// Nucleus sampling mass.
+    #[arg(long, default_value_t = 1.0)]
+    pub top_p: f32,
+    /// Keep only the K most likely tokens (0 = all).
+    #[arg(long, default_value_t = 0)]
+    pub top_k: usize,
+    /// Penalise tokens already present (1 = off).
+    #[arg(long, default_value_t = 1.0)]
+    pub repetition_penalty: f32,
+    /// Random seed.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Stop when the generated text contains this string (repeatable).
+    #[arg(long = "stop")]
+    pub stop: Vec<String>,
+}
+
+/// `precept generate`
+#[derive(Debug, Args)]
+pub struct GenerateArgs {
+    /// Model, template and output settings.
+    #[command(flatten)]
+    pub common: TextArgs,
+    /// The prompt, used as is unless `--chat`; repeat for a batch.
+    #[arg(long, required = true)]
+    pub prompt: Vec<String>,
+    /// Decoding settings.
+    #[command(flatten)]
+    pub sampling: SamplingArgs,
+}
+
+/// `precept bench …`
+#[derive(Debug, Subcommand)]
+pub enum BenchCommand {
+    /// Prefill and decode throughput of greedy generation.
+    Generate(BenchGenerateArgs),
+}
+
+/// `precept bench generate`
+#[derive(Debug, Args)]
+pub struct BenchGenerateArgs {
+    /// Model folder.
+    #[arg(long)]
+    pub model: PathBuf,
+    /// Prompts decoded together.
+    #[arg(long, default_value_t = 1)]
+    pub batch: usize,
+    /// Prompt length in tokens.
+    #[arg(long, default_value_t = 32)]
+    pub prompt_tokens: usize,
+    /// New tokens per prompt.
+    #[arg(long, default_value_t = 128)]
+    pub new_tokens: usize,
+    /// Timed repetitions (the best is reported); one untimed warm-up runs first.
+    #[arg(long, default_value_t = 3)]
+    pub repeat: usize,
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
+}

@@ -1,0 +1,134 @@
+//! `precept generate`: continuations or chat replies for one or more prompts, batched.
+
+use std::io::Write;
+use std::time::Instant;
+
+use anyhow::Result;
+use burn::tensor::backend::Backend;
+use precept_data::{TokenStream, Tokenizer};
+use precept_model::generate::{generate, FinishReason, GenerationConfig};
+use precept_model::sampling::SamplingConfig;
+use serde::Serialize;
+
+use crate::args::{GenerateArgs, SamplingArgs};
+use crate::device::DeviceCommand;
+use crate::loaded::{load_weights, TextModel};
+use crate::output::print_json;
+
+/// The command, ready to run on a backend.
+pub struct Generate(pub GenerateArgs);
+
+#[derive(Serialize)]
+struct GeneratedReport {
+    prompt: String,
+    prompt_ids: Vec<u32>,
+    generated_ids: Vec<u32>,
+    text: String,
+    finish_reason: &'static str,
+}
+
+impl SamplingArgs {
+    /// Generation settings with the model's EOS ids.
+    pub fn generation_config(&self, eos_token_ids: Vec<u32>) -> GenerationConfig {
+        GenerationConfig {
+            max_new_tokens: self.max_new_tokens,
+            sampling: SamplingConfig {
+                temperature: self.temperature,
+                top_k: self.top_k,
+                top_p: self.top_p,
+                repetition_penalty: self.repetition_penalty,
+                seed: self.seed,
+            },
+            eos_token_ids,
+        }
+    }
+}
+
+impl DeviceCommand for Generate {
+    fn run<B: Backend>(self, device: B::Device) -> Result<()> {
+        let args = self.0;
+        let text_model = TextModel::open(&args.common.model)?;
+        let prompts: Vec<String> =
+            args.prompt.iter().map(|p| text_model.prompt_text(p, args.common.chat)).collect::<Result<_>>()?;
+        let prompt_ids: Vec<Vec<u32>> = prompts.iter().map(|p| text_model.encode(p)).collect::<Result<_>>()?;
+        let (_, model) = load_weights::<B>(&args.common.model, &device)?;
+        let tokenizer = &text_model.tokenizer;
+        let config = args.sampling.generation_config(tokenizer.eos_token_ids());
+        let mut rows: Vec<RowText> = prompts.iter().map(|_| RowText::new(tokenizer, &args.sampling.stop)).collect();
+        // Stream text to the terminal when there is one prompt and no JSON.
+        let stream = !args.common.json && prompts.len() == 1;
+        let started = Instant::now();
+        let results = generate(&model, &prompt_ids, &config, |row, token| {
+            let stop = rows[row].push(token);
+            if stream {
+                print!("{}", rows[row].take_fragment());
+                let _ = std::io::stdout().flush();
+            }
+            stop
+        })?;
+        let seconds = started.elapsed().as_secs_f64();
+        let total: usize = results.iter().map(|r| r.ids.len()).sum();
+        tracing::info!("{total} tokens in {seconds:.2}s ({:.1} tokens/s)", total as f64 / seconds);
+        for (((prompt, ids), result), row) in prompts.into_iter().zip(prompt_ids).zip(results).zip(&rows) {
+            let report = GeneratedReport {
+                prompt,
+                prompt_ids: ids,
+                text: row.final_text(),
+                finish_reason: match result.finish {
+                    FinishReason::Eos => "eos",
+                    FinishReason::Stopped => "stop",
+                    FinishReason::Length => "length",
+                },
+                generated_ids: result.ids,
+            };
+            if args.common.json {
+                print_json(&report)?;
+            } else if stream {
+                println!();
+            } else {
+                println!("{}\n---", report.text);
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The decoded text of one row, for streaming and stop strings.
+struct RowText<'a> {
+    tokenizer: &'a Tokenizer,
+    stream: TokenStream<'a>,
+    ids: Vec<u32>,
+    stop: &'a [String],
+    pending: String,
+}
+
+impl<'a> RowText<'a> {
+    fn new(tokenizer: &'a Tokenizer, stop: &'a [String]) -> Self {
+        Self { tokenizer, stream: tokenizer.stream(true), ids: Vec::new(), stop, pending: String::new() }
+    }
+
+    /// Adds a token; returns whether a stop string now appears in the text.
+    fn push(&mut self, token: u32) -> bool {
+        self.ids.push(token);
+        if let Ok(Some(fragment)) = self.stream.step(token) {
+            self.pending.push_str(&fragment);
+        }
+        !self.stop.is_empty() && self.stop.iter().any(|s| self.text().contains(s.as_str()))
+    }
+
+    /// Text decoded since the last call.
+    fn take_fragment(&mut self) -> String {
+        std::mem::take(&mut self.pending)
+    }
+
+    fn text(&self) -> String {
+        self.tokenizer.decode(&self.ids, true).unwrap_or_default()
+    }
+
+    /// The whole text, cut before the first stop string.
+    fn final_text(&self) -> String {
+        let text = self.text();
+        let cut = self.stop.iter().filter_map(|s| text.find(s.as_str())).min().unwrap_or(text.len());
+        text[..cut].to_owned()
+    }
+}

@@ -1,0 +1,24 @@
+//! One module per subcommand; [`run`] routes parsed arguments to them.
+
+mod bench;
+mod generate;
+mod import;
+mod logits;
+mod random_weights;
+mod tokenize;
+
+use anyhow::Result;
+
+use crate::args::{BenchCommand, Cli, Command, ImportCommand};
+
+/// Runs the parsed command line.
+pub fn run(cli: Cli) -> Result<()> {
+    match cli.command {
+        Command::Import(ImportCommand::Gguf { file, out }) => import::gguf(&file, &out, cli.quiet),
+        Command::Tokenize(args) => tokenize::run(&args),
+        Command::Logits(args) => cli.device.dispatch(logits::Logits(args)),
+        Command::Generate(args) => cli.device.dispatch(generate::Generate(args)),
+        Command::Bench(BenchCommand::Generate(args)) => cli.device.dispatch(bench::BenchGenerate(args)),
+        Command::RandomWeights(args) => cli.device.dispatch(random_weights::RandomWeights(args)),
+    }
+}

@@ -1,0 +1,60 @@
+//! Helpers shared by the end-to-end tests: run the built binary, locate the real model.
+
+#![allow(dead_code)]
+
+use std::path::PathBuf;
+use std::process::{Command, Output};
+
+/// Runs `precept` with `args` and returns its output.
+pub fn precept(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_precept"))
+        .args(args)
+        .env("PRECEPT_LOG", "warn")
+        .output()
+        .expect("the precept binary runs")
+}
+
+/// Runs `precept`, asserts success and parses stdout as one JSON value.
+pub fn precept_json(args: &[&str]) -> serde_json::Value {
+    let out = precept(args);
+    assert!(out.status.success(), "precept {args:?} failed: {}", String::from_utf8_lossy(&out.stderr));
+    serde_json::from_slice(&out.stdout).expect("stdout is JSON")
+}
+
+/// Runs `precept`, asserts a clean failure (exit code 1, not a panic) and returns stderr.
+pub fn precept_error(args: &[&str]) -> String {
+    let out = precept(args);
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert_eq!(out.status.code(), Some(1), "precept {args:?} should fail cleanly; stderr: {stderr}");
+    assert!(!stderr.contains("panicked"), "precept {args:?} panicked: {stderr}");
+    stderr
+}
+
+/// The imported SmolLM2-135M-Instruct folder (`scripts/fetch-smollm2.sh` makes it).
+pub fn smollm2_dir() -> PathBuf {
+    let dir = std::env::var_os("PRECEPT_SMOLLM2")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../checkpoints/smollm2-135m-instruct"));
+    assert!(
+        dir.join("model.safetensors").is_file(),
+        "{} has no model.safetensors: run scripts/fetch-smollm2.sh first",
+        dir.display()
+    );
+    dir
+}
+
+/// One reference figure set from `tests/fixtures/oracle/`.
+pub fn oracle(name: &str) -> serde_json::Value {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(format!("tests/fixtures/oracle/{name}.json"));
+    serde_json::from_str(&std::fs::read_to_string(path).expect("oracle fixture")).expect("oracle JSON")
+}
+
+/// A JSON array of numbers as `u32`s.
+pub fn ids(value: &serde_json::Value) -> Vec<u32> {
+    value.as_array().expect("array").iter().map(|v| v.as_u64().expect("id") as u32).collect()
+}
+
+/// A JSON array of numbers as `f64`s.
+pub fn floats(value: &serde_json::Value) -> Vec<f64> {
+    value.as_array().expect("array").iter().map(|v| v.as_f64().expect("number")).collect()
+}

@@ -1,0 +1,90 @@
+//! End-to-end checks of the CLI on the real SmolLM2-135M-Instruct against transformers' figures.
+
+mod common;
+
+use common::{floats, ids, oracle, precept_json, smollm2_dir};
+
+const PROMPTS: [&str; 3] = ["plain", "chat", "unicode"];
+
+fn model() -> String {
+    smollm2_dir().display().to_string()
+}
+
+#[test]
+fn token_ids_equal_transformers_for_every_oracle_prompt() {
+    for name in PROMPTS {
+        let reference = oracle(name);
+        let out = precept_json(&["tokenize", "--model", &model(), "--text", reference["text"].as_str().unwrap(), "--json"]);
+        assert_eq!(ids(&out["ids"]), ids(&reference["token_ids"]), "{name}");
+    }
+}
+
+#[test]
+fn chat_template_renders_byte_for_byte_what_transformers_renders() {
+    let reference = oracle("chat");
+    let user = reference["messages"][0]["content"].as_str().unwrap();
+    let out = precept_json(&["tokenize", "--model", &model(), "--chat", "--text", user, "--json"]);
+    assert_eq!(out["text"], reference["text"]);
+    assert_eq!(ids(&out["ids"]), ids(&reference["token_ids"]));
+}
+
+#[test]
+fn last_position_logits_match_transformers() {
+    for name in PROMPTS {
+        let reference = oracle(name);
+        let input: Vec<String> = ids(&reference["token_ids"]).iter().map(u32::to_string).collect();
+        let out = precept_json(&["logits", "--model", &model(), "--ids", &input.join(","), "--top", "60", "--json"]);
+        let (ours, our_logits) = (ids(&out["top_ids"]), floats(&out["top_logits"]));
+        let (theirs, their_logits) = (ids(&reference["top50_ids"]), floats(&reference["top50_logits"]));
+        assert_eq!(ours[..10], theirs[..10], "{name}: top-10 order");
+        let mut max_diff = 0f64;
+        for (id, logit) in theirs.iter().zip(&their_logits) {
+            let position = ours.iter().position(|o| o == id).unwrap_or_else(|| panic!("{name}: id {id} not in our top 60"));
+            max_diff = max_diff.max((our_logits[position] - logit).abs());
+        }
+        assert!(max_diff < 2e-3, "{name}: max |Δlogit| on the top 50 = {max_diff}");
+        let (ours, theirs) = (out["sequence_logprob"].as_f64().unwrap(), reference["sequence_logprob"].as_f64().unwrap());
+        assert!((ours - theirs).abs() < 1e-2, "{name}: sequence log-prob {ours} vs {theirs}");
+    }
+}
+
+/// The oracle's greedy ids up to and including the first end-of-turn token (id 2), where
+/// precept stops.
+fn expected_greedy(name: &str) -> Vec<u32> {
+    let greedy = ids(&oracle(name)["greedy_ids"]);
+    match greedy.iter().position(|&t| t == 2) {
+        Some(eos) => greedy[..=eos].to_vec(),
+        None => greedy,
+    }
+}
+
+#[test]
+fn batched_greedy_generation_matches_transformers_for_every_prompt() {
+    let texts: Vec<String> = PROMPTS.iter().map(|n| oracle(n)["text"].as_str().unwrap().to_owned()).collect();
+    let model = model();
+    let mut args: Vec<String> =
+        ["generate", "--model", &model, "--max-new-tokens", "32", "--json"].map(String::from).to_vec();
+    for text in &texts {
+        args.extend(["--prompt".to_string(), text.clone()]);
+    }
+    let out = common::precept(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let lines: Vec<serde_json::Value> =
+        String::from_utf8_lossy(&out.stdout).lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(lines.len(), 3);
+    for (name, line) in PROMPTS.iter().zip(&lines) {
+        assert_eq!(ids(&line["prompt_ids"]), ids(&oracle(name)["token_ids"]), "{name}");
+        assert_eq!(ids(&line["generated_ids"]), expected_greedy(name), "{name}");
+    }
+}
+
+#[test]
+fn chat_generation_answers_and_stops_at_end_of_turn() {
+    let user = oracle("chat")["messages"][0]["content"].as_str().unwrap().to_owned();
+    let out = precept_json(&["generate", "--model", &model(), "--chat", "--prompt", &user, "--json"]);
+    assert_eq!(out["finish_reason"], "eos");
+    assert_eq!(out["text"], "The capital of France is Paris.");
+    let stopped = precept_json(&["generate", "--model", &model(), "--chat", "--prompt", &user, "--stop", "France", "--json"]);
+    assert_eq!(stopped["finish_reason"], "stop");
+    assert_eq!(stopped["text"], "The capital of ");
+}
