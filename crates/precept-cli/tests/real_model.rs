@@ -42,9 +42,10 @@ fn last_position_logits_match_transformers() {
             let position = ours.iter().position(|o| o == id).unwrap_or_else(|| panic!("{name}: id {id} not in our top 60"));
             max_diff = max_diff.max((our_logits[position] - logit).abs());
         }
-        assert!(max_diff < 2e-3, "{name}: max |Δlogit| on the top 50 = {max_diff}");
+        // Measured 1.6e-5 to 3.2e-5; the margin allows another CPU's summation order.
+        assert!(max_diff < 2e-4, "{name}: max |Δlogit| on the top 50 = {max_diff}");
         let (ours, theirs) = (out["sequence_logprob"].as_f64().unwrap(), reference["sequence_logprob"].as_f64().unwrap());
-        assert!((ours - theirs).abs() < 1e-2, "{name}: sequence log-prob {ours} vs {theirs}");
+        assert!((ours - theirs).abs() < 1e-3, "{name}: sequence log-prob {ours} vs {theirs}");
     }
 }
 
