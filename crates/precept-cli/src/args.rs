@@ -187,7 +187,7 @@ pub struct BenchGenerateArgs {
     /// New tokens per prompt.
     #[arg(long, default_value_t = 128)]
     pub new_tokens: usize,
-    /// Timed repetitions (the best is reported); one untimed warm-up runs first.
+    /// Timed repetitions (the median is reported); one untimed warm-up runs first.
     #[arg(long, default_value_t = 3)]
     pub repeat: usize,
     /// Print JSON.

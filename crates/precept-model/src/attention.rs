@@ -10,7 +10,7 @@ use burn::tensor::Tensor;
 use crate::config::LlamaConfig;
 use crate::inputs::AttentionInputs;
 use crate::kv_cache::LayerKv;
-use crate::project::project;
+use crate::project::{project, project_many};
 use crate::rope::RotaryAngles;
 
 /// Multi-head attention where `num_heads / num_kv_heads` query heads share each key/value head.
@@ -77,9 +77,10 @@ impl<B: Backend> Attention<B> {
         let [batch, seq, _] = x.dims();
         let (kv_heads, head_dim) = (self.num_kv_heads, self.head_dim);
         let group = self.num_heads / kv_heads;
-        let q = angles.q.apply(project(&self.q_proj, x.clone()));
-        let k = self.kv_heads(angles.k.apply(project(&self.k_proj, x.clone())));
-        let v = self.kv_heads(project(&self.v_proj, x));
+        let [q, k, v] = project_many([&self.q_proj, &self.k_proj, &self.v_proj], x);
+        let q = angles.q.apply(q);
+        let k = self.kv_heads(angles.k.apply(k));
+        let v = self.kv_heads(v);
         let (k, v) = match cache {
             Some(cache) => cache.append(k, v),
             None => (k, v),

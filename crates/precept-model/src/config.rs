@@ -206,6 +206,14 @@ impl HfFields<'_> {
             _ => rope_params,
         };
         let attention_bias = self.bool_opt("attention_bias")?.unwrap_or(false);
+        let sliding = self.bool_opt("use_sliding_window")?.unwrap_or(true);
+        if let (true, Some(window)) = (sliding, self.usize_opt("sliding_window")?) {
+            // Full attention equals sliding-window attention while sequences fit in the window.
+            tracing::warn!(
+                "{}: sliding_window = {window} is not applied; sequences longer than it differ from the reference",
+                self.path.display()
+            );
+        }
         let config = LlamaConfig::new(
             self.usize("vocab_size")?,
             hidden_size,

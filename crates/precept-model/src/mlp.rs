@@ -7,7 +7,7 @@ use burn::tensor::backend::Backend;
 use burn::tensor::Tensor;
 
 use crate::config::LlamaConfig;
-use crate::project::project;
+use crate::project::{project, project_many};
 
 /// `down_proj(silu(gate_proj(x)) * up_proj(x))`, fields named like the checkpoint keys.
 #[derive(Module, Debug)]
@@ -36,7 +36,7 @@ impl<B: Backend> Mlp<B> {
     /// # Shapes
     /// - x: `[batch, seq, d_model]` → `[batch, seq, d_model]`
     pub fn forward(&self, x: Tensor<B, 3>) -> Tensor<B, 3> {
-        let gate = silu(project(&self.gate_proj, x.clone()));
-        project(&self.down_proj, gate * project(&self.up_proj, x))
+        let [gate, up] = project_many([&self.gate_proj, &self.up_proj], x);
+        project(&self.down_proj, silu(gate) * up)
     }
 }

@@ -10,7 +10,7 @@ use crate::config::LlamaConfig;
 use crate::inputs::AttentionInputs;
 use crate::kv_cache::{KvCache, LayerKv};
 use crate::mlp::Mlp;
-use crate::project::project;
+use crate::project::{matvec_blocks, project, split_for};
 use crate::rms_norm::RmsNorm;
 use crate::rope::RotaryEmbedding;
 
@@ -137,12 +137,17 @@ impl<B: Backend> LlamaForCausalLM<B> {
         match &self.lm_head {
             Some(head) => project(head, hidden),
             None => {
-                // A 2-D product reads the embedding matrix through its transposed strides; the
-                // batched `linear` path would copy all of it on every call.
                 let [batch, seq, d_model] = hidden.dims();
-                let embedding = self.model.embed_tokens.weight.val();
-                let vocab = embedding.dims()[0];
-                hidden.reshape([batch * seq, d_model]).matmul(embedding.transpose()).reshape([batch, seq, vocab])
+                // The embedding matrix through transposed strides, in 2-D products: the batched
+                // `linear` path would copy all of it on every call.
+                let embedding = self.model.embed_tokens.weight.val().transpose();
+                let vocab = embedding.dims()[1];
+                let rows = hidden.reshape([batch * seq, d_model]);
+                let logits = match split_for(batch * seq) {
+                    Some(blocks) => matvec_blocks(&rows, &[embedding], blocks).remove(0),
+                    None => rows.matmul(embedding),
+                };
+                logits.reshape([batch, seq, vocab])
             }
         }
     }

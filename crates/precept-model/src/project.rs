@@ -1,4 +1,4 @@
-//! Applying a `Linear` layer to a batch of sequences as one matrix product.
+//! Applying `Linear` layers to a batch of sequences as 2-D matrix products.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 
@@ -7,17 +7,24 @@ use burn::tensor::backend::Backend;
 use burn::tensor::Tensor;
 use rayon::prelude::*;
 
-/// How many column blocks a single-row product is split into, each on its own thread.
+/// Into how many column blocks products of few rows are split, computed in parallel.
 static MATVEC_SPLIT: AtomicUsize = AtomicUsize::new(1);
 
-/// Splits every single-row product (batch-1 decoding) into `blocks` column blocks computed in
-/// parallel.
+/// Products with at most this many rows (decoding steps) are split into column blocks.
+const SPLIT_MAX_ROWS: usize = 32;
+
+/// Splits every product of at most 32 rows (a decoding step) into `blocks` column blocks
+/// computed in parallel.
 ///
-/// A CPU tuning knob, set once by the program: a one-row product is too small for the CPU
-/// backend to spread over threads, so decoding would read all weights from one core. On GPUs
-/// leave it at 1.
+/// A CPU tuning knob, set once by the program: the CPU backend runs small products on one
+/// thread, so decoding would stream every weight through a single core. On GPUs leave it at 1.
 pub fn set_matvec_split(blocks: usize) {
     MATVEC_SPLIT.store(blocks.max(1), Ordering::Relaxed);
+}
+
+/// The configured split, when products are split at all.
+fn matvec_split() -> Option<usize> {
+    Some(MATVEC_SPLIT.load(Ordering::Relaxed)).filter(|&blocks| blocks > 1)
 }
 
 /// `layer(x)` computed on `x` flattened to `[batch·seq, d_in]`.
@@ -29,27 +36,60 @@ pub fn set_matvec_split(blocks: usize) {
 /// # Shapes
 /// - x: `[batch, seq, d_in]` → `[batch, seq, d_out]`
 pub fn project<B: Backend>(layer: &Linear<B>, x: Tensor<B, 3>) -> Tensor<B, 3> {
-    let [batch, seq, d_in] = x.dims();
-    let rows = x.reshape([batch * seq, d_in]);
-    let blocks = MATVEC_SPLIT.load(Ordering::Relaxed);
-    let y = if batch * seq == 1 && blocks > 1 { split_matvec(layer, rows, blocks) } else { layer.forward(rows) };
-    let d_out = y.dims()[1];
-    y.reshape([batch, seq, d_out])
+    let [out] = project_many([layer], x);
+    out
 }
 
-/// `x·W (+ b)` for one row, computed as `blocks` column blocks in parallel.
-fn split_matvec<B: Backend>(layer: &Linear<B>, x: Tensor<B, 2>, blocks: usize) -> Tensor<B, 2> {
-    let weight = layer.weight.val();
-    let d_out = weight.dims()[1];
-    let width = d_out.div_ceil(blocks);
-    let starts: Vec<usize> = (0..d_out).step_by(width).collect();
-    let parts: Vec<Tensor<B, 2>> = starts
-        .into_par_iter()
-        .map(|start| x.clone().matmul(weight.clone().narrow(1, start, width.min(d_out - start))))
-        .collect();
-    let y = Tensor::cat(parts, 1);
-    match &layer.bias {
-        Some(bias) => y + bias.val().unsqueeze(),
-        None => y,
+/// Several layers applied to the same input; a decoding step's few rows are computed as one
+/// parallel batch of column blocks over all of them.
+pub fn project_many<B: Backend, const N: usize>(layers: [&Linear<B>; N], x: Tensor<B, 3>) -> [Tensor<B, 3>; N] {
+    let [batch, seq, d_in] = x.dims();
+    let rows = x.reshape([batch * seq, d_in]);
+    let outputs: Vec<Tensor<B, 2>> = if let Some(blocks) = split_for(batch * seq) {
+        let weights: Vec<Tensor<B, 2>> = layers.iter().map(|l| l.weight.val()).collect();
+        matvec_blocks(&rows, &weights, blocks)
+            .into_iter()
+            .zip(layers)
+            .map(|(y, layer)| match &layer.bias {
+                Some(bias) => y + bias.val().unsqueeze(),
+                None => y,
+            })
+            .collect()
+    } else {
+        layers.iter().map(|layer| layer.forward(rows.clone())).collect()
+    };
+    let mut outputs = outputs.into_iter();
+    std::array::from_fn(|_| {
+        // One output per layer by construction.
+        let y = outputs.next().unwrap_or_else(|| unreachable!("one output per layer"));
+        let d_out = y.dims()[1];
+        y.reshape([batch, seq, d_out])
+    })
+}
+
+/// Whether a product of `rows` rows is split into column blocks, and into how many.
+pub(crate) fn split_for(rows: usize) -> Option<usize> {
+    matvec_split().filter(|_| rows <= SPLIT_MAX_ROWS)
+}
+
+/// `x·Wᵢ` for a few rows `x` (`[rows, d_in]`) and each `Wᵢ` (`[d_in, d_outᵢ]`), the output
+/// columns of all weights cut into about `blocks` equal pieces computed in parallel.
+pub(crate) fn matvec_blocks<B: Backend>(x: &Tensor<B, 2>, weights: &[Tensor<B, 2>], blocks: usize) -> Vec<Tensor<B, 2>> {
+    let total: usize = weights.iter().map(|w| w.dims()[1]).sum();
+    let width = total.div_ceil(blocks).max(1);
+    let mut pieces = Vec::new();
+    for (index, weight) in weights.iter().enumerate() {
+        let d_out = weight.dims()[1];
+        let step = d_out.div_ceil(d_out.div_ceil(width));
+        pieces.extend((0..d_out).step_by(step).map(|start| (index, start, step.min(d_out - start))));
     }
+    let products: Vec<(usize, Tensor<B, 2>)> = pieces
+        .into_par_iter()
+        .map(|(index, start, len)| (index, x.clone().matmul(weights[index].clone().narrow(1, start, len))))
+        .collect();
+    let mut grouped: Vec<Vec<Tensor<B, 2>>> = vec![Vec::new(); weights.len()];
+    for (index, product) in products {
+        grouped[index].push(product);
+    }
+    grouped.into_iter().map(|parts| Tensor::cat(parts, 1)).collect()
 }

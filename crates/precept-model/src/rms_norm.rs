@@ -26,9 +26,14 @@ impl<B: Backend> RmsNorm<B> {
     /// # Shapes
     /// - x: `[..., d_model]` → `[..., d_model]`
     pub fn forward<const D: usize>(&self, x: Tensor<B, D>) -> Tensor<B, D> {
-        let dtype = x.dtype();
-        let x = x.cast(DType::F32);
-        let inv_rms = (x.clone().square().mean_dim(D - 1) + self.eps).sqrt().recip();
-        (x * inv_rms).cast(dtype) * self.weight.val().unsqueeze()
+        let shape = x.shape();
+        let d_model = shape[D - 1];
+        // As `[rows, d_model]`, both products hit the backend's row-broadcast fast paths.
+        let rows: Tensor<B, 2> = x.reshape([shape.num_elements() / d_model, d_model]);
+        let dtype = rows.dtype();
+        let rows = rows.cast(DType::F32);
+        let inv_rms = (rows.clone().square().mean_dim(1) + self.eps).sqrt().recip();
+        let normed = (rows * inv_rms).cast(dtype) * self.weight.val().unsqueeze::<2>();
+        normed.reshape(shape)
     }
 }

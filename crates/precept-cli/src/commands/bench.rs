@@ -26,7 +26,7 @@ struct BenchReport {
     decode_tokens_per_s: f64,
     /// Whole-call generated tokens per second, prefill included.
     end_to_end_tokens_per_s: f64,
-    /// Every generated token id of the best run's first row (to check determinism).
+    /// Every generated token id of the reported run's first row (to check determinism).
     first_row_ids: Vec<u32>,
 }
 
@@ -41,7 +41,7 @@ impl DeviceCommand for BenchGenerate {
         let prompt: Vec<u32> = (0..args.prompt_tokens).map(|i| ((i * 7919 + 13) % config.vocab_size) as u32).collect();
         let prompts = vec![prompt; args.batch];
         let settings = GenerationConfig { max_new_tokens: args.new_tokens, ..Default::default() };
-        let mut best: Option<BenchReport> = None;
+        let mut timed: Vec<BenchReport> = Vec::new();
         for run in 0..=args.repeat {
             let started = Instant::now();
             let mut first_token_at = None;
@@ -67,11 +67,14 @@ impl DeviceCommand for BenchGenerate {
                 report.prefill_tokens_per_s,
                 report.decode_tokens_per_s
             );
-            if run > 0 && best.as_ref().is_none_or(|b| report.decode_tokens_per_s > b.decode_tokens_per_s) {
-                best = Some(report);
+            if run > 0 {
+                timed.push(report);
             }
         }
-        let Some(report) = best else { bail!("no timed run") };
+        // The median run by decode speed, as the peer scripts report.
+        timed.sort_by(|a, b| a.decode_tokens_per_s.total_cmp(&b.decode_tokens_per_s));
+        let median = timed.len() / 2;
+        let Some(report) = timed.into_iter().nth(median) else { bail!("no timed run") };
         if args.json {
             return print_json(&report);
         }
