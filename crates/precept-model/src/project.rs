@@ -93,3 +93,29 @@ pub(crate) fn matvec_blocks<B: Backend>(x: &Tensor<B, 2>, weights: &[Tensor<B, 2
     }
     grouped.into_iter().map(|parts| Tensor::cat(parts, 1)).collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use burn::backend::Flex;
+    use burn::tensor::Distribution;
+
+    #[test]
+    fn column_blocks_equal_the_whole_products_for_uneven_widths() {
+        let device = Default::default();
+        let weights: Vec<Tensor<Flex, 2>> =
+            [7, 13, 1].iter().map(|&n| Tensor::random([5, n], Distribution::Default, &device)).collect();
+        for rows in [1, 3] {
+            let x = Tensor::<Flex, 2>::random([rows, 5], Distribution::Default, &device);
+            for blocks in [1, 2, 4, 32] {
+                let split = matvec_blocks(&x, &weights, blocks);
+                for (part, weight) in split.into_iter().zip(&weights) {
+                    let whole = x.clone().matmul(weight.clone());
+                    assert_eq!(part.dims(), whole.dims());
+                    let diff: f32 = (part - whole).abs().max().into_scalar();
+                    assert!(diff < 1e-6, "rows {rows}, blocks {blocks}: {diff}");
+                }
+            }
+        }
+    }
+}
