@@ -11,7 +11,7 @@ use crate::device::DeviceChoice;
 #[derive(Debug, Parser)]
 #[command(name = "precept", version, about)]
 pub struct Cli {
-    /// Compute device: cpu, cuda[:N] or wgpu[:N].
+    /// Compute device: `cpu`, `cuda[:N]` or `wgpu[:N]`.
     #[arg(long, global = true, default_value = "cpu")]
     pub device: DeviceChoice,
     /// Print only errors on stderr.

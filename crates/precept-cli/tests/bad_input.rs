@@ -1,5 +1,7 @@
 //! Bad input gets a clear error naming the file and the datum, exit code 1, never a panic.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a failure should stop the test
+
 mod common;
 
 use std::path::Path;

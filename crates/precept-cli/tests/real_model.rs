@@ -1,5 +1,7 @@
 //! End-to-end checks of the CLI on the real SmolLM2-135M-Instruct against transformers' figures.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a failure should stop the test
+
 mod common;
 
 use common::{floats, ids, oracle, precept_json, smollm2_dir};
