@@ -12,6 +12,9 @@
 //! generated ids ──TokenStream::step──> text fragments
 //! ```
 //!
+//! Stages that need a model's words talk to the [`Generate`] trait (conversations in, replies
+//! and option probabilities out), so they run on a local model, a server or a test script alike.
+//!
 //! Every failure is a [`DataError`] naming the file, field, template or message involved.
 //! Output files go through [`write_atomic`], so a crash never leaves a truncated file.
 
@@ -21,9 +24,11 @@
 mod atomic;
 mod chat_template;
 mod error;
+mod generate;
 mod hf_config;
 mod message;
 mod python_compat;
+mod reply_text;
 mod special_tokens;
 mod token_stream;
 mod tokenizer;
@@ -31,7 +36,9 @@ mod tokenizer;
 pub use atomic::{write_atomic, write_atomic_with};
 pub use chat_template::ChatTemplate;
 pub use error::{DataError, Result};
+pub use generate::{normalise_log_probabilities, FinishReason, Generate, GenerateSettings, Reply};
 pub use message::{Message, Role};
+pub use reply_text::ReplyText;
 pub use special_tokens::SpecialTokens;
 pub use token_stream::TokenStream;
 pub use tokenizer::Tokenizer;

@@ -85,6 +85,18 @@ pub enum ModelError {
         /// What is wrong.
         message: String,
     },
+    /// Tokenizer or chat-template problem.
+    #[error(transparent)]
+    Data(#[from] precept_data::DataError),
+    /// Conversations need a chat template and the model folder has none.
+    #[error("the model folder has no chat template (tokenizer_config.json `chat_template`)")]
+    NoChatTemplate,
+    /// An answer option tokenises to nothing.
+    #[error("option `{option}` has no tokens")]
+    EmptyOption {
+        /// The offending option.
+        option: String,
+    },
     /// A GGUF file is corrupt, truncated or uses something unsupported.
     #[error("{path}: {message}")]
     Gguf {

@@ -5,7 +5,9 @@
 //!   mask) and an optional explicit [`KvCache`] to full-sequence logits.
 //! - [`checkpoint`] loads and saves Hugging Face folders (safetensors, sharded, f32/f16/bf16).
 //! - [`gguf`] imports llama.cpp GGUF files into such folders.
-//! - [`sampling`] and [`generate`] turn the model into a text generator, batched.
+//! - [`sampling`] and [`generate`] turn the model into a text generator, batched;
+//!   [`LocalGenerator`] serves precept-data's `Generate` trait (conversations in, replies and
+//!   option probabilities out) with it.
 
 mod attention;
 pub mod checkpoint;
@@ -15,6 +17,7 @@ pub mod generate;
 pub mod gguf;
 mod inputs;
 mod kv_cache;
+mod local;
 mod mlp;
 mod model;
 mod project;
@@ -27,6 +30,7 @@ pub use config::{Llama3RopeScaling, LlamaConfig};
 pub use error::{ModelError, Result};
 pub use inputs::AttentionInputs;
 pub use kv_cache::{KvCache, LayerKv};
+pub use local::LocalGenerator;
 pub use mlp::Mlp;
 pub use model::{DecoderLayer, LlamaForCausalLM, LlamaModel};
 pub use project::set_matvec_split;

@@ -5,7 +5,7 @@ use std::time::Instant;
 
 use anyhow::Result;
 use burn::tensor::backend::Backend;
-use precept_data::{TokenStream, Tokenizer};
+use precept_data::ReplyText;
 use precept_model::generate::{generate, FinishReason, GenerationConfig};
 use precept_model::sampling::SamplingConfig;
 use serde::Serialize;
@@ -54,7 +54,7 @@ impl DeviceCommand for Generate {
         let (_, model) = load_weights::<B>(&args.common.model, &device)?;
         let tokenizer = &text_model.tokenizer;
         let config = args.sampling.generation_config(tokenizer.eos_token_ids());
-        let mut rows: Vec<RowText> = prompts.iter().map(|_| RowText::new(tokenizer, &args.sampling.stop)).collect();
+        let mut rows: Vec<ReplyText> = prompts.iter().map(|_| ReplyText::new(tokenizer, &args.sampling.stop)).collect();
         // Stream text to the terminal when there is one prompt and no JSON.
         let stream = !args.common.json && prompts.len() == 1;
         let started = Instant::now();
@@ -90,45 +90,5 @@ impl DeviceCommand for Generate {
             }
         }
         Ok(())
-    }
-}
-
-/// The decoded text of one row, for streaming and stop strings.
-struct RowText<'a> {
-    tokenizer: &'a Tokenizer,
-    stream: TokenStream<'a>,
-    ids: Vec<u32>,
-    stop: &'a [String],
-    pending: String,
-}
-
-impl<'a> RowText<'a> {
-    fn new(tokenizer: &'a Tokenizer, stop: &'a [String]) -> Self {
-        Self { tokenizer, stream: tokenizer.stream(true), ids: Vec::new(), stop, pending: String::new() }
-    }
-
-    /// Adds a token; returns whether a stop string now appears in the text.
-    fn push(&mut self, token: u32) -> bool {
-        self.ids.push(token);
-        if let Ok(Some(fragment)) = self.stream.step(token) {
-            self.pending.push_str(&fragment);
-        }
-        !self.stop.is_empty() && self.stop.iter().any(|s| self.text().contains(s.as_str()))
-    }
-
-    /// Text decoded since the last call.
-    fn take_fragment(&mut self) -> String {
-        std::mem::take(&mut self.pending)
-    }
-
-    fn text(&self) -> String {
-        self.tokenizer.decode(&self.ids, true).unwrap_or_default()
-    }
-
-    /// The whole text, cut before the first stop string.
-    fn final_text(&self) -> String {
-        let text = self.text();
-        let cut = self.stop.iter().filter_map(|s| text.find(s.as_str())).min().unwrap_or(text.len());
-        text[..cut].to_owned()
     }
 }

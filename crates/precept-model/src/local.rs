@@ -1,0 +1,212 @@
+//! [`LocalGenerator`]: the [`Generate`] trait served by a model on this machine.
+
+use std::path::Path;
+
+use burn::tensor::activation::log_softmax;
+use burn::tensor::backend::Backend;
+use burn::tensor::{Int, Tensor, TensorData};
+use precept_data::{
+    normalise_log_probabilities, FinishReason as ReplyFinish, Generate, GenerateSettings, Message, Reply, ReplyText,
+    Tokenizer,
+};
+
+use crate::checkpoint::load_model;
+use crate::error::{ModelError, Result};
+use crate::generate::{generate, FinishReason, GenerationConfig};
+use crate::inputs::AttentionInputs;
+use crate::model::LlamaForCausalLM;
+use crate::sampling::SamplingConfig;
+
+/// Rows scored in one forward pass by [`Generate::option_probabilities`].
+const SCORING_BATCH: usize = 16;
+
+/// A model and its tokenizer, answering conversations through the chat template.
+pub struct LocalGenerator<B: Backend> {
+    model: LlamaForCausalLM<B>,
+    tokenizer: Tokenizer,
+}
+
+impl<B: Backend> LocalGenerator<B> {
+    /// Wraps a loaded model and its tokenizer.
+    pub fn new(model: LlamaForCausalLM<B>, tokenizer: Tokenizer) -> Self {
+        Self { model, tokenizer }
+    }
+
+    /// Loads the model folder `dir` onto `device`.
+    pub fn open(dir: &Path, device: &B::Device) -> Result<Self> {
+        let tokenizer = Tokenizer::from_dir(dir)?;
+        let (_, model) = load_model(dir, device)?;
+        Ok(Self::new(model, tokenizer))
+    }
+
+    /// Prompt ids of each conversation: the chat template with the generation prompt.
+    fn prompt_ids(&self, conversations: &[Vec<Message>]) -> Result<Vec<Vec<u32>>> {
+        let template = self.tokenizer.chat_template().ok_or(ModelError::NoChatTemplate)?;
+        conversations
+            .iter()
+            .map(|messages| Ok(self.tokenizer.encode(&template.render(messages, true)?, false)?))
+            .collect()
+    }
+
+    /// `Σ log p(continuation | prefix)` for each `(prefix, continuation)` pair.
+    fn continuation_log_probs(&self, pairs: &[(&[u32], &[u32])]) -> Vec<f64> {
+        let device = self.model.model.embed_tokens.weight.device();
+        let mut scores = Vec::with_capacity(pairs.len());
+        for chunk in pairs.chunks(SCORING_BATCH) {
+            let longest = chunk.iter().map(|(p, c)| p.len() + c.len()).max().unwrap_or(0);
+            let pads: Vec<usize> = chunk.iter().map(|(p, c)| longest - p.len() - c.len()).collect();
+            let mut ids = Vec::with_capacity(chunk.len() * longest);
+            for ((prefix, continuation), &pad) in chunk.iter().zip(&pads) {
+                ids.extend(std::iter::repeat_n(0i64, pad));
+                ids.extend(prefix.iter().chain(continuation.iter()).map(|&t| t as i64));
+            }
+            let tokens = Tensor::<B, 2, Int>::from_data(TensorData::new(ids, [chunk.len(), longest]), &device);
+            let inputs = AttentionInputs::left_padded(&pads, longest, 0, &device);
+            let hidden = self.model.model.forward(tokens, &inputs, None);
+            let d_model = hidden.dims()[2];
+            for (row, (_, continuation)) in chunk.iter().enumerate() {
+                // Positions longest-n-1 .. longest-2 predict the n continuation tokens.
+                let n = continuation.len();
+                let states = hidden.clone().slice([row..row + 1, longest - n - 1..longest - 1, 0..d_model]);
+                let log_probs = log_softmax(self.model.logits(states), 2);
+                let targets: Vec<i64> = continuation.iter().map(|&t| t as i64).collect();
+                let targets = Tensor::<B, 3, Int>::from_data(TensorData::new(targets, [1, n, 1]), &device);
+                let picked = log_probs.gather(2, targets).into_data().convert::<f64>().into_vec::<f64>();
+                scores.push(picked.unwrap_or_default().iter().sum());
+            }
+        }
+        scores
+    }
+}
+
+impl<B: Backend> Generate for LocalGenerator<B> {
+    type Error = ModelError;
+
+    fn generate(&mut self, conversations: &[Vec<Message>], settings: &GenerateSettings) -> Result<Vec<Reply>> {
+        let prompts = self.prompt_ids(conversations)?;
+        let config = GenerationConfig {
+            max_new_tokens: settings.max_new_tokens,
+            sampling: SamplingConfig {
+                temperature: settings.temperature,
+                top_p: settings.top_p,
+                seed: settings.seed,
+                ..SamplingConfig::default()
+            },
+            eos_token_ids: self.tokenizer.eos_token_ids(),
+        };
+        let mut texts: Vec<ReplyText> = prompts.iter().map(|_| ReplyText::new(&self.tokenizer, &settings.stop)).collect();
+        let generations = generate(&self.model, &prompts, &config, |row, token| texts[row].push(token))?;
+        Ok(generations
+            .into_iter()
+            .zip(&texts)
+            .map(|(generation, text)| Reply {
+                text: text.final_text(),
+                finish: match generation.finish {
+                    FinishReason::Eos => ReplyFinish::Eos,
+                    FinishReason::Stopped => ReplyFinish::Stop,
+                    FinishReason::Length => ReplyFinish::Length,
+                },
+                token_ids: generation.ids,
+            })
+            .collect())
+    }
+
+    fn option_probabilities(&mut self, conversations: &[Vec<Message>], options: &[String]) -> Result<Vec<Vec<f64>>> {
+        let prompts = self.prompt_ids(conversations)?;
+        let option_ids: Vec<Vec<u32>> = options
+            .iter()
+            .map(|option| Ok(self.tokenizer.encode(option, false)?))
+            .collect::<Result<_>>()?;
+        if let Some(empty) = options.iter().zip(&option_ids).find(|(_, ids)| ids.is_empty()) {
+            return Err(ModelError::EmptyOption { option: empty.0.clone() });
+        }
+        let pairs: Vec<(&[u32], &[u32])> = prompts
+            .iter()
+            .flat_map(|prompt| option_ids.iter().map(move |option| (prompt.as_slice(), option.as_slice())))
+            .collect();
+        let scores = self.continuation_log_probs(&pairs);
+        Ok(scores.chunks(options.len().max(1)).map(normalise_log_probabilities).collect())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use burn::backend::Flex;
+
+    use crate::config::LlamaConfig;
+
+    const TOKENIZER: &str = r#"{"version":"1.0","truncation":null,"padding":null,
+      "added_tokens":[{"id":0,"content":"<end>","single_word":false,"lstrip":false,"rstrip":false,"normalized":false,"special":true}],
+      "normalizer":null,"pre_tokenizer":{"type":"Whitespace"},"post_processor":null,"decoder":null,
+      "model":{"type":"WordLevel","vocab":{"<end>":0,"user":1,"assistant":2,"yes":3,"no":4,"maybe":5,"is":6,"it":7,"?":8,"[UNK]":9},"unk_token":"[UNK]"}}"#;
+    const CONFIG: &str = r#"{"chat_template":"{% for m in messages %}{{ m.role }} {{ m.content }} <end> {% endfor %}{% if add_generation_prompt %}assistant {% endif %}","eos_token":"<end>"}"#;
+
+    fn generator() -> LocalGenerator<Flex> {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("tokenizer.json"), TOKENIZER).unwrap();
+        std::fs::write(dir.path().join("tokenizer_config.json"), CONFIG).unwrap();
+        let tokenizer = Tokenizer::from_dir(dir.path()).unwrap();
+        <Flex as Backend>::seed(&Default::default(), 3);
+        let config = LlamaConfig { vocab_size: 10, ..LlamaConfig::tiny() };
+        LocalGenerator::new(config.init(&Default::default()), tokenizer)
+    }
+
+    fn ask(text: &str) -> Vec<Message> {
+        vec![Message::user(text)]
+    }
+
+    #[test]
+    fn option_probabilities_are_the_normalised_sequence_probabilities_of_each_option() {
+        let mut generator = generator();
+        let conversations = vec![ask("is it ?"), ask("yes")];
+        let options = vec!["yes".to_string(), "no maybe".to_string()];
+        let probabilities = generator.option_probabilities(&conversations, &options).unwrap();
+        // Independent computation: full-sequence logits of prompt+option, one row at a time.
+        let device = Default::default();
+        for (conversation, got) in conversations.iter().zip(&probabilities) {
+            let prompt = generator.prompt_ids(std::slice::from_ref(conversation)).unwrap().remove(0);
+            let log_probs: Vec<f64> = options
+                .iter()
+                .map(|option| {
+                    let continuation = generator.tokenizer.encode(option, false).unwrap();
+                    let ids: Vec<i64> = prompt.iter().chain(&continuation).map(|&t| t as i64).collect();
+                    let len = ids.len();
+                    let tokens = Tensor::<Flex, 2, Int>::from_data(TensorData::new(ids.clone(), [1, len]), &device);
+                    let logits = generator.model.forward(tokens, &AttentionInputs::causal(1, len, 0, &device), None);
+                    let log_softmax = log_softmax(logits, 2).into_data().to_vec::<f32>().unwrap();
+                    (prompt.len()..len).map(|i| log_softmax[(i - 1) * 10 + ids[i] as usize] as f64).sum()
+                })
+                .collect();
+            let expected = normalise_log_probabilities(&log_probs);
+            assert!((got.iter().sum::<f64>() - 1.0).abs() < 1e-9);
+            for (g, e) in got.iter().zip(&expected) {
+                assert!((g - e).abs() < 1e-5, "{got:?} vs {expected:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn batched_replies_equal_replies_one_at_a_time() {
+        let mut generator = generator();
+        let conversations = vec![ask("is it ?"), ask("yes"), vec![Message::user("no"), Message::assistant("maybe"), Message::user("?")]];
+        let settings = GenerateSettings { max_new_tokens: 5, ..Default::default() };
+        let together = generator.generate(&conversations, &settings).unwrap();
+        for (conversation, reply) in conversations.iter().zip(&together) {
+            let alone = generator.generate(std::slice::from_ref(conversation), &settings).unwrap();
+            assert_eq!(alone[0], *reply);
+        }
+    }
+
+    #[test]
+    fn a_model_without_a_chat_template_and_empty_options_are_errors() {
+        let mut generator = generator();
+        let err = generator.option_probabilities(&[ask("yes")], &["".to_string()]).unwrap_err();
+        assert_eq!(err.to_string(), "option `` has no tokens");
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("tokenizer.json"), TOKENIZER).unwrap();
+        generator.tokenizer = Tokenizer::from_dir(dir.path()).unwrap();
+        let err = generator.generate(&[ask("yes")], &GenerateSettings::default()).unwrap_err();
+        assert!(err.to_string().contains("no chat template"), "{err}");
+    }
+}
