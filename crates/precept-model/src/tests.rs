@@ -182,3 +182,29 @@ fn gqa_equals_multi_head_attention_with_repeated_kv_heads() {
     attn.num_kv_heads = 4;
     assert!(max_abs_diff(expected, mha.forward(ids, &inputs, None)) < 1e-5);
 }
+
+#[test]
+fn sharded_and_half_precision_checkpoints_load_back() {
+    use crate::checkpoint::SaveDtype;
+    let config = LlamaConfig::tiny();
+    let model = tiny_model(&config);
+    let dir = tempfile::tempdir().unwrap();
+    let options = SaveOptions { max_shard_bytes: 20_000, ..SaveOptions::default() };
+    save_model(&model, &config, dir.path(), &options).unwrap();
+    assert!(dir.path().join("model.safetensors.index.json").is_file());
+    let shards = std::fs::read_dir(dir.path())
+        .unwrap()
+        .filter(|entry| entry.as_ref().unwrap().file_name().to_string_lossy().starts_with("model-"))
+        .count();
+    assert!(shards > 1, "{shards} shard files");
+    let (_, sharded) = load_model::<B>(dir.path(), &Default::default()).unwrap();
+    assert_same_parameters(&model, &sharded, &config);
+
+    let half = tempfile::tempdir().unwrap();
+    save_model(&model, &config, half.path(), &SaveOptions { dtype: SaveDtype::BF16, ..SaveOptions::default() }).unwrap();
+    let (_, loaded) = load_model::<B>(half.path(), &Default::default()).unwrap();
+    let inputs = AttentionInputs::causal(1, 3, 0, &Default::default());
+    let ids = tokens(&[1, 2, 3], 1);
+    let diff = max_abs_diff(model.forward(ids.clone(), &inputs, None), loaded.forward(ids, &inputs, None));
+    assert!(diff > 0.0 && diff < 1e-2, "bf16 weights change logits a little: {diff}");
+}

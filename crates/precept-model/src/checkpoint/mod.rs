@@ -7,8 +7,10 @@
 mod load;
 mod names;
 mod safetensors_files;
+mod safetensors_writer;
 mod save;
 
 pub use load::{load_model, load_weights};
 pub use safetensors_files::SafetensorsFiles;
+pub use safetensors_writer::{write_le, write_safetensors, TensorEntry};
 pub use save::{save_model, SaveDtype, SaveOptions};

@@ -12,6 +12,7 @@ use serde_json::{json, Value};
 
 use super::names::TensorPath;
 use super::safetensors_files::{INDEX_FILE, SINGLE_FILE};
+use super::safetensors_writer::{write_le, write_safetensors, TensorEntry};
 use crate::config::LlamaConfig;
 use crate::error::{ModelError, Result};
 use crate::model::LlamaForCausalLM;
@@ -64,7 +65,12 @@ pub fn save_model<B: Backend>(
     options: &SaveOptions,
 ) -> Result<()> {
     std::fs::create_dir_all(out_dir).map_err(|e| ModelError::io(out_dir, e))?;
-    let mut collector = Collector { path: TensorPath::default(), dtype: options.dtype, tensors: Vec::new() };
+    let dtype = match options.dtype {
+        SaveDtype::F32 => Dtype::F32,
+        SaveDtype::F16 => Dtype::F16,
+        SaveDtype::BF16 => Dtype::BF16,
+    };
+    let mut collector = Collector { path: TensorPath::default(), dtype, tensors: Vec::new() };
     model.visit(&mut collector);
     write_weights(out_dir, collector.tensors, options.max_shard_bytes)?;
     write_config(config, out_dir, options)?;
@@ -84,37 +90,21 @@ fn write(path: &Path, bytes: &[u8]) -> Result<()> {
     precept_data::write_atomic(path, bytes).map_err(|e| ModelError::io(path, e))
 }
 
-/// One tensor ready for serialisation: key, dtype, shape, little-endian bytes.
-struct SavedTensor {
-    key: String,
-    dtype: Dtype,
-    shape: Vec<usize>,
-    bytes: Vec<u8>,
+/// A parameter in checkpoint layout (Linear weights transposed back to `[d_out, d_in]`), as a
+/// 2-D view whose data is read only while it is written.
+struct SavedTensor<B: Backend> {
+    entry: TensorEntry,
+    tensor: Tensor<B, 2>,
 }
 
-impl safetensors::View for &SavedTensor {
-    fn dtype(&self) -> Dtype {
-        self.dtype
-    }
-    fn shape(&self) -> &[usize] {
-        &self.shape
-    }
-    fn data(&self) -> std::borrow::Cow<'_, [u8]> {
-        std::borrow::Cow::Borrowed(&self.bytes)
-    }
-    fn data_len(&self) -> usize {
-        self.bytes.len()
-    }
-}
-
-/// Visits every parameter and converts it to checkpoint layout and dtype.
-struct Collector {
+/// Visits every parameter and records it under its checkpoint key.
+struct Collector<B: Backend> {
     path: TensorPath,
-    dtype: SaveDtype,
-    tensors: Vec<SavedTensor>,
+    dtype: Dtype,
+    tensors: Vec<SavedTensor<B>>,
 }
 
-impl<B: Backend> ModuleVisitor<B> for Collector {
+impl<B: Backend> ModuleVisitor<B> for Collector<B> {
     fn enter_module(&mut self, name: &str, container_type: &str) {
         self.path.enter(name, container_type);
     }
@@ -127,50 +117,52 @@ impl<B: Backend> ModuleVisitor<B> for Collector {
         let tensor = param.val();
         let tensor = if self.path.is_linear_weight() { tensor.transpose() } else { tensor };
         let shape = tensor.dims().to_vec();
-        // f32 conversion of backend data cannot fail for a float tensor.
-        let values: Vec<f32> = tensor.into_data().convert::<f32>().into_vec().unwrap_or_default();
-        let (dtype, bytes) = match self.dtype {
-            SaveDtype::F32 => (Dtype::F32, bytemuck::cast_slice(&values).to_vec()),
-            SaveDtype::F16 => {
-                let v: Vec<f16> = values.iter().map(|x| f16::from_f32(*x)).collect();
-                (Dtype::F16, bytemuck::cast_slice(&v).to_vec())
-            }
-            SaveDtype::BF16 => {
-                let v: Vec<bf16> = values.iter().map(|x| bf16::from_f32(*x)).collect();
-                (Dtype::BF16, bytemuck::cast_slice(&v).to_vec())
-            }
+        let as_2d: Tensor<B, 2> = match D {
+            2 => tensor.reshape([shape[0], shape[1]]),
+            _ => tensor.reshape([1, shape.iter().product::<usize>()]),
         };
-        self.tensors.push(SavedTensor { key: self.path.key(), dtype, shape, bytes });
+        let entry = TensorEntry { name: self.path.key(), dtype: self.dtype, shape };
+        self.tensors.push(SavedTensor { entry, tensor: as_2d });
     }
 }
 
-fn write_weights(out_dir: &Path, tensors: Vec<SavedTensor>, max_shard_bytes: usize) -> Result<()> {
-    let mut shards: Vec<Vec<SavedTensor>> = vec![Vec::new()];
+/// Writes one tensor's data in the entry's dtype.
+fn write_tensor<B: Backend>(saved: &SavedTensor<B>, path: &Path, out: &mut dyn std::io::Write) -> Result<()> {
+    // f32 conversion of backend data cannot fail for a float tensor.
+    let values: Vec<f32> = saved.tensor.clone().into_data().convert::<f32>().into_vec().unwrap_or_default();
+    let written = match saved.entry.dtype {
+        Dtype::F16 => write_le(out, &values.iter().map(|x| f16::from_f32(*x)).collect::<Vec<_>>()),
+        Dtype::BF16 => write_le(out, &values.iter().map(|x| bf16::from_f32(*x)).collect::<Vec<_>>()),
+        _ => write_le(out, &values),
+    };
+    written.map_err(|e| ModelError::io(path, e))
+}
+
+fn write_weights<B: Backend>(out_dir: &Path, tensors: Vec<SavedTensor<B>>, max_shard_bytes: usize) -> Result<()> {
+    let mut shards: Vec<Vec<SavedTensor<B>>> = vec![Vec::new()];
     let mut current = 0usize;
     for tensor in tensors {
-        if current > 0 && current + tensor.bytes.len() > max_shard_bytes {
+        let len = tensor.entry.byte_len();
+        if current > 0 && current + len > max_shard_bytes {
             shards.push(Vec::new());
             current = 0;
         }
-        current += tensor.bytes.len();
+        current += len;
         if let Some(shard) = shards.last_mut() {
             shard.push(tensor);
         }
     }
-    let metadata = Some(std::collections::HashMap::from([("format".to_string(), "pt".to_string())]));
     let count = shards.len();
     let mut weight_map = BTreeMap::new();
     let mut total = 0usize;
     for (i, shard) in shards.iter().enumerate() {
         let name = if count == 1 { SINGLE_FILE.to_string() } else { format!("model-{:05}-of-{count:05}.safetensors", i + 1) };
         let path = out_dir.join(&name);
-        let views = shard.iter().map(|t| (t.key.clone(), t));
-        let bytes = safetensors::serialize(views, metadata.clone())
-            .map_err(|e| ModelError::Safetensors { path: path.clone(), message: e.to_string() })?;
-        write(&path, &bytes)?;
+        let entries: Vec<TensorEntry> = shard.iter().map(|t| t.entry.clone()).collect();
+        write_safetensors(&path, &entries, |index, out| write_tensor(&shard[index], &path, out))?;
         for t in shard {
-            total += t.bytes.len();
-            weight_map.insert(t.key.clone(), name.clone());
+            total += t.entry.byte_len();
+            weight_map.insert(t.entry.name.clone(), name.clone());
         }
     }
     if count > 1 {

@@ -6,12 +6,10 @@
 //! Tensors are dequantised one at a time and streamed into the safetensors file, so memory stays
 //! at about one tensor however large the model.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::fmt;
-use std::io::{self, BufWriter, Write};
 use std::path::{Path, PathBuf};
 
-use safetensors::tensor::{Metadata, TensorInfo as StTensorInfo};
 use safetensors::Dtype;
 use serde_json::Value;
 
@@ -21,6 +19,7 @@ use super::hf_config::config_json;
 use super::reader::{tensor_error, TensorInfo};
 use super::tokenizer::tokenizer_json;
 use super::tokenizer_config::{generation_config_json, tokenizer_config_json};
+use crate::checkpoint::{self, write_le, TensorEntry};
 use crate::error::{ModelError, Result};
 
 /// GGUF tensors that carry no weights of their own (folded into `config.json` instead).
@@ -205,49 +204,14 @@ fn tensor_values(file: &GgufFile, planned: &Planned) -> Result<Vec<f32>> {
 
 /// Streams the planned tensors into a float32 safetensors file at `path`.
 fn write_safetensors(file: &GgufFile, plan: &[Planned], path: &Path) -> Result<()> {
-    let st_error =
-        |e: safetensors::SafeTensorError| ModelError::Safetensors { path: path.into(), message: e.to_string() };
-    let mut infos = Vec::with_capacity(plan.len());
-    let mut offset = 0;
-    for p in plan {
-        let len = p.info.n_elements as usize * 4;
-        infos.push((
-            p.hf_name.clone(),
-            StTensorInfo { dtype: Dtype::F32, shape: p.info.shape(), data_offsets: (offset, offset + len) },
-        ));
-        offset += len;
-    }
-    let format = HashMap::from([("format".to_string(), "pt".to_string())]);
-    let header = Metadata::new(Some(format), infos).map_err(st_error)?;
-    let mut header_bytes = serde_json::to_vec(&header)
-        .map_err(|e| ModelError::Safetensors { path: path.into(), message: e.to_string() })?;
-    // The data section starts 8-byte aligned, as the safetensors crate writes it.
-    header_bytes.resize(header_bytes.len().next_multiple_of(8), b' ');
-
-    let mut failure = None;
-    let written = precept_data::write_atomic_with(path, |out| {
-        let mut out = BufWriter::with_capacity(1 << 20, out);
-        out.write_all(&(header_bytes.len() as u64).to_le_bytes())?;
-        out.write_all(&header_bytes)?;
-        for planned in plan {
-            let values = tensor_values(file, planned).map_err(|e| {
-                failure = Some(e);
-                io::Error::other("a tensor could not be decoded")
-            })?;
-            write_f32s(&mut out, &values)?;
-        }
-        out.flush()
-    });
-    written.map_err(|e| failure.unwrap_or_else(|| ModelError::io(path, e)))
-}
-
-/// Writes `values` as little-endian f32 bytes.
-fn write_f32s(out: &mut impl Write, values: &[f32]) -> io::Result<()> {
-    if cfg!(target_endian = "little") {
-        out.write_all(bytemuck::cast_slice(values))
-    } else {
-        values.iter().try_for_each(|v| out.write_all(&v.to_le_bytes()))
-    }
+    let entries: Vec<TensorEntry> = plan
+        .iter()
+        .map(|p| TensorEntry { name: p.hf_name.clone(), dtype: Dtype::F32, shape: p.info.shape() })
+        .collect();
+    checkpoint::write_safetensors(path, &entries, |index, out| {
+        let values = tensor_values(file, &plan[index])?;
+        write_le(out, &values).map_err(|e| ModelError::io(path, e))
+    })
 }
 
 fn write_json(path: &Path, value: &Value) -> Result<PathBuf> {
