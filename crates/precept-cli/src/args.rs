@@ -9,7 +9,7 @@ use crate::device::DeviceChoice;
 /// Align open-weights language models: import, inspect and generate (SFT, DPO, constitutions and
 /// safety evaluation build on these).
 #[derive(Debug, Parser)]
-#[command(name = "precept", version, about)]
+#[command(name = "precept", version)]
 pub struct Cli {
     /// Compute device: `cpu`, `cuda[:N]` or `wgpu[:N]`.
     #[arg(long, global = true, default_value = "cpu")]
