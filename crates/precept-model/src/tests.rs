@@ -85,6 +85,23 @@ fn batched_greedy_generation_equals_single_runs() {
 }
 
 #[test]
+fn rows_leaving_the_batch_at_eos_do_not_change_the_others() {
+    let config = LlamaConfig::tiny();
+    let model = tiny_model(&config);
+    let prompts: Vec<Vec<u32>> = (0..6).map(|i| (0..(2 + i % 3)).map(|j| (i * 11 + j * 5) as u32 % 97).collect()).collect();
+    let free = generate(&model, &prompts, &GenerationConfig { max_new_tokens: 8, ..Default::default() }, |_, _| false).unwrap();
+    // An EOS id that ends some rows early and leaves others running.
+    let eos = free[0].ids[1];
+    let settings = GenerationConfig { max_new_tokens: 8, eos_token_ids: vec![eos], ..Default::default() };
+    let batched = generate(&model, &prompts, &settings, |_, _| false).unwrap();
+    assert!(batched.iter().any(|g| g.ids.len() < 8) && batched.iter().any(|g| g.ids.len() == 8));
+    for (prompt, together) in prompts.iter().zip(&batched) {
+        let alone = generate(&model, std::slice::from_ref(prompt), &settings, |_, _| false).unwrap();
+        assert_eq!(alone[0], *together, "prompt {prompt:?}");
+    }
+}
+
+#[test]
 fn generation_stops_at_eos_and_when_the_observer_asks() {
     let config = LlamaConfig::tiny();
     let model = tiny_model(&config);
