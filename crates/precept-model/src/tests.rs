@@ -225,3 +225,21 @@ fn sharded_and_half_precision_checkpoints_load_back() {
     let diff = max_abs_diff(model.forward(ids.clone(), &inputs, None), loaded.forward(ids, &inputs, None));
     assert!(diff > 0.0 && diff < 1e-2, "bf16 weights change logits a little: {diff}");
 }
+
+#[test]
+fn a_tensor_of_an_unsupported_dtype_is_named() {
+    let config = LlamaConfig::tiny();
+    let dir = tempfile::tempdir().unwrap();
+    save_model(&tiny_model(&config), &config, dir.path(), &SaveOptions::default()).unwrap();
+    // Rewrite the checkpoint with the norm weight stored as int32.
+    let path = dir.path().join("model.safetensors");
+    let bytes = std::fs::read(&path).unwrap();
+    let file = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+    let ints = vec![0u8; 32 * 4];
+    let mut views: Vec<(String, safetensors::tensor::TensorView)> =
+        file.tensors().into_iter().filter(|(name, _)| name != "model.norm.weight").collect();
+    views.push(("model.norm.weight".into(), safetensors::tensor::TensorView::new(safetensors::Dtype::I32, vec![32], &ints).unwrap()));
+    std::fs::write(&path, safetensors::serialize(views, None).unwrap()).unwrap();
+    let err = load_model::<B>(dir.path(), &Default::default()).unwrap_err().to_string();
+    assert!(err.ends_with("model.safetensors: tensor `model.norm.weight` has unsupported dtype I32"), "{err}");
+}
