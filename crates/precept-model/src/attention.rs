@@ -66,7 +66,7 @@ impl<B: Backend> Attention<B> {
     ///
     /// # Shapes
     /// - x: `[batch, seq, d_model]` → `[batch, seq, d_model]`
-    /// - `inputs.mask`: `[batch, 1, seq, cached + seq]`
+    /// - `inputs.mask`: `[batch, 1, seq, cached + seq]` or none
     pub fn forward(
         &self,
         x: Tensor<B, 3>,
@@ -90,15 +90,14 @@ impl<B: Backend> Attention<B> {
             .reshape([batch, seq, kv_heads, group, head_dim])
             .permute([0, 2, 3, 1, 4])
             .reshape([batch, kv_heads, group * seq, head_dim]);
-        let mask = inputs
-            .mask
-            .clone()
-            .unsqueeze_dim::<5>(2)
-            .expand([batch, 1, group, seq, total])
-            .reshape([batch, 1, group * seq, total])
-            .expand([batch, kv_heads, group * seq, total]);
+        let mask = inputs.mask.clone().map(|mask| {
+            mask.unsqueeze_dim::<5>(2)
+                .expand([batch, 1, group, seq, total])
+                .reshape([batch, 1, group * seq, total])
+                .expand([batch, kv_heads, group * seq, total])
+        });
         let options = AttentionModuleOptions { scale: None, softcap: None, is_causal: false };
-        let out = attention(q, k, v, Some(mask), None, options)
+        let out = attention(q, k, v, mask, None, options)
             .reshape([batch, kv_heads, group, seq, head_dim])
             .permute([0, 3, 1, 2, 4])
             .reshape([batch, seq, self.num_heads * head_dim]);

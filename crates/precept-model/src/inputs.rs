@@ -8,8 +8,9 @@ use burn::tensor::{Bool, Int, Tensor, TensorData};
 pub struct AttentionInputs<B: Backend> {
     /// Rotary position of each new token, `[batch, seq]`.
     pub positions: Tensor<B, 2, Int>,
-    /// `true` where a query must not see a key, `[batch, 1, seq, cached + seq]`.
-    pub mask: Tensor<B, 4, Bool>,
+    /// `true` where a query must not see a key, `[batch, 1, seq, cached + seq]`; `None` when
+    /// every query sees every key (one new token per row, no padding).
+    pub mask: Option<Tensor<B, 4, Bool>>,
 }
 
 impl<B: Backend> AttentionInputs<B> {
@@ -23,6 +24,10 @@ impl<B: Backend> AttentionInputs<B> {
     /// itself, which keeps its (unused) output finite.
     pub fn left_padded(pad: &[usize], seq: usize, cached: usize, device: &B::Device) -> Self {
         let (batch, total) = (pad.len(), cached + seq);
+        if seq == 1 && pad.iter().all(|&p| p == 0) {
+            let positions = TensorData::new(vec![cached as i64; batch], [batch, 1]);
+            return Self { positions: Tensor::from_data(positions, device), mask: None };
+        }
         let mut positions = Vec::with_capacity(batch * seq);
         let mut mask = Vec::with_capacity(batch * seq * total);
         for &p in pad {
@@ -33,7 +38,7 @@ impl<B: Backend> AttentionInputs<B> {
         }
         Self {
             positions: Tensor::from_data(TensorData::new(positions, [batch, seq]), device),
-            mask: Tensor::from_data(TensorData::new(mask, [batch, 1, seq, total]), device),
+            mask: Some(Tensor::from_data(TensorData::new(mask, [batch, 1, seq, total]), device)),
         }
     }
 
@@ -59,7 +64,7 @@ impl<B: Backend> AttentionInputs<B> {
         }
         Self {
             positions: Tensor::from_data(TensorData::new(positions, [batch, seq]), device),
-            mask: Tensor::from_data(TensorData::new(mask, [batch, 1, seq, seq]), device),
+            mask: Some(Tensor::from_data(TensorData::new(mask, [batch, 1, seq, seq]), device)),
         }
     }
 }
