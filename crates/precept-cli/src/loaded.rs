@@ -17,7 +17,8 @@ pub struct TextModel {
 impl TextModel {
     /// Opens `dir`'s tokenizer files.
     pub fn open(dir: &Path) -> Result<Self> {
-        let tokenizer = Tokenizer::from_dir(dir).with_context(|| format!("loading the tokenizer of {}", dir.display()))?;
+        let tokenizer =
+            Tokenizer::from_dir(dir).with_context(|| format!("loading the tokenizer of {}", dir.display()))?;
         Ok(Self { tokenizer })
     }
 

@@ -18,9 +18,7 @@ fn main() -> ExitCode {
     let cli = args::Cli::parse();
     let filter = if cli.quiet { "error" } else { "info" };
     tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("PRECEPT_LOG").unwrap_or_else(|_| filter.into()),
-        )
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("PRECEPT_LOG").unwrap_or_else(|_| filter.into()))
         .with_writer(std::io::stderr)
         .with_ansi(std::io::stderr().is_terminal())
         .with_target(false)

@@ -35,7 +35,16 @@ fn logits_error(dir: &Path, ids: &str) -> String {
 fn a_tiny_random_model_runs_end_to_end() {
     let dir = tempfile::tempdir().unwrap();
     tiny_model(dir.path());
-    let out = common::precept_json(&["logits", "--model", dir.path().to_str().unwrap(), "--ids", "1,2,3", "--top", "3", "--json"]);
+    let out = common::precept_json(&[
+        "logits",
+        "--model",
+        dir.path().to_str().unwrap(),
+        "--ids",
+        "1,2,3",
+        "--top",
+        "3",
+        "--json",
+    ]);
     assert_eq!(common::ids(&out["top_ids"]).len(), 3);
 }
 
@@ -54,16 +63,27 @@ fn truncated_safetensors_names_the_file() {
 fn a_wrong_tensor_shape_names_the_tensor_and_both_shapes() {
     let dir = tempfile::tempdir().unwrap();
     tiny_model(dir.path());
-    std::fs::write(dir.path().join("config.json"), TINY_CONFIG.replace("\"intermediate_size\":48", "\"intermediate_size\":40")).unwrap();
+    std::fs::write(
+        dir.path().join("config.json"),
+        TINY_CONFIG.replace("\"intermediate_size\":48", "\"intermediate_size\":40"),
+    )
+    .unwrap();
     let err = logits_error(dir.path(), "1,2");
-    assert!(err.contains("tensor `model.layers.0.mlp.gate_proj.weight` has shape [48, 32], expected [40, 32]"), "{err}");
+    assert!(
+        err.contains("tensor `model.layers.0.mlp.gate_proj.weight` has shape [48, 32], expected [40, 32]"),
+        "{err}"
+    );
 }
 
 #[test]
 fn a_missing_tensor_is_named() {
     let dir = tempfile::tempdir().unwrap();
     tiny_model(dir.path());
-    std::fs::write(dir.path().join("config.json"), TINY_CONFIG.replace("\"tie_word_embeddings\":true", "\"tie_word_embeddings\":false")).unwrap();
+    std::fs::write(
+        dir.path().join("config.json"),
+        TINY_CONFIG.replace("\"tie_word_embeddings\":true", "\"tie_word_embeddings\":false"),
+    )
+    .unwrap();
     let err = logits_error(dir.path(), "1,2");
     assert!(err.contains("tensor `lm_head.weight` is missing"), "{err}");
 }
@@ -88,7 +108,15 @@ fn out_of_vocabulary_ids_and_over_long_input_are_rejected() {
     assert!(err.contains("token id 64 is outside the vocabulary of 64 ids"), "{err}");
     let err = logits_error(dir.path(), &vec!["1"; 17].join(","));
     assert!(err.contains("17 tokens exceed the model's 16 positions"), "{err}");
-    let err = precept_error(&["generate", "--model", dir.path().to_str().unwrap(), "--prompt", "hello world", "--max-new-tokens", "20"]);
+    let err = precept_error(&[
+        "generate",
+        "--model",
+        dir.path().to_str().unwrap(),
+        "--prompt",
+        "hello world",
+        "--max-new-tokens",
+        "20",
+    ]);
     assert!(err.contains("exceeds the model's 16 positions"), "{err}");
 }
 
@@ -96,7 +124,11 @@ fn out_of_vocabulary_ids_and_over_long_input_are_rejected() {
 fn a_broken_chat_template_is_an_error_naming_the_template() {
     let dir = tempfile::tempdir().unwrap();
     tiny_model(dir.path());
-    std::fs::write(dir.path().join("tokenizer_config.json"), r#"{"chat_template":"{% for m in messages %}{{ m.content "}"#).unwrap();
+    std::fs::write(
+        dir.path().join("tokenizer_config.json"),
+        r#"{"chat_template":"{% for m in messages %}{{ m.content "}"#,
+    )
+    .unwrap();
     let err = precept_error(&["tokenize", "--model", dir.path().to_str().unwrap(), "--chat", "--text", "hello"]);
     assert!(err.contains("tokenizer_config.json"), "{err}");
     assert!(err.to_lowercase().contains("template"), "{err}");

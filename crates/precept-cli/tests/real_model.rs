@@ -16,7 +16,8 @@ fn model() -> String {
 fn token_ids_equal_transformers_for_every_oracle_prompt() {
     for name in PROMPTS {
         let reference = oracle(name);
-        let out = precept_json(&["tokenize", "--model", &model(), "--text", reference["text"].as_str().unwrap(), "--json"]);
+        let out =
+            precept_json(&["tokenize", "--model", &model(), "--text", reference["text"].as_str().unwrap(), "--json"]);
         assert_eq!(ids(&out["ids"]), ids(&reference["token_ids"]), "{name}");
     }
 }
@@ -41,12 +42,14 @@ fn last_position_logits_match_transformers() {
         assert_eq!(ours[..10], theirs[..10], "{name}: top-10 order");
         let mut max_diff = 0f64;
         for (id, logit) in theirs.iter().zip(&their_logits) {
-            let position = ours.iter().position(|o| o == id).unwrap_or_else(|| panic!("{name}: id {id} not in our top 60"));
+            let position =
+                ours.iter().position(|o| o == id).unwrap_or_else(|| panic!("{name}: id {id} not in our top 60"));
             max_diff = max_diff.max((our_logits[position] - logit).abs());
         }
         // Measured 1.6e-5 to 3.2e-5; the margin allows another CPU's summation order.
         assert!(max_diff < 2e-4, "{name}: max |Δlogit| on the top 50 = {max_diff}");
-        let (ours, theirs) = (out["sequence_logprob"].as_f64().unwrap(), reference["sequence_logprob"].as_f64().unwrap());
+        let (ours, theirs) =
+            (out["sequence_logprob"].as_f64().unwrap(), reference["sequence_logprob"].as_f64().unwrap());
         assert!((ours - theirs).abs() < 1e-3, "{name}: sequence log-prob {ours} vs {theirs}");
     }
 }
@@ -87,7 +90,8 @@ fn chat_generation_answers_and_stops_at_end_of_turn() {
     let out = precept_json(&["generate", "--model", &model(), "--chat", "--prompt", &user, "--json"]);
     assert_eq!(out["finish_reason"], "eos");
     assert_eq!(out["text"], "The capital of France is Paris.");
-    let stopped = precept_json(&["generate", "--model", &model(), "--chat", "--prompt", &user, "--stop", "France", "--json"]);
+    let stopped =
+        precept_json(&["generate", "--model", &model(), "--chat", "--prompt", &user, "--stop", "France", "--json"]);
     assert_eq!(stopped["finish_reason"], "stop");
     assert_eq!(stopped["text"], "The capital of ");
 }

@@ -52,25 +52,13 @@ impl ChatTemplate {
     ///
     /// # Errors
     /// [`DataError::TemplateSyntax`] when the template does not parse.
-    pub fn new(
-        source: &str,
-        path: impl Into<PathBuf>,
-        special_tokens: SpecialTokens,
-    ) -> Result<Self> {
+    pub fn new(source: &str, path: impl Into<PathBuf>, special_tokens: SpecialTokens) -> Result<Self> {
         let path = path.into();
         let mut env = environment();
         let compiled = rewrite_generation_tags(source).into_owned();
         env.add_template_owned(TEMPLATE_NAME, compiled)
-            .map_err(|error| DataError::TemplateSyntax {
-                path: path.clone(),
-                error,
-            })?;
-        Ok(Self {
-            env,
-            source: source.to_owned(),
-            path,
-            special_tokens,
-        })
+            .map_err(|error| DataError::TemplateSyntax { path: path.clone(), error })?;
+        Ok(Self { env, source: source.to_owned(), path, special_tokens })
     }
 
     /// Renders `messages` to the model's prompt text; `add_generation_prompt` appends the
@@ -100,17 +88,10 @@ impl ChatTemplate {
             ("tools", Value::from(())),
             ("documents", Value::from(())),
         ];
-        context.extend(
-            self.special_tokens
-                .template_variables()
-                .map(|(name, token)| (name, Value::from(token))),
-        );
+        context.extend(self.special_tokens.template_variables().map(|(name, token)| (name, Value::from(token))));
         let context: Value = context.into_iter().collect();
 
-        let rendered = self
-            .env
-            .get_template(TEMPLATE_NAME)
-            .and_then(|template| template.render(context));
+        let rendered = self.env.get_template(TEMPLATE_NAME).and_then(|template| template.render(context));
         rendered.map_err(|error| {
             let index = last_read.load(Ordering::Relaxed).checked_sub(1);
             self.render_error(error, index)
@@ -137,19 +118,11 @@ impl ChatTemplate {
         let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(&error);
         while let Some(current) = cause {
             if let Some(raised) = current.downcast_ref::<RaisedException>() {
-                return DataError::TemplateRaised {
-                    path: self.path.clone(),
-                    index,
-                    message: raised.0.clone(),
-                };
+                return DataError::TemplateRaised { path: self.path.clone(), index, message: raised.0.clone() };
             }
             cause = current.source();
         }
-        DataError::TemplateRender {
-            path: self.path.clone(),
-            index,
-            error,
-        }
+        DataError::TemplateRender { path: self.path.clone(), index, error }
     }
 }
 
@@ -165,9 +138,7 @@ fn environment() -> Environment<'static> {
     env.add_filter("tojson", python_compat::tojson);
     env.add_filter("string", |value: Value| python_compat::python_str(&value));
     env.add_function("raise_exception", python_compat::raise_exception);
-    env.add_function("strftime_now", |format: String| {
-        python_compat::strftime_now(&format)
-    });
+    env.add_function("strftime_now", |format: String| python_compat::strftime_now(&format));
     env
 }
 
@@ -187,10 +158,7 @@ fn rewrite_generation_tags(source: &str) -> Cow<'_, str> {
             break;
         };
         let inner = &tag[2..end];
-        let keyword = inner
-            .trim_start_matches(['-', '+'])
-            .trim_end_matches(['-', '+'])
-            .trim();
+        let keyword = inner.trim_start_matches(['-', '+']).trim_end_matches(['-', '+']).trim();
         let replacement = match keyword {
             "generation" => Some("if true"),
             "endgeneration" => Some("endif"),
@@ -266,8 +234,7 @@ mod tests {
 
     /// Renders the golden case `name`, returning what we render and what Jinja2 rendered.
     fn render_golden(name: &str) -> (String, String) {
-        let goldens: serde_json::Map<String, serde_json::Value> =
-            serde_json::from_str(GOLDENS).unwrap();
+        let goldens: serde_json::Map<String, serde_json::Value> = serde_json::from_str(GOLDENS).unwrap();
         let golden: Golden = serde_json::from_value(goldens[name].clone()).unwrap();
         let source = match (golden.template_file.as_deref(), golden.template.as_deref()) {
             (Some("smollm2_chat_template.jinja"), _) => SMOLLM2,
@@ -275,27 +242,13 @@ mod tests {
             (None, Some(source)) => source,
             other => panic!("golden {name} has no template: {other:?}"),
         };
-        let tokens = SpecialTokens {
-            bos: golden.bos_token,
-            eos: golden.eos_token,
-            ..SpecialTokens::default()
-        };
+        let tokens = SpecialTokens { bos: golden.bos_token, eos: golden.eos_token, ..SpecialTokens::default() };
         let template = ChatTemplate::new(source, name, tokens).unwrap();
-        (
-            template
-                .render(&golden.messages, golden.add_generation_prompt)
-                .unwrap(),
-            golden.text,
-        )
+        (template.render(&golden.messages, golden.add_generation_prompt).unwrap(), golden.text)
     }
 
     fn template(source: &str) -> ChatTemplate {
-        ChatTemplate::new(
-            source,
-            "model/tokenizer_config.json",
-            SpecialTokens::default(),
-        )
-        .unwrap()
+        ChatTemplate::new(source, "model/tokenizer_config.json", SpecialTokens::default()).unwrap()
     }
 
     #[test]
@@ -307,9 +260,7 @@ mod tests {
             text: String,
         }
         let oracle: Oracle = serde_json::from_str(ORACLE).unwrap();
-        let rendered = template(SMOLLM2)
-            .render(&oracle.messages, oracle.add_generation_prompt)
-            .unwrap();
+        let rendered = template(SMOLLM2).render(&oracle.messages, oracle.add_generation_prompt).unwrap();
         assert_eq!(rendered, oracle.text);
     }
 
@@ -325,10 +276,7 @@ mod tests {
     fn without_a_generation_prompt_the_text_ends_after_the_last_message() {
         let messages = [Message::user("Hi")];
         let rendered = template(SMOLLM2).render(&messages, false).unwrap();
-        assert!(
-            rendered.ends_with("<|im_start|>user\nHi<|im_end|>\n"),
-            "{rendered:?}"
-        );
+        assert!(rendered.ends_with("<|im_start|>user\nHi<|im_end|>\n"), "{rendered:?}");
     }
 
     #[test]
@@ -357,26 +305,15 @@ mod tests {
         .unwrap_err();
         assert!(matches!(err, DataError::TemplateSyntax { .. }), "{err:?}");
         let text = err.to_string();
-        assert!(
-            text.starts_with("chat template of m/tokenizer_config.json: syntax error"),
-            "{text}"
-        );
+        assert!(text.starts_with("chat template of m/tokenizer_config.json: syntax error"), "{text}");
     }
 
     #[test]
     fn raise_exception_fails_with_the_template_message_and_the_message_index() {
         let goldens: serde_json::Value = serde_json::from_str(GOLDENS).unwrap();
         let llama2 = goldens["llama2"]["template"].as_str().unwrap();
-        let messages = [
-            Message::system("Be brief."),
-            Message::user("Hi"),
-            Message::user("Hello?"),
-        ];
-        let tokens = SpecialTokens {
-            bos: Some("<s>".into()),
-            eos: Some("</s>".into()),
-            ..SpecialTokens::default()
-        };
+        let messages = [Message::system("Be brief."), Message::user("Hi"), Message::user("Hello?")];
+        let tokens = SpecialTokens { bos: Some("<s>".into()), eos: Some("</s>".into()), ..SpecialTokens::default() };
         let template = ChatTemplate::new(llama2, "model/tokenizer_config.json", tokens).unwrap();
         let err = template.render(&messages, true).unwrap_err();
         assert_eq!(
@@ -388,54 +325,31 @@ mod tests {
 
     #[test]
     fn other_render_errors_name_the_message_being_read() {
-        let source = "{% for m in messages %}{% if loop.index0 == 1 %}{{ m.content.no_such_method() }}{% endif %}{% endfor %}";
-        let err = template(source)
-            .render(&[Message::user("a"), Message::assistant("b")], false)
-            .unwrap_err();
-        assert!(
-            matches!(err, DataError::TemplateRender { index: Some(1), .. }),
-            "{err:?}"
-        );
-        assert!(
-            err.to_string()
-                .starts_with("chat template of model/tokenizer_config.json: message 1: "),
-            "{err}"
-        );
+        let source =
+            "{% for m in messages %}{% if loop.index0 == 1 %}{{ m.content.no_such_method() }}{% endif %}{% endfor %}";
+        let err = template(source).render(&[Message::user("a"), Message::assistant("b")], false).unwrap_err();
+        assert!(matches!(err, DataError::TemplateRender { index: Some(1), .. }), "{err:?}");
+        assert!(err.to_string().starts_with("chat template of model/tokenizer_config.json: message 1: "), "{err}");
     }
 
     #[test]
     fn templates_cannot_read_other_files() {
-        let err = template("{% include '/etc/passwd' %}")
-            .render(&[], false)
-            .unwrap_err();
-        assert!(
-            matches!(err, DataError::TemplateRender { index: None, .. }),
-            "{err:?}"
-        );
+        let err = template("{% include '/etc/passwd' %}").render(&[], false).unwrap_err();
+        assert!(matches!(err, DataError::TemplateRender { index: None, .. }), "{err:?}");
     }
 
     #[test]
     fn a_runaway_template_runs_out_of_fuel_instead_of_hanging() {
-        let source =
-            "{% for i in range(100000) %}{% for j in range(100000) %}{% endfor %}{% endfor %}";
+        let source = "{% for i in range(100000) %}{% for j in range(100000) %}{% endfor %}{% endfor %}";
         let err = template(source).render(&[], false).unwrap_err();
         assert!(err.to_string().contains("fuel"), "{err}");
     }
 
     #[test]
     fn a_long_conversation_fits_in_the_fuel_budget() {
-        let messages: Vec<Message> = (0..5_000)
-            .flat_map(|i| {
-                [
-                    Message::user(format!("question {i}")),
-                    Message::assistant("answer"),
-                ]
-            })
-            .collect();
-        let tokens = SpecialTokens {
-            eos: Some("</s>".into()),
-            ..SpecialTokens::default()
-        };
+        let messages: Vec<Message> =
+            (0..5_000).flat_map(|i| [Message::user(format!("question {i}")), Message::assistant("answer")]).collect();
+        let tokens = SpecialTokens { eos: Some("</s>".into()), ..SpecialTokens::default() };
         let source = FEATURES.replace("loop.index0 > 5", "loop.index0 > 100000");
         let template = ChatTemplate::new(&source, "t", tokens).unwrap();
         let rendered = template.render(&messages, true).unwrap();
@@ -445,32 +359,17 @@ mod tests {
     #[test]
     fn generation_tags_render_their_contents_with_whitespace_control() {
         let source = "{% for m in messages %}{%- generation -%}\n[{{ m.content }}]\n{%- endgeneration %}{% endfor %}";
-        let rendered = template(source)
-            .render(&[Message::assistant("ok")], false)
-            .unwrap();
+        let rendered = template(source).render(&[Message::assistant("ok")], false).unwrap();
         assert_eq!(rendered, "[ok]");
-        assert_eq!(
-            rewrite_generation_tags("{%- generation %}"),
-            "{%- if true %}"
-        );
-        assert_eq!(
-            rewrite_generation_tags("{% endgeneration -%}"),
-            "{% endif -%}"
-        );
+        assert_eq!(rewrite_generation_tags("{%- generation %}"), "{%- if true %}");
+        assert_eq!(rewrite_generation_tags("{% endgeneration -%}"), "{% endif -%}");
     }
 
     #[test]
     fn special_tokens_and_strftime_now_are_available() {
-        let tokens = SpecialTokens {
-            bos: Some("<s>".into()),
-            ..SpecialTokens::default()
-        };
-        let template = ChatTemplate::new(
-            "{{ bos_token }}|{{ eos_token }}|{{ strftime_now('%Y')|length }}",
-            "t",
-            tokens,
-        )
-        .unwrap();
+        let tokens = SpecialTokens { bos: Some("<s>".into()), ..SpecialTokens::default() };
+        let template =
+            ChatTemplate::new("{{ bos_token }}|{{ eos_token }}|{{ strftime_now('%Y')|length }}", "t", tokens).unwrap();
         assert_eq!(template.render(&[], false).unwrap(), "<s>||4");
     }
 }

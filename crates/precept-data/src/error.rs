@@ -4,10 +4,12 @@
 use std::io;
 use std::path::PathBuf;
 
+use crate::message::Role;
+
 /// `Result` with [`DataError`] as the default error.
 pub type Result<T, E = DataError> = std::result::Result<T, E>;
 
-/// Everything that can go wrong while reading tokenizers, configs and chat templates.
+/// Everything that can go wrong while reading tokenizers, configs, chat templates and datasets.
 ///
 /// Inner errors are part of the message (`{error}`) rather than a `source()`, so printing the
 /// error alone, or its chain with `{:#}`, says everything once.
@@ -71,9 +73,7 @@ pub enum DataError {
     },
 
     /// `chat_template` is a list of named templates and none is called `default`.
-    #[error(
-        "{path}: field `chat_template` names the templates {names:?} but none is called `default`"
-    )]
+    #[error("{path}: field `chat_template` names the templates {names:?} but none is called `default`")]
     NoDefaultTemplate {
         /// The config file holding the list.
         path: PathBuf,
@@ -150,13 +150,174 @@ pub enum DataError {
         /// The window's text after adding `id`.
         decoded: String,
     },
+
+    /// A JSONL line is longer than this crate is willing to hold in memory.
+    #[error("{path}:{line}: line is longer than the {limit}-byte limit")]
+    LineTooLong {
+        /// The JSONL file.
+        path: PathBuf,
+        /// The 1-based line number.
+        line: usize,
+        /// The longest line accepted, in bytes.
+        limit: usize,
+    },
+
+    /// A JSONL line is not valid UTF-8.
+    #[error("{path}:{line}: not valid UTF-8")]
+    NotUtf8 {
+        /// The JSONL file.
+        path: PathBuf,
+        /// The 1-based line number.
+        line: usize,
+    },
+
+    /// A JSONL line holds JSON that is not an object.
+    #[error("{path}:{line}: a record must be a JSON object")]
+    NotAnObject {
+        /// The JSONL file.
+        path: PathBuf,
+        /// The 1-based line number.
+        line: usize,
+    },
+
+    /// A JSONL line is not valid JSON.
+    #[error("{path}:{line}: invalid JSON: {error}")]
+    InvalidJsonLine {
+        /// The JSONL file.
+        path: PathBuf,
+        /// The 1-based line number.
+        line: usize,
+        /// The parser's message, with the column.
+        error: serde_json::Error,
+    },
+
+    /// A JSONL record lacks a required field.
+    #[error("{path}:{line}: field `{field}` is missing")]
+    MissingField {
+        /// The JSONL file.
+        path: PathBuf,
+        /// The 1-based line number.
+        line: usize,
+        /// The field, as a path into the record (`messages[1].content`).
+        field: String,
+    },
+
+    /// A JSONL record field holds the wrong kind of JSON value.
+    #[error("{path}:{line}: field `{field}` must be {expected}")]
+    WrongType {
+        /// The JSONL file.
+        path: PathBuf,
+        /// The 1-based line number.
+        line: usize,
+        /// The field, as a path into the record (`messages[1].content`).
+        field: String,
+        /// What the field may hold.
+        expected: &'static str,
+    },
+
+    /// A JSONL record has both the conversational and the prompt/completion form.
+    #[error("{path}:{line}: has both `messages` and `{other}`; use one form")]
+    ConflictingFields {
+        /// The JSONL file.
+        path: PathBuf,
+        /// The 1-based line number.
+        line: usize,
+        /// The prompt/completion field that was found beside `messages`.
+        other: &'static str,
+    },
+
+    /// A message in a JSONL record has a role other than `system`, `user` or `assistant`.
+    #[error("{path}:{line}: field `{field}`: unknown role `{role}`")]
+    RecordUnknownRole {
+        /// The JSONL file.
+        path: PathBuf,
+        /// The 1-based line number.
+        line: usize,
+        /// The role field (`messages[2].role`).
+        field: String,
+        /// The role as written.
+        role: String,
+    },
+
+    /// A message in a JSONL record has empty content.
+    #[error("{path}:{line}: field `{field}` is empty")]
+    EmptyContent {
+        /// The JSONL file.
+        path: PathBuf,
+        /// The 1-based line number.
+        line: usize,
+        /// The content field (`messages[1].content`).
+        field: String,
+    },
+
+    /// The messages of a JSONL record are not in the order training expects: an optional
+    /// `system` message, then `user` and `assistant` turns alternating, starting with `user`.
+    #[error("{path}:{line}: field `{field}`: expected {expected}, found `{found}`")]
+    RoleOrder {
+        /// The JSONL file.
+        path: PathBuf,
+        /// The 1-based line number.
+        line: usize,
+        /// The role field of the out-of-place message (`messages[2].role`).
+        field: String,
+        /// The role found there.
+        found: Role,
+        /// What may stand there.
+        expected: &'static str,
+    },
+
+    /// A JSONL record's conversation does not end with an `assistant` turn, so nothing in it
+    /// would be trained.
+    #[error("{path}:{line}: field `{field}` must end with an `assistant` message")]
+    NoFinalAssistant {
+        /// The JSONL file.
+        path: PathBuf,
+        /// The 1-based line number.
+        line: usize,
+        /// The message list (`messages` or `completion`).
+        field: String,
+    },
+
+    /// The chat template or the tokenizer failed on the record at `path:line`.
+    #[error("{path}:{line}: {error}")]
+    Record {
+        /// The JSONL file.
+        path: PathBuf,
+        /// The 1-based line number.
+        line: usize,
+        /// The template's or tokenizer's error.
+        error: Box<DataError>,
+    },
+
+    /// The chat template renders a conversation prefix whose tokens are not a prefix of the whole
+    /// conversation's tokens, so the loss mask cannot be placed exactly.
+    #[error(
+        "{path}:{line}: loss mask mismatch at message {message}: the chat template's rendering of the conversation up to this turn does not tokenise to a prefix of the whole conversation (first difference at token {position})"
+    )]
+    MaskMismatch {
+        /// The JSONL file.
+        path: PathBuf,
+        /// The 1-based line number.
+        line: usize,
+        /// The index of the trained message whose span could not be placed.
+        message: usize,
+        /// The first token position where the prefix and the whole sequence differ.
+        position: usize,
+    },
+
+    /// The chat template renders no tokens for the trained messages of a record.
+    #[error("{path}:{line}: the chat template renders no tokens for the trained messages")]
+    NothingTrained {
+        /// The JSONL file.
+        path: PathBuf,
+        /// The 1-based line number.
+        line: usize,
+    },
 }
 
 /// `"message 3: "`, or nothing when the failing message is unknown.
 fn at_message(index: Option<usize>) -> String {
-    index
-        .map(|index| format!("message {index}: "))
-        .unwrap_or_default()
+    index.map(|index| format!("message {index}: ")).unwrap_or_default()
 }
 
 /// At most the first eight ids, so a long sequence does not flood the message.
@@ -180,30 +341,18 @@ mod tests {
             index: Some(2),
             message: "roles must alternate".into(),
         };
-        assert_eq!(
-            with.to_string(),
-            "chat template of m/tokenizer_config.json: message 2: roles must alternate"
-        );
+        assert_eq!(with.to_string(), "chat template of m/tokenizer_config.json: message 2: roles must alternate");
         let without = DataError::TemplateRaised {
             path: PathBuf::from("m/tokenizer_config.json"),
             index: None,
             message: "no".into(),
         };
-        assert_eq!(
-            without.to_string(),
-            "chat template of m/tokenizer_config.json: no"
-        );
+        assert_eq!(without.to_string(), "chat template of m/tokenizer_config.json: no");
     }
 
     #[test]
     fn decode_errors_show_only_the_first_ids() {
-        let err = DataError::Decode {
-            ids: (0..20).collect(),
-            error: "bad id".into(),
-        };
-        assert_eq!(
-            err.to_string(),
-            "cannot decode 20 token ids starting [0, 1, 2, 3, 4, 5, 6, 7]: bad id"
-        );
+        let err = DataError::Decode { ids: (0..20).collect(), error: "bad id".into() };
+        assert_eq!(err.to_string(), "cannot decode 20 token ids starting [0, 1, 2, 3, 4, 5, 6, 7]: bad id");
     }
 }

@@ -58,13 +58,21 @@ pub trait Generate {
     type Error: std::error::Error + Send + Sync + 'static;
 
     /// One reply per conversation, each continuing after the chat template's generation prompt.
-    fn generate(&mut self, conversations: &[Vec<Message>], settings: &GenerateSettings) -> Result<Vec<Reply>, Self::Error>;
+    fn generate(
+        &mut self,
+        conversations: &[Vec<Message>],
+        settings: &GenerateSettings,
+    ) -> Result<Vec<Reply>, Self::Error>;
 
     /// For each conversation, the probability that the assistant's reply begins with each of
     /// `options`, normalised over the options: `pᵢ = exp(log p(optionᵢ)) / Σⱼ exp(log p(optionⱼ))`,
     /// where `log p(option)` sums the log-probabilities of the option's tokens after the
     /// generation prompt.
-    fn option_probabilities(&mut self, conversations: &[Vec<Message>], options: &[String]) -> Result<Vec<Vec<f64>>, Self::Error>;
+    fn option_probabilities(
+        &mut self,
+        conversations: &[Vec<Message>],
+        options: &[String],
+    ) -> Result<Vec<Vec<f64>>, Self::Error>;
 }
 
 /// Softmax of log-probabilities, computed stably.

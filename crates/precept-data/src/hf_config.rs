@@ -19,21 +19,14 @@ const MAX_CONFIG_BYTES: u64 = 256 << 20;
 
 /// Reads `path` whole, refusing files over `limit` bytes; `None` when the file does not exist.
 pub(crate) fn read_bounded(path: &Path, limit: u64) -> Result<Option<Vec<u8>>> {
-    let read_error = |error| DataError::Read {
-        path: path.to_owned(),
-        error,
-    };
+    let read_error = |error| DataError::Read { path: path.to_owned(), error };
     let size = match fs::metadata(path) {
         Ok(metadata) => metadata.len(),
         Err(error) if error.kind() == io::ErrorKind::NotFound => return Ok(None),
         Err(error) => return Err(read_error(error)),
     };
     if size > limit {
-        return Err(DataError::TooLarge {
-            path: path.to_owned(),
-            size,
-            limit,
-        });
+        return Err(DataError::TooLarge { path: path.to_owned(), size, limit });
     }
     fs::read(path).map(Some).map_err(read_error)
 }
@@ -45,15 +38,10 @@ fn read_json_object(path: &Path) -> Result<Option<Map<String, Value>>> {
     };
     match serde_json::from_slice(&bytes) {
         Ok(Value::Object(object)) => Ok(Some(object)),
-        Ok(_) => Err(DataError::InvalidField {
-            path: path.to_owned(),
-            field: "(top level)".into(),
-            expected: "an object",
-        }),
-        Err(error) => Err(DataError::InvalidJson {
-            path: path.to_owned(),
-            error,
-        }),
+        Ok(_) => {
+            Err(DataError::InvalidField { path: path.to_owned(), field: "(top level)".into(), expected: "an object" })
+        }
+        Err(error) => Err(DataError::InvalidJson { path: path.to_owned(), error }),
     }
 }
 
@@ -79,8 +67,7 @@ impl TokenizerConfig {
                 unk: token_text(&object, &path, "unk_token")?,
                 pad: token_text(&object, &path, "pad_token")?,
             };
-            config.chat_template =
-                chat_template(&object, &path)?.map(|source| (source, path.clone()));
+            config.chat_template = chat_template(&object, &path)?.map(|source| (source, path.clone()));
         }
         let jinja_path = dir.join("chat_template.jinja");
         if let Some(bytes) = read_bounded(&jinja_path, MAX_CONFIG_BYTES)? {
@@ -128,23 +115,14 @@ fn chat_template(object: &Map<String, Value>, path: &Path) -> Result<Option<Stri
     };
     let mut names = Vec::with_capacity(named.len());
     for entry in named {
-        let name = entry
-            .get("name")
-            .and_then(Value::as_str)
-            .ok_or_else(invalid)?;
-        let source = entry
-            .get("template")
-            .and_then(Value::as_str)
-            .ok_or_else(invalid)?;
+        let name = entry.get("name").and_then(Value::as_str).ok_or_else(invalid)?;
+        let source = entry.get("template").and_then(Value::as_str).ok_or_else(invalid)?;
         if name == "default" {
             return Ok(Some(source.to_owned()));
         }
         names.push(name.to_owned());
     }
-    Err(DataError::NoDefaultTemplate {
-        path: path.to_owned(),
-        names,
-    })
+    Err(DataError::NoDefaultTemplate { path: path.to_owned(), names })
 }
 
 /// What `generation_config.json` declares about special token ids.
@@ -164,10 +142,7 @@ impl GenerationConfig {
             return Ok(Self::default());
         };
         let bos = token_ids(&object, &path, "bos_token_id")?;
-        Ok(Self {
-            bos_token_id: bos.first().copied(),
-            eos_token_ids: token_ids(&object, &path, "eos_token_id")?,
-        })
+        Ok(Self { bos_token_id: bos.first().copied(), eos_token_ids: token_ids(&object, &path, "eos_token_id")? })
     }
 }
 
@@ -178,12 +153,7 @@ fn token_ids(object: &Map<String, Value>, path: &Path, field: &str) -> Result<Ve
         field: field.to_owned(),
         expected: "a token id or a list of token ids",
     };
-    let id = |value: &Value| {
-        value
-            .as_u64()
-            .and_then(|id| u32::try_from(id).ok())
-            .ok_or_else(invalid)
-    };
+    let id = |value: &Value| value.as_u64().and_then(|id| u32::try_from(id).ok()).ok_or_else(invalid);
     match object.get(field) {
         None | Some(Value::Null) => Ok(Vec::new()),
         Some(Value::Array(ids)) => ids.iter().map(id).collect(),
@@ -225,45 +195,25 @@ mod tests {
             "tokenizer_config.json",
             r#"{"chat_template": [{"name": "tool_use", "template": "T"}, {"name": "default", "template": "D"}]}"#,
         )]);
-        assert_eq!(
-            TokenizerConfig::load(dir.path())
-                .unwrap()
-                .chat_template
-                .unwrap()
-                .0,
-            "D"
-        );
+        assert_eq!(TokenizerConfig::load(dir.path()).unwrap().chat_template.unwrap().0, "D");
     }
 
     #[test]
     fn a_list_without_a_default_template_is_an_error_naming_the_choices() {
-        let dir = folder(&[(
-            "tokenizer_config.json",
-            r#"{"chat_template": [{"name": "rag", "template": "R"}]}"#,
-        )]);
+        let dir = folder(&[("tokenizer_config.json", r#"{"chat_template": [{"name": "rag", "template": "R"}]}"#)]);
         let err = TokenizerConfig::load(dir.path()).unwrap_err();
         assert!(
-            err.to_string().ends_with(
-                r#"field `chat_template` names the templates ["rag"] but none is called `default`"#
-            ),
+            err.to_string()
+                .ends_with(r#"field `chat_template` names the templates ["rag"] but none is called `default`"#),
             "{err}"
         );
     }
 
     #[test]
     fn chat_template_jinja_overrides_the_config_template() {
-        let dir = folder(&[
-            ("tokenizer_config.json", r#"{"chat_template": "old"}"#),
-            ("chat_template.jinja", "new"),
-        ]);
-        let (source, path) = TokenizerConfig::load(dir.path())
-            .unwrap()
-            .chat_template
-            .unwrap();
-        assert_eq!(
-            (source.as_str(), path),
-            ("new", dir.path().join("chat_template.jinja"))
-        );
+        let dir = folder(&[("tokenizer_config.json", r#"{"chat_template": "old"}"#), ("chat_template.jinja", "new")]);
+        let (source, path) = TokenizerConfig::load(dir.path()).unwrap().chat_template.unwrap();
+        assert_eq!((source.as_str(), path), ("new", dir.path().join("chat_template.jinja")));
     }
 
     #[test]
@@ -282,48 +232,26 @@ mod tests {
         let dir = folder(&[("generation_config.json", "{\n  \"eos_token_id\": [1,\n")]);
         let err = GenerationConfig::load(dir.path()).unwrap_err();
         assert!(matches!(err, DataError::InvalidJson { .. }), "{err:?}");
-        assert!(
-            err.to_string()
-                .contains("generation_config.json: EOF while parsing a value at line 3"),
-            "{err}"
-        );
+        assert!(err.to_string().contains("generation_config.json: EOF while parsing a value at line 3"), "{err}");
     }
 
     #[test]
     fn eos_token_id_may_be_one_id_or_a_list() {
-        let one = folder(&[(
-            "generation_config.json",
-            r#"{"bos_token_id": 1, "eos_token_id": 2}"#,
-        )]);
-        let many = folder(&[(
-            "generation_config.json",
-            r#"{"eos_token_id": [128001, 128009]}"#,
-        )]);
+        let one = folder(&[("generation_config.json", r#"{"bos_token_id": 1, "eos_token_id": 2}"#)]);
+        let many = folder(&[("generation_config.json", r#"{"eos_token_id": [128001, 128009]}"#)]);
         assert_eq!(
             GenerationConfig::load(one.path()).unwrap(),
-            GenerationConfig {
-                bos_token_id: Some(1),
-                eos_token_ids: vec![2]
-            }
+            GenerationConfig { bos_token_id: Some(1), eos_token_ids: vec![2] }
         );
-        assert_eq!(
-            GenerationConfig::load(many.path()).unwrap().eos_token_ids,
-            [128001, 128009]
-        );
+        assert_eq!(GenerationConfig::load(many.path()).unwrap().eos_token_ids, [128001, 128009]);
         let bad = folder(&[("generation_config.json", r#"{"eos_token_id": "2"}"#)]);
-        assert!(GenerationConfig::load(bad.path())
-            .unwrap_err()
-            .to_string()
-            .contains("field `eos_token_id`"));
+        assert!(GenerationConfig::load(bad.path()).unwrap_err().to_string().contains("field `eos_token_id`"));
     }
 
     #[test]
     fn absent_config_files_declare_nothing() {
         let dir = folder(&[]);
-        assert_eq!(
-            GenerationConfig::load(dir.path()).unwrap(),
-            GenerationConfig::default()
-        );
+        assert_eq!(GenerationConfig::load(dir.path()).unwrap(), GenerationConfig::default());
         let config = TokenizerConfig::load(dir.path()).unwrap();
         assert_eq!(config.special_tokens, SpecialTokens::default());
         assert!(config.chat_template.is_none());

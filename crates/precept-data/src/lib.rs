@@ -12,6 +12,14 @@
 //! generated ids ──TokenStream::step──> text fragments
 //! ```
 //!
+//! Supervised fine-tuning data goes through [`SftReader`] (JSONL lines to [`SftRecord`]s) and
+//! [`SftPreparer`] (records to [`TokenizedExample`]s: ids plus a loss mask over the trained
+//! turns, with [`PreparationStats`]).
+//!
+//! ```text
+//! sft.jsonl ──SftReader──> (line, SftRecord) ──SftPreparer::prepare──> TokenizedExample
+//! ```
+//!
 //! Stages that need a model's words talk to the [`Generate`] trait (conversations in, replies
 //! and option probabilities out), so they run on a local model, a server or a test script alike.
 //!
@@ -29,6 +37,7 @@ mod hf_config;
 mod message;
 mod python_compat;
 mod reply_text;
+mod sft;
 mod special_tokens;
 mod token_stream;
 mod tokenizer;
@@ -39,6 +48,10 @@ pub use error::{DataError, Result};
 pub use generate::{normalise_log_probabilities, FinishReason, Generate, GenerateSettings, Reply};
 pub use message::{Message, Role};
 pub use reply_text::ReplyText;
+pub use sft::{
+    prepare_file, tokenize_record, OnMismatch, PreparationStats, PrepareOptions, SftPreparer, SftReader, SftRecord,
+    TokenizedExample, MAX_LINE_BYTES,
+};
 pub use special_tokens::SpecialTokens;
 pub use token_stream::TokenStream;
 pub use tokenizer::Tokenizer;

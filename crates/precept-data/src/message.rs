@@ -48,9 +48,7 @@ impl FromStr for Role {
             "system" => Ok(Role::System),
             "user" => Ok(Role::User),
             "assistant" => Ok(Role::Assistant),
-            _ => Err(DataError::UnknownRole {
-                role: role.to_owned(),
-            }),
+            _ => Err(DataError::UnknownRole { role: role.to_owned() }),
         }
     }
 }
@@ -75,10 +73,7 @@ pub struct Message {
 impl Message {
     /// A message from `role`.
     pub fn new(role: Role, content: impl Into<String>) -> Self {
-        Self {
-            role,
-            content: content.into(),
-        }
+        Self { role, content: content.into() }
     }
 
     /// A system message.
@@ -114,10 +109,7 @@ mod tests {
         let err = serde_json::from_str::<Message>(r#"{"role":"tool","content":"x"}"#).unwrap_err();
         assert!(err.to_string().contains("unknown role `tool`"), "{err}");
         let err = "Robot".parse::<Role>().unwrap_err();
-        assert_eq!(
-            err.to_string(),
-            "unknown role `Robot` (expected `system`, `user` or `assistant`)"
-        );
+        assert_eq!(err.to_string(), "unknown role `Robot` (expected `system`, `user` or `assistant`)");
     }
 
     #[test]

@@ -26,26 +26,15 @@ impl std::error::Error for RaisedException {}
 
 /// The `raise_exception(message)` global: fails the render with `message`.
 pub(crate) fn raise_exception(message: String) -> Result<Value, Error> {
-    Err(Error::new(ErrorKind::InvalidOperation, message.clone())
-        .with_source(RaisedException(message)))
+    Err(Error::new(ErrorKind::InvalidOperation, message.clone()).with_source(RaisedException(message)))
 }
 
 /// The `strftime_now(format)` global: the local time formatted like Python's `strftime`.
 pub(crate) fn strftime_now(format: &str) -> Result<String, Error> {
-    let invalid = || {
-        Error::new(
-            ErrorKind::InvalidOperation,
-            format!("strftime_now: invalid format {format:?}"),
-        )
-    };
+    let invalid = || Error::new(ErrorKind::InvalidOperation, format!("strftime_now: invalid format {format:?}"));
     let items = StrftimeItems::new(format).parse().map_err(|_| invalid())?;
     let mut out = String::new();
-    write!(
-        out,
-        "{}",
-        chrono::Local::now().format_with_items(items.iter())
-    )
-    .map_err(|_| invalid())?;
+    write!(out, "{}", chrono::Local::now().format_with_items(items.iter())).map_err(|_| invalid())?;
     Ok(out)
 }
 
@@ -53,8 +42,7 @@ pub(crate) fn strftime_now(format: &str) -> Result<String, Error> {
 pub(crate) fn format_output(out: &mut Output, state: &State, value: &Value) -> Result<(), Error> {
     match value.kind() {
         ValueKind::None | ValueKind::Bool | ValueKind::Number | ValueKind::Seq | ValueKind::Map => {
-            out.write_str(&python_str(value))
-                .map_err(|_| Error::from(ErrorKind::WriteFailure))
+            out.write_str(&python_str(value)).map_err(|_| Error::from(ErrorKind::WriteFailure))
         }
         _ => minijinja::escape_formatter(out, state, value),
     }
@@ -121,11 +109,7 @@ fn write_repr(out: &mut String, value: &Value) {
 
 /// Python's `repr(str)`: single quotes unless the text has `'` and no `"`.
 fn write_str_repr(out: &mut String, text: &str) {
-    let quote = if text.contains('\'') && !text.contains('"') {
-        '"'
-    } else {
-        '\''
-    };
+    let quote = if text.contains('\'') && !text.contains('"') { '"' } else { '\'' };
     out.push(quote);
     for c in text.chars() {
         match c {
@@ -179,10 +163,7 @@ pub(crate) fn float_repr(number: f64) -> String {
                 (digits[..int_len].to_owned(), digits[int_len..].to_owned())
             }
         } else {
-            (
-                "0".to_owned(),
-                format!("{}{digits}", "0".repeat((-exponent - 1) as usize)),
-            )
+            ("0".to_owned(), format!("{}{digits}", "0".repeat((-exponent - 1) as usize)))
         };
         format!("{sign}{int}.{frac}")
     } else {
@@ -217,12 +198,7 @@ pub(crate) fn tojson(value: &Value, kwargs: Kwargs) -> Result<String, Error> {
             let parts: Vec<String> = pair.try_iter()?.map(|part| python_str(&part)).collect();
             match <[String; 2]>::try_from(parts) {
                 Ok([item, key]) => (item, key),
-                Err(_) => {
-                    return Err(Error::new(
-                        ErrorKind::InvalidOperation,
-                        "tojson: separators must be a pair",
-                    ))
-                }
+                Err(_) => return Err(Error::new(ErrorKind::InvalidOperation, "tojson: separators must be a pair")),
             }
         }
         None if indent.is_some() => (",".to_owned(), ": ".to_owned()),
@@ -254,16 +230,12 @@ impl JsonWriter {
     fn value(&mut self, value: &Value, depth: usize) -> Result<(), Error> {
         match value.kind() {
             ValueKind::None => self.out.push_str("null"),
-            ValueKind::Bool => self
-                .out
-                .push_str(if value.is_true() { "true" } else { "false" }),
+            ValueKind::Bool => self.out.push_str(if value.is_true() { "true" } else { "false" }),
             ValueKind::Number => self.out.push_str(&json_number(value)),
             ValueKind::String => self.string(value.as_str().unwrap_or_default()),
             ValueKind::Seq | ValueKind::Iterable => {
                 let items: Vec<Value> = value.try_iter()?.collect();
-                self.container(('[', ']'), items.len(), depth, |writer, i| {
-                    writer.value(&items[i], depth + 1)
-                })?;
+                self.container(('[', ']'), items.len(), depth, |writer, i| writer.value(&items[i], depth + 1))?;
             }
             ValueKind::Map => {
                 let mut pairs: Vec<(String, Value)> = map_pairs(value)
@@ -300,10 +272,7 @@ impl JsonWriter {
         self.out.push(open);
         if len > 0 {
             let (inner, outer) = match &self.indent {
-                Some(indent) => (
-                    format!("\n{}", indent.repeat(depth + 1)),
-                    format!("\n{}", indent.repeat(depth)),
-                ),
+                Some(indent) => (format!("\n{}", indent.repeat(depth + 1)), format!("\n{}", indent.repeat(depth))),
                 None => (String::new(), String::new()),
             };
             self.out.push_str(&inner);
@@ -353,12 +322,7 @@ fn json_number(value: &Value) -> String {
     }
     match f64::try_from(value.clone()) {
         Ok(number) if number.is_nan() => "NaN".to_owned(),
-        Ok(number) if number.is_infinite() => if number > 0.0 {
-            "Infinity"
-        } else {
-            "-Infinity"
-        }
-        .to_owned(),
+        Ok(number) if number.is_infinite() => if number > 0.0 { "Infinity" } else { "-Infinity" }.to_owned(),
         Ok(number) => float_repr(number),
         Err(_) => value.to_string(),
     }
@@ -423,10 +387,7 @@ mod tests {
             render("{{ none }} {{ true }} {{ false }} {{ 1.0 }} {{ ['a', \"it's\", none] }} {{ {'k': [1, 2.5]} }}"),
             "None True False 1.0 ['a', \"it's\", None] {'k': [1, 2.5]}"
         );
-        assert_eq!(
-            render("{{ none|string }}|{{ undefined_name }}|{{ 3 }}"),
-            "None||3"
-        );
+        assert_eq!(render("{{ none|string }}|{{ undefined_name }}|{{ 3 }}"), "None||3");
     }
 
     // >>> json.dumps({"b": [1, 2.0, None, True], "a": "é\n\"x\""}, ensure_ascii=False)
@@ -434,20 +395,14 @@ mod tests {
     #[test]
     fn tojson_matches_python_json_dumps() {
         let source = r#"{{ {"b": [1, 2.0, none, true], "a": "é\n\"x\""}|tojson }}"#;
-        assert_eq!(
-            render(source),
-            r#"{"b": [1, 2.0, null, true], "a": "é\n\"x\""}"#
-        );
+        assert_eq!(render(source), r#"{"b": [1, 2.0, null, true], "a": "é\n\"x\""}"#);
     }
 
     // >>> print(json.dumps({"b": [1, {}], "a": []}, indent=2, sort_keys=True))
     #[test]
     fn tojson_indents_and_sorts_like_python() {
         let source = r#"{{ {"b": [1, {}], "a": []}|tojson(indent=2, sort_keys=true) }}"#;
-        assert_eq!(
-            render(source),
-            "{\n  \"a\": [],\n  \"b\": [\n    1,\n    {}\n  ]\n}"
-        );
+        assert_eq!(render(source), "{\n  \"a\": [],\n  \"b\": [\n    1,\n    {}\n  ]\n}");
     }
 
     // >>> json.dumps(["é😀"], ensure_ascii=True, separators=(",", ":"))
@@ -460,9 +415,7 @@ mod tests {
 
     #[test]
     fn tojson_rejects_undefined_values_like_python() {
-        let err = env()
-            .render_str("{{ missing|tojson }}", context! {})
-            .unwrap_err();
+        let err = env().render_str("{{ missing|tojson }}", context! {}).unwrap_err();
         assert!(err.to_string().contains("not JSON serializable"), "{err}");
     }
 
@@ -478,9 +431,6 @@ mod tests {
     fn raise_exception_carries_the_template_message() {
         let err = raise_exception("no system role".into()).unwrap_err();
         let source = std::error::Error::source(&err).unwrap();
-        assert_eq!(
-            source.downcast_ref::<RaisedException>().unwrap().0,
-            "no system role"
-        );
+        assert_eq!(source.downcast_ref::<RaisedException>().unwrap().0, "no system role");
     }
 }

@@ -19,14 +19,9 @@ pub struct SpecialTokens {
 impl SpecialTokens {
     /// The tokens under the names templates use, skipping absent ones.
     pub(crate) fn template_variables(&self) -> impl Iterator<Item = (&'static str, &str)> {
-        [
-            ("bos_token", &self.bos),
-            ("eos_token", &self.eos),
-            ("unk_token", &self.unk),
-            ("pad_token", &self.pad),
-        ]
-        .into_iter()
-        .filter_map(|(name, token)| token.as_deref().map(|token| (name, token)))
+        [("bos_token", &self.bos), ("eos_token", &self.eos), ("unk_token", &self.unk), ("pad_token", &self.pad)]
+            .into_iter()
+            .filter_map(|(name, token)| token.as_deref().map(|token| (name, token)))
     }
 }
 
@@ -36,13 +31,7 @@ mod tests {
 
     #[test]
     fn absent_tokens_are_not_template_variables() {
-        let tokens = SpecialTokens {
-            eos: Some("</s>".into()),
-            ..SpecialTokens::default()
-        };
-        assert_eq!(
-            tokens.template_variables().collect::<Vec<_>>(),
-            [("eos_token", "</s>")]
-        );
+        let tokens = SpecialTokens { eos: Some("</s>".into()), ..SpecialTokens::default() };
+        assert_eq!(tokens.template_variables().collect::<Vec<_>>(), [("eos_token", "</s>")]);
     }
 }

@@ -26,13 +26,7 @@ pub struct TokenStream<'a> {
 
 impl<'a> TokenStream<'a> {
     pub(crate) fn new(tokenizer: &'a Tokenizer, skip_special_tokens: bool) -> Self {
-        Self {
-            tokenizer,
-            skip_special_tokens,
-            ids: Vec::new(),
-            emitted: String::new(),
-            emitted_len: 0,
-        }
+        Self { tokenizer, skip_special_tokens, ids: Vec::new(), emitted: String::new(), emitted_len: 0 }
     }
 
     /// Adds the next generated id and returns the text it completes, or `None` while a
@@ -72,11 +66,7 @@ impl<'a> TokenStream<'a> {
     fn new_text(&self, id: u32, text: String) -> Result<String> {
         match text.strip_prefix(self.emitted.as_str()) {
             Some(fragment) => Ok(fragment.to_owned()),
-            None => Err(DataError::StreamRewrite {
-                id,
-                emitted: self.emitted.clone(),
-                decoded: text,
-            }),
+            None => Err(DataError::StreamRewrite { id, emitted: self.emitted.clone(), decoded: text }),
         }
     }
 }
@@ -90,11 +80,7 @@ mod tests {
     use crate::tokenizer::tests::tiny_folder;
 
     /// Feeds `ids` one by one, returning every step's result and the final flush.
-    fn stream_all(
-        tokenizer: &Tokenizer,
-        ids: &[u32],
-        skip: bool,
-    ) -> (Vec<Option<String>>, Option<String>) {
+    fn stream_all(tokenizer: &Tokenizer, ids: &[u32], skip: bool) -> (Vec<Option<String>>, Option<String>) {
         let mut stream = tokenizer.stream(skip);
         let steps = ids.iter().map(|&id| stream.step(id).unwrap()).collect();
         (steps, stream.finish().unwrap())
@@ -123,10 +109,7 @@ mod tests {
             let streamed: String = steps.into_iter().chain([rest]).flatten().collect();
             assert_eq!(streamed, tokenizer.decode(&ids, skip).unwrap());
         }
-        assert!(tokenizer
-            .decode(&ids, false)
-            .unwrap()
-            .starts_with("<s>hello"));
+        assert!(tokenizer.decode(&ids, false).unwrap().starts_with("<s>hello"));
     }
 
     #[test]
@@ -143,14 +126,8 @@ mod tests {
 
     #[test]
     fn leading_spaces_survive_decoders_that_strip_them_from_a_lone_token() {
-        let vocab = [("<unk>", 0), ("▁This", 1), ("▁is", 2)]
-            .into_iter()
-            .map(|(token, id)| (token.to_owned(), id));
-        let model = WordLevel::builder()
-            .vocab(vocab.collect())
-            .unk_token("<unk>".into())
-            .build()
-            .unwrap();
+        let vocab = [("<unk>", 0), ("▁This", 1), ("▁is", 2)].into_iter().map(|(token, id)| (token.to_owned(), id));
+        let model = WordLevel::builder().vocab(vocab.collect()).unk_token("<unk>".into()).build().unwrap();
         let mut hf = tokenizers::Tokenizer::new(model);
         hf.with_decoder(Some(Metaspace::default()));
         let dir = tempfile::tempdir().unwrap();

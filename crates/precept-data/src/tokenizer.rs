@@ -33,33 +33,21 @@ impl Tokenizer {
     /// malformed JSON, mistyped fields or a chat template that does not parse; each names its file.
     pub fn from_dir(dir: &Path) -> Result<Self> {
         let path = dir.join("tokenizer.json");
-        let bytes = read_bounded(&path, MAX_TOKENIZER_BYTES)?.ok_or_else(|| {
-            DataError::MissingTokenizer {
-                dir: dir.to_owned(),
-            }
-        })?;
-        let mut inner = tokenizers::Tokenizer::from_bytes(&bytes).map_err(|error| {
-            DataError::InvalidTokenizer {
-                path: path.clone(),
-                error,
-            }
-        })?;
+        let bytes = read_bounded(&path, MAX_TOKENIZER_BYTES)?
+            .ok_or_else(|| DataError::MissingTokenizer { dir: dir.to_owned() })?;
+        let mut inner = tokenizers::Tokenizer::from_bytes(&bytes)
+            .map_err(|error| DataError::InvalidTokenizer { path: path.clone(), error })?;
         inner.with_padding(None);
-        inner
-            .with_truncation(None)
-            .map_err(|error| DataError::InvalidTokenizer { path, error })?;
+        inner.with_truncation(None).map_err(|error| DataError::InvalidTokenizer { path, error })?;
 
         let config = TokenizerConfig::load(dir)?;
         let generation = GenerationConfig::load(dir)?;
         let special_tokens = config.special_tokens;
         let chat_template = match config.chat_template {
-            Some((source, origin)) => {
-                Some(ChatTemplate::new(&source, origin, special_tokens.clone())?)
-            }
+            Some((source, origin)) => Some(ChatTemplate::new(&source, origin, special_tokens.clone())?),
             None => None,
         };
-        let id_of =
-            |token: &Option<String>| token.as_deref().and_then(|token| inner.token_to_id(token));
+        let id_of = |token: &Option<String>| token.as_deref().and_then(|token| inner.token_to_id(token));
         let bos_token_id = id_of(&special_tokens.bos).or(generation.bos_token_id);
         let mut eos_token_ids = generation.eos_token_ids;
         if let Some(id) = id_of(&special_tokens.eos) {
@@ -67,13 +55,7 @@ impl Tokenizer {
                 eos_token_ids.push(id);
             }
         }
-        Ok(Self {
-            inner,
-            special_tokens,
-            bos_token_id,
-            eos_token_ids,
-            chat_template,
-        })
+        Ok(Self { inner, special_tokens, bos_token_id, eos_token_ids, chat_template })
     }
 
     /// Token ids of `text`; `add_special_tokens` applies the tokenizer's post-processor
@@ -82,21 +64,13 @@ impl Tokenizer {
         let encoding = self
             .inner
             .encode_fast(text, add_special_tokens)
-            .map_err(|error| DataError::Encode {
-                snippet: snippet(text),
-                error,
-            })?;
+            .map_err(|error| DataError::Encode { snippet: snippet(text), error })?;
         Ok(encoding.get_ids().to_vec())
     }
 
     /// The text of `ids`; `skip_special_tokens` leaves out tokens such as `<|im_end|>`.
     pub fn decode(&self, ids: &[u32], skip_special_tokens: bool) -> Result<String> {
-        self.inner
-            .decode(ids, skip_special_tokens)
-            .map_err(|error| DataError::Decode {
-                ids: ids.to_vec(),
-                error,
-            })
+        self.inner.decode(ids, skip_special_tokens).map_err(|error| DataError::Decode { ids: ids.to_vec(), error })
     }
 
     /// An incremental decoder for streaming generated ids as text; see [`TokenStream`].
@@ -174,39 +148,32 @@ pub(crate) mod tests {
     use super::*;
     use crate::message::Message;
 
-    /// Writes a tiny byte-level BPE `tokenizer.json` into `dir`: one token per byte (ids 0–255 in
-    /// byte-level alphabet order), merges for `"he"` and `"ll"`, special tokens `<s>` and
-    /// `<|im_end|>`, and a post-processor that prepends `<s>`.
-    pub(crate) fn write_tiny_tokenizer(dir: &Path) {
+    /// A byte-level BPE tokenizer: one token per byte (ids 0–255 in byte-level alphabet order),
+    /// then one token per merge (the pair joined) and the `special` tokens, in the order given.
+    pub(crate) fn byte_level_bpe(merges: &[(&str, &str)], special: &[&str]) -> tokenizers::Tokenizer {
         let mut alphabet: Vec<char> = ByteLevel::alphabet().into_iter().collect();
         alphabet.sort_unstable();
-        let mut vocab: tokenizers::models::bpe::Vocab = alphabet
-            .iter()
-            .enumerate()
-            .map(|(id, c)| (c.to_string(), id as u32))
-            .collect();
-        vocab.insert("he".into(), 256);
-        vocab.insert("ll".into(), 257);
-        let merges = vec![
-            ("h".to_owned(), "e".to_owned()),
-            ("l".to_owned(), "l".to_owned()),
-        ];
-        let bpe = BPE::builder()
-            .vocab_and_merges(vocab, merges)
-            .build()
-            .unwrap();
+        let mut vocab: tokenizers::models::bpe::Vocab =
+            alphabet.iter().enumerate().map(|(id, c)| (c.to_string(), id as u32)).collect();
+        for (i, (a, b)) in merges.iter().enumerate() {
+            vocab.insert(format!("{a}{b}"), 256 + i as u32);
+        }
+        let merges = merges.iter().map(|(a, b)| (a.to_string(), b.to_string())).collect();
+        let bpe = BPE::builder().vocab_and_merges(vocab, merges).build().unwrap();
         let mut tokenizer = tokenizers::Tokenizer::new(bpe);
         tokenizer.with_pre_tokenizer(Some(ByteLevel::new(false, true, true)));
         tokenizer.with_decoder(Some(ByteLevel::default()));
-        tokenizer.add_special_tokens(&[
-            AddedToken::from("<s>", true),
-            AddedToken::from("<|im_end|>", true),
-        ]);
-        let post = TemplateProcessing::builder()
-            .try_single("<s> $A")
-            .unwrap()
-            .special_tokens(vec![("<s>", 258)])
-            .build();
+        let special: Vec<AddedToken> = special.iter().map(|t| AddedToken::from(t.to_string(), true)).collect();
+        tokenizer.add_special_tokens(&special);
+        tokenizer
+    }
+
+    /// Writes a tiny byte-level BPE `tokenizer.json` into `dir`: merges for `"he"` and `"ll"`,
+    /// special tokens `<s>` and `<|im_end|>`, and a post-processor that prepends `<s>`.
+    pub(crate) fn write_tiny_tokenizer(dir: &Path) {
+        let mut tokenizer = byte_level_bpe(&[("h", "e"), ("l", "l")], &["<s>", "<|im_end|>"]);
+        let post =
+            TemplateProcessing::builder().try_single("<s> $A").unwrap().special_tokens(vec![("<s>", 258)]).build();
         tokenizer.with_post_processor(Some(post.unwrap()));
         tokenizer.save(dir.join("tokenizer.json"), false).unwrap();
     }
@@ -249,10 +216,7 @@ pub(crate) mod tests {
     #[test]
     fn eos_ids_are_the_union_of_generation_config_and_tokenizer_config() {
         let dir = tiny_folder(&[
-            (
-                "tokenizer_config.json",
-                r#"{"bos_token": {"content": "<s>"}, "eos_token": "<|im_end|>"}"#,
-            ),
+            ("tokenizer_config.json", r#"{"bos_token": {"content": "<s>"}, "eos_token": "<|im_end|>"}"#),
             ("generation_config.json", r#"{"eos_token_id": [7, 259]}"#),
         ]);
         let tokenizer = Tokenizer::from_dir(dir.path()).unwrap();
@@ -261,14 +225,8 @@ pub(crate) mod tests {
         assert_eq!(tokenizer.bos_token_id(), Some(258));
         assert_eq!(tokenizer.eos_token(), Some("<|im_end|>"));
 
-        let only_config =
-            tiny_folder(&[("tokenizer_config.json", r#"{"eos_token": "<|im_end|>"}"#)]);
-        assert_eq!(
-            Tokenizer::from_dir(only_config.path())
-                .unwrap()
-                .eos_token_ids(),
-            [259]
-        );
+        let only_config = tiny_folder(&[("tokenizer_config.json", r#"{"eos_token": "<|im_end|>"}"#)]);
+        assert_eq!(Tokenizer::from_dir(only_config.path()).unwrap().eos_token_ids(), [259]);
     }
 
     #[test]
@@ -279,10 +237,7 @@ pub(crate) mod tests {
         let tokenizer = Tokenizer::from_dir(dir.path()).unwrap();
         let template = tokenizer.chat_template().unwrap();
         assert_eq!(template.path(), dir.path().join("tokenizer_config.json"));
-        assert_eq!(
-            template.render(&[Message::user("hello")], true).unwrap(),
-            "hello<|im_end|>"
-        );
+        assert_eq!(template.render(&[Message::user("hello")], true).unwrap(), "hello<|im_end|>");
     }
 
     #[test]
@@ -296,40 +251,24 @@ pub(crate) mod tests {
     fn a_folder_without_tokenizer_json_is_a_clear_error() {
         let dir = tempfile::tempdir().unwrap();
         let err = Tokenizer::from_dir(dir.path()).unwrap_err();
-        assert_eq!(
-            err.to_string(),
-            format!("{}: no tokenizer.json found", dir.path().display())
-        );
+        assert_eq!(err.to_string(), format!("{}: no tokenizer.json found", dir.path().display()));
     }
 
     #[test]
     fn a_corrupt_tokenizer_json_is_an_error_naming_the_file() {
         let dir = tempfile::tempdir().unwrap();
-        fs::write(
-            dir.path().join("tokenizer.json"),
-            r#"{"model": {"type": "BPE", "vocab": "#,
-        )
-        .unwrap();
+        fs::write(dir.path().join("tokenizer.json"), r#"{"model": {"type": "BPE", "vocab": "#).unwrap();
         let err = Tokenizer::from_dir(dir.path()).unwrap_err();
         assert!(matches!(err, DataError::InvalidTokenizer { .. }), "{err:?}");
-        let prefix = format!(
-            "{}: not a valid tokenizer: ",
-            dir.path().join("tokenizer.json").display()
-        );
+        let prefix = format!("{}: not a valid tokenizer: ", dir.path().join("tokenizer.json").display());
         assert!(err.to_string().starts_with(&prefix), "{err}");
     }
 
     #[test]
     fn a_broken_chat_template_fails_loading_with_the_config_path() {
-        let dir = tiny_folder(&[(
-            "tokenizer_config.json",
-            r#"{"chat_template": "{% if messages %}"}"#,
-        )]);
+        let dir = tiny_folder(&[("tokenizer_config.json", r#"{"chat_template": "{% if messages %}"}"#)]);
         let err = Tokenizer::from_dir(dir.path()).unwrap_err();
-        let prefix = format!(
-            "chat template of {}: syntax error",
-            dir.path().join("tokenizer_config.json").display()
-        );
+        let prefix = format!("chat template of {}: syntax error", dir.path().join("tokenizer_config.json").display());
         assert!(err.to_string().starts_with(&prefix), "{err}");
     }
 
@@ -337,9 +276,6 @@ pub(crate) mod tests {
     fn ids_outside_the_vocabulary_decode_to_nothing_as_in_transformers() {
         let dir = tiny_folder(&[]);
         let tokenizer = Tokenizer::from_dir(dir.path()).unwrap();
-        assert_eq!(
-            tokenizer.decode(&[256, 1_000_000, 257], false).unwrap(),
-            "hell"
-        );
+        assert_eq!(tokenizer.decode(&[256, 1_000_000, 257], false).unwrap(), "hell");
     }
 }

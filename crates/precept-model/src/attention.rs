@@ -86,10 +86,12 @@ impl<B: Backend> Attention<B> {
             None => (k, v),
         };
         let total = k.dims()[2];
-        let q = q
-            .reshape([batch, seq, kv_heads, group, head_dim])
-            .permute([0, 2, 3, 1, 4])
-            .reshape([batch, kv_heads, group * seq, head_dim]);
+        let q = q.reshape([batch, seq, kv_heads, group, head_dim]).permute([0, 2, 3, 1, 4]).reshape([
+            batch,
+            kv_heads,
+            group * seq,
+            head_dim,
+        ]);
         let mask = inputs.mask.clone().map(|mask| {
             mask.unsqueeze_dim::<5>(2)
                 .expand([batch, 1, group, seq, total])

@@ -76,11 +76,8 @@ impl LlamaConfig {
 
     /// The fields of a Hugging Face `config.json` describing this model, `torch_dtype` as given.
     pub fn to_hf_json(&self, torch_dtype: &str) -> Value {
-        let (model_type, architecture) = if self.qkv_bias && !self.o_bias {
-            ("qwen2", "Qwen2ForCausalLM")
-        } else {
-            ("llama", "LlamaForCausalLM")
-        };
+        let (model_type, architecture) =
+            if self.qkv_bias && !self.o_bias { ("qwen2", "Qwen2ForCausalLM") } else { ("llama", "LlamaForCausalLM") };
         let rope_scaling = self.rope_scaling.as_ref().map(|s| {
             json!({
                 "rope_type": "llama3",
@@ -115,10 +112,8 @@ impl LlamaConfig {
     /// Reads and validates a Hugging Face `config.json`.
     pub fn from_hf_file(path: &Path) -> Result<Self> {
         let text = std::fs::read_to_string(path).map_err(|e| ModelError::io(path, e))?;
-        let value: Value = serde_json::from_str(&text).map_err(|e| ModelError::Json {
-            path: path.to_path_buf(),
-            message: e.to_string(),
-        })?;
+        let value: Value = serde_json::from_str(&text)
+            .map_err(|e| ModelError::Json { path: path.to_path_buf(), message: e.to_string() })?;
         let Value::Object(map) = value else {
             return Err(ModelError::Json { path: path.to_path_buf(), message: "not a JSON object".into() });
         };
@@ -154,9 +149,11 @@ impl HfFields<'_> {
     fn f64_opt(&self, field: &str) -> Result<Option<f64>> {
         match self.map.get(field) {
             None | Some(Value::Null) => Ok(None),
-            Some(v) => v.as_f64().filter(|x| x.is_finite() && *x > 0.0).map(Some).ok_or_else(|| {
-                self.error(field, format!("expected a positive number, found {v}"))
-            }),
+            Some(v) => v
+                .as_f64()
+                .filter(|x| x.is_finite() && *x > 0.0)
+                .map(Some)
+                .ok_or_else(|| self.error(field, format!("expected a positive number, found {v}"))),
         }
     }
 
@@ -182,10 +179,9 @@ impl HfFields<'_> {
         let heads = self.usize("num_attention_heads")?;
         let kv_heads = self.usize_opt("num_key_value_heads")?.unwrap_or(heads);
         if heads % kv_heads != 0 {
-            return Err(self.error(
-                "num_key_value_heads",
-                format!("{kv_heads} does not divide num_attention_heads = {heads}"),
-            ));
+            return Err(
+                self.error("num_key_value_heads", format!("{kv_heads} does not divide num_attention_heads = {heads}"))
+            );
         }
         let head_dim = match self.usize_opt("head_dim")? {
             Some(d) => d,
@@ -241,9 +237,8 @@ impl HfFields<'_> {
             "default" => Ok(None),
             "llama3" => {
                 let sub = HfFields { path: self.path, map: s };
-                let get = |f: &str| {
-                    sub.f64_opt(f)?.ok_or_else(|| self.error(&format!("rope_scaling.{f}"), "is missing"))
-                };
+                let get =
+                    |f: &str| sub.f64_opt(f)?.ok_or_else(|| self.error(&format!("rope_scaling.{f}"), "is missing"));
                 Ok(Some(Llama3RopeScaling::new(
                     get("factor")?,
                     get("low_freq_factor")?,

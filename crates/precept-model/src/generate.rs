@@ -2,7 +2,7 @@
 //!
 //! Prompts of different lengths are left-padded into one batch; padding keys are masked and
 //! positions start at each prompt's first real token, so a row decodes exactly as it would alone.
-//! Decoding reuses an explicit [`KvCache`](crate::KvCache): one prefill pass, then one token per
+//! Decoding reuses an explicit [`KvCache`]: one prefill pass, then one token per
 //! row per step.
 
 use burn::tensor::backend::Backend;
@@ -71,7 +71,8 @@ pub fn generate<B: Backend>(
         ids.extend(std::iter::repeat_n(0, pad));
         ids.extend(prompt.iter().map(|&t| t as i64));
     }
-    let mut rows: Vec<Row> = prompts.iter().map(|p| Row { context: p.clone(), generated: Vec::new(), finish: None }).collect();
+    let mut rows: Vec<Row> =
+        prompts.iter().map(|p| Row { context: p.clone(), generated: Vec::new(), finish: None }).collect();
     // Original indices of the rows still in the batch, in batch order.
     let mut active: Vec<usize> = (0..prompts.len()).collect();
     let mut sampler = Sampler::new(config.sampling.clone());
@@ -85,7 +86,8 @@ pub fn generate<B: Backend>(
         let mut next = Vec::with_capacity(active.len());
         for (position, &index) in active.iter().enumerate() {
             let row = &mut rows[index];
-            let token = sampler.next_token(&mut logits[position * vocab..(position + 1) * vocab].to_vec(), &row.context);
+            let token =
+                sampler.next_token(&mut logits[position * vocab..(position + 1) * vocab].to_vec(), &row.context);
             row.context.push(token);
             row.generated.push(token);
             let stopped = observe(index, token);
@@ -140,7 +142,11 @@ fn last_logits<B: Backend>(
 }
 
 /// Rejects empty prompts and prompts that cannot grow by `max_new_tokens` within the model.
-fn check_prompts<B: Backend>(model: &LlamaForCausalLM<B>, prompts: &[Vec<u32>], config: &GenerationConfig) -> Result<()> {
+fn check_prompts<B: Backend>(
+    model: &LlamaForCausalLM<B>,
+    prompts: &[Vec<u32>],
+    config: &GenerationConfig,
+) -> Result<()> {
     if let Some(row) = prompts.iter().position(Vec::is_empty) {
         return Err(ModelError::Generation { row, message: "the prompt is empty".into() });
     }

@@ -94,7 +94,8 @@ impl<B: Backend> Generate for LocalGenerator<B> {
             },
             eos_token_ids: self.tokenizer.eos_token_ids(),
         };
-        let mut texts: Vec<ReplyText> = prompts.iter().map(|_| ReplyText::new(&self.tokenizer, &settings.stop)).collect();
+        let mut texts: Vec<ReplyText> =
+            prompts.iter().map(|_| ReplyText::new(&self.tokenizer, &settings.stop)).collect();
         let generations = generate(&self.model, &prompts, &config, |row, token| texts[row].push(token))?;
         Ok(generations
             .into_iter()
@@ -113,10 +114,8 @@ impl<B: Backend> Generate for LocalGenerator<B> {
 
     fn option_probabilities(&mut self, conversations: &[Vec<Message>], options: &[String]) -> Result<Vec<Vec<f64>>> {
         let prompts = self.prompt_ids(conversations)?;
-        let option_ids: Vec<Vec<u32>> = options
-            .iter()
-            .map(|option| Ok(self.tokenizer.encode(option, false)?))
-            .collect::<Result<_>>()?;
+        let option_ids: Vec<Vec<u32>> =
+            options.iter().map(|option| Ok(self.tokenizer.encode(option, false)?)).collect::<Result<_>>()?;
         if let Some(empty) = options.iter().zip(&option_ids).find(|(_, ids)| ids.is_empty()) {
             return Err(ModelError::EmptyOption { option: empty.0.clone() });
         }
@@ -189,7 +188,11 @@ mod tests {
     #[test]
     fn batched_replies_equal_replies_one_at_a_time() {
         let mut generator = generator();
-        let conversations = vec![ask("is it ?"), ask("yes"), vec![Message::user("no"), Message::assistant("maybe"), Message::user("?")]];
+        let conversations = vec![
+            ask("is it ?"),
+            ask("yes"),
+            vec![Message::user("no"), Message::assistant("maybe"), Message::user("?")],
+        ];
         let settings = GenerateSettings { max_new_tokens: 5, ..Default::default() };
         let together = generator.generate(&conversations, &settings).unwrap();
         for (conversation, reply) in conversations.iter().zip(&together) {

@@ -74,7 +74,11 @@ pub(crate) fn split_for(rows: usize) -> Option<usize> {
 
 /// `x·Wᵢ` for a few rows `x` (`[rows, d_in]`) and each `Wᵢ` (`[d_in, d_outᵢ]`), the output
 /// columns of all weights cut into about `blocks` equal pieces computed in parallel.
-pub(crate) fn matvec_blocks<B: Backend>(x: &Tensor<B, 2>, weights: &[Tensor<B, 2>], blocks: usize) -> Vec<Tensor<B, 2>> {
+pub(crate) fn matvec_blocks<B: Backend>(
+    x: &Tensor<B, 2>,
+    weights: &[Tensor<B, 2>],
+    blocks: usize,
+) -> Vec<Tensor<B, 2>> {
     let total: usize = weights.iter().map(|w| w.dims()[1]).sum();
     let width = total.div_ceil(blocks).max(1);
     let mut pieces = Vec::new();

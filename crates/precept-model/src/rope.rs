@@ -78,12 +78,11 @@ impl<B: Backend> RotaryEmbedding<B> {
         let head_dim = self.cos.dims()[1];
         let flat = positions.clone().reshape([batch * seq]);
         let gather = |table: &Tensor<B, 2>| {
-            table
-                .clone()
-                .select(0, flat.clone())
-                .reshape([batch, seq, 1, head_dim])
-                .repeat_dim(2, heads)
-                .reshape([batch, seq, heads * head_dim])
+            table.clone().select(0, flat.clone()).reshape([batch, seq, 1, head_dim]).repeat_dim(2, heads).reshape([
+                batch,
+                seq,
+                heads * head_dim,
+            ])
         };
         RotaryAngles { cos: gather(&self.cos), sin: gather(&self.sin), head_dim }
     }

@@ -75,7 +75,8 @@ fn packed_rows_equal_separate_sequences() {
 fn batched_greedy_generation_equals_single_runs() {
     let config = LlamaConfig::tiny();
     let model = tiny_model(&config);
-    let prompts: Vec<Vec<u32>> = (0..16).map(|i| (0..(1 + i % 5)).map(|j| (i * 7 + j * 3) as u32 % 97).collect()).collect();
+    let prompts: Vec<Vec<u32>> =
+        (0..16).map(|i| (0..(1 + i % 5)).map(|j| (i * 7 + j * 3) as u32 % 97).collect()).collect();
     let settings = GenerationConfig { max_new_tokens: 8, ..Default::default() };
     let batched = generate(&model, &prompts, &settings, |_, _| false).unwrap();
     for (prompt, together) in prompts.iter().zip(&batched) {
@@ -88,8 +89,10 @@ fn batched_greedy_generation_equals_single_runs() {
 fn rows_leaving_the_batch_at_eos_do_not_change_the_others() {
     let config = LlamaConfig::tiny();
     let model = tiny_model(&config);
-    let prompts: Vec<Vec<u32>> = (0..6).map(|i| (0..(2 + i % 3)).map(|j| (i * 11 + j * 5) as u32 % 97).collect()).collect();
-    let free = generate(&model, &prompts, &GenerationConfig { max_new_tokens: 8, ..Default::default() }, |_, _| false).unwrap();
+    let prompts: Vec<Vec<u32>> =
+        (0..6).map(|i| (0..(2 + i % 3)).map(|j| (i * 11 + j * 5) as u32 % 97).collect()).collect();
+    let free = generate(&model, &prompts, &GenerationConfig { max_new_tokens: 8, ..Default::default() }, |_, _| false)
+        .unwrap();
     // An EOS id that ends some rows early and leaves others running.
     let eos = free[0].ids[1];
     let settings = GenerationConfig { max_new_tokens: 8, eos_token_ids: vec![eos], ..Default::default() };
@@ -106,7 +109,8 @@ fn generation_stops_at_eos_and_when_the_observer_asks() {
     let config = LlamaConfig::tiny();
     let model = tiny_model(&config);
     let prompt = vec![vec![1u32, 2, 3]];
-    let free = generate(&model, &prompt, &GenerationConfig { max_new_tokens: 6, ..Default::default() }, |_, _| false).unwrap();
+    let free =
+        generate(&model, &prompt, &GenerationConfig { max_new_tokens: 6, ..Default::default() }, |_, _| false).unwrap();
     let eos = free[0].ids[2];
     let settings = GenerationConfig { max_new_tokens: 6, eos_token_ids: vec![eos], ..Default::default() };
     let stopped = generate(&model, &prompt, &settings, |_, _| false).unwrap();
@@ -218,7 +222,8 @@ fn sharded_and_half_precision_checkpoints_load_back() {
     assert_same_parameters(&model, &sharded, &config);
 
     let half = tempfile::tempdir().unwrap();
-    save_model(&model, &config, half.path(), &SaveOptions { dtype: SaveDtype::BF16, ..SaveOptions::default() }).unwrap();
+    save_model(&model, &config, half.path(), &SaveOptions { dtype: SaveDtype::BF16, ..SaveOptions::default() })
+        .unwrap();
     let (_, loaded) = load_model::<B>(half.path(), &Default::default()).unwrap();
     let inputs = AttentionInputs::causal(1, 3, 0, &Default::default());
     let ids = tokens(&[1, 2, 3], 1);
@@ -238,7 +243,10 @@ fn a_tensor_of_an_unsupported_dtype_is_named() {
     let ints = vec![0u8; 32 * 4];
     let mut views: Vec<(String, safetensors::tensor::TensorView)> =
         file.tensors().into_iter().filter(|(name, _)| name != "model.norm.weight").collect();
-    views.push(("model.norm.weight".into(), safetensors::tensor::TensorView::new(safetensors::Dtype::I32, vec![32], &ints).unwrap()));
+    views.push((
+        "model.norm.weight".into(),
+        safetensors::tensor::TensorView::new(safetensors::Dtype::I32, vec![32], &ints).unwrap(),
+    ));
     std::fs::write(&path, safetensors::serialize(views, None).unwrap()).unwrap();
     let err = load_model::<B>(dir.path(), &Default::default()).unwrap_err().to_string();
     assert!(err.ends_with("model.safetensors: tensor `model.norm.weight` has unsupported dtype I32"), "{err}");

@@ -21,7 +21,10 @@ fn smollm2_answers_conversations_and_prefers_the_right_option() {
     let mut generator = smollm2();
     let question = vec![Message::user("What is the capital of France? Answer in one word.")];
     let replies = generator
-        .generate(&[question.clone(), vec![Message::user("Say hello.")]], &GenerateSettings { max_new_tokens: 24, ..Default::default() })
+        .generate(
+            &[question.clone(), vec![Message::user("Say hello.")]],
+            &GenerateSettings { max_new_tokens: 24, ..Default::default() },
+        )
         .unwrap();
     assert_eq!(replies[0].text, "The capital of France is Paris.");
     assert_eq!(replies[0].finish, FinishReason::Eos);

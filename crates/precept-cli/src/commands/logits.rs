@@ -45,10 +45,8 @@ impl DeviceCommand for Logits {
             bail!("{} tokens exceed the model's {} positions", ids.len(), model.max_positions());
         }
         let seq = ids.len();
-        let tokens = Tensor::<B, 2, Int>::from_data(
-            TensorData::new(ids.iter().map(|&i| i as i64).collect(), [1, seq]),
-            &device,
-        );
+        let tokens =
+            Tensor::<B, 2, Int>::from_data(TensorData::new(ids.iter().map(|&i| i as i64).collect(), [1, seq]), &device);
         let logits = model.forward(tokens, &AttentionInputs::causal(1, seq, 0, &device), None);
         let values = logits.into_data().convert::<f32>().into_vec::<f32>().unwrap_or_default();
         let vocab = config.vocab_size;

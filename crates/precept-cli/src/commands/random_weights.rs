@@ -26,8 +26,7 @@ impl DeviceCommand for RandomWeights {
             copy_from: args.config.parent(),
             ..SaveOptions::default()
         };
-        save_model(&model, &config, &args.out, &options)
-            .with_context(|| format!("writing {}", args.out.display()))?;
+        save_model(&model, &config, &args.out, &options).with_context(|| format!("writing {}", args.out.display()))?;
         tracing::info!("wrote a random {}-layer model to {}", config.num_hidden_layers, args.out.display());
         Ok(())
     }

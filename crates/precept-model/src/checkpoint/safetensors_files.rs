@@ -42,10 +42,8 @@ impl SafetensorsFiles {
             // SAFETY: the map is read-only; a concurrent writer truncating the file is outside
             // what any checkpoint reader can defend against (the same holds for transformers).
             let mmap = unsafe { Mmap::map(&file) }.map_err(|e| ModelError::io(&path, e))?;
-            let parsed = SafeTensors::deserialize(&mmap).map_err(|e| ModelError::Safetensors {
-                path: path.clone(),
-                message: e.to_string(),
-            })?;
+            let parsed = SafeTensors::deserialize(&mmap)
+                .map_err(|e| ModelError::Safetensors { path: path.clone(), message: e.to_string() })?;
             for name in parsed.names() {
                 index.insert(name.to_string(), files.len());
             }
@@ -73,9 +71,8 @@ impl SafetensorsFiles {
         let (path, mmap) = &self.files[i];
         let parsed = SafeTensors::deserialize(mmap)
             .map_err(|e| ModelError::Safetensors { path: path.clone(), message: e.to_string() })?;
-        let view = parsed
-            .tensor(key)
-            .map_err(|e| ModelError::Safetensors { path: path.clone(), message: e.to_string() })?;
+        let view =
+            parsed.tensor(key).map_err(|e| ModelError::Safetensors { path: path.clone(), message: e.to_string() })?;
         if view.shape() != expected {
             return Err(ModelError::TensorShape {
                 path: path.clone(),
@@ -90,7 +87,11 @@ impl SafetensorsFiles {
             Dtype::F16 => bytemuck::pod_collect_to_vec::<u8, f16>(bytes).into_iter().map(f32::from).collect(),
             Dtype::BF16 => bytemuck::pod_collect_to_vec::<u8, bf16>(bytes).into_iter().map(f32::from).collect(),
             other => {
-                return Err(ModelError::TensorDtype { path: path.clone(), key: key.into(), dtype: format!("{other:?}") })
+                return Err(ModelError::TensorDtype {
+                    path: path.clone(),
+                    key: key.into(),
+                    dtype: format!("{other:?}"),
+                })
             }
         })
     }

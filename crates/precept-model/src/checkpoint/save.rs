@@ -156,7 +156,8 @@ fn write_weights<B: Backend>(out_dir: &Path, tensors: Vec<SavedTensor<B>>, max_s
     let mut weight_map = BTreeMap::new();
     let mut total = 0usize;
     for (i, shard) in shards.iter().enumerate() {
-        let name = if count == 1 { SINGLE_FILE.to_string() } else { format!("model-{:05}-of-{count:05}.safetensors", i + 1) };
+        let name =
+            if count == 1 { SINGLE_FILE.to_string() } else { format!("model-{:05}-of-{count:05}.safetensors", i + 1) };
         let path = out_dir.join(&name);
         let entries: Vec<TensorEntry> = shard.iter().map(|t| t.entry.clone()).collect();
         write_safetensors(&path, &entries, |index, out| write_tensor(&shard[index], &path, out))?;

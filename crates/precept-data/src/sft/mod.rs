@@ -1,0 +1,17 @@
+//! Supervised fine-tuning data: TRL's SFT JSONL layouts in, token ids with loss masks out.
+//!
+//! [`SftReader`] streams a JSONL file and parses each line into an [`SftRecord`] (a conversation
+//! and which of its messages are trained). [`SftPreparer`] renders each record with the model's
+//! [`ChatTemplate`](crate::ChatTemplate), tokenises it, marks the trained spans by rendering
+//! prefixes ([`tokenize_record`]), truncates to `max_length` and counts everything in
+//! [`PreparationStats`]. [`prepare_file`] does both for a whole file.
+
+mod jsonl;
+mod mask;
+mod prepare;
+mod record;
+
+pub use jsonl::{SftReader, MAX_LINE_BYTES};
+pub use mask::{tokenize_record, TokenizedExample};
+pub use prepare::{prepare_file, OnMismatch, PreparationStats, PrepareOptions, SftPreparer};
+pub use record::SftRecord;

@@ -1,0 +1,252 @@
+//! [`SftPreparer`]: records in, truncated [`TokenizedExample`]s out, with
+//! [`PreparationStats`] counting what was kept, cut and skipped.
+
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+
+use crate::chat_template::ChatTemplate;
+use crate::error::{DataError, Result};
+use crate::sft::jsonl::SftReader;
+use crate::sft::mask::{tokenize_record, TokenizedExample};
+use crate::sft::record::SftRecord;
+use crate::tokenizer::Tokenizer;
+
+/// What to do with a record whose loss mask cannot be placed exactly
+/// ([`DataError::MaskMismatch`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OnMismatch {
+    /// Stop with the error.
+    #[default]
+    Error,
+    /// Skip the record and list its line in [`PreparationStats::mismatched_lines`].
+    Warn,
+}
+
+/// Settings of [`SftPreparer`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct PrepareOptions {
+    /// Keep at most this many tokens from the start of each example; `None` keeps all.
+    pub max_length: Option<usize>,
+    /// What a mask mismatch does.
+    pub on_mismatch: OnMismatch,
+}
+
+/// Counts of one preparation run.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct PreparationStats {
+    /// Records handed to the preparer.
+    pub records: usize,
+    /// Examples produced.
+    pub examples: usize,
+    /// Tokens in the examples produced, after truncation.
+    pub tokens: usize,
+    /// Trained tokens in the examples produced, after truncation.
+    pub trained_tokens: usize,
+    /// Examples cut to `max_length`.
+    pub truncated: usize,
+    /// Records dropped because their first trained token lies at or beyond `max_length`.
+    pub dropped_for_length: usize,
+    /// Lines of records skipped for a mask mismatch under [`OnMismatch::Warn`].
+    pub mismatched_lines: Vec<usize>,
+}
+
+impl PreparationStats {
+    /// Number of records skipped for a mask mismatch.
+    pub fn mismatches_skipped(&self) -> usize {
+        self.mismatched_lines.len()
+    }
+}
+
+/// Turns [`SftRecord`]s into [`TokenizedExample`]s with one tokenizer, template and settings.
+#[derive(Debug)]
+pub struct SftPreparer<'a> {
+    tokenizer: &'a Tokenizer,
+    template: &'a ChatTemplate,
+    options: PrepareOptions,
+    stats: PreparationStats,
+}
+
+impl<'a> SftPreparer<'a> {
+    /// A preparer rendering with `template` (usually [`Tokenizer::chat_template`]).
+    pub fn new(tokenizer: &'a Tokenizer, template: &'a ChatTemplate, options: PrepareOptions) -> Self {
+        Self { tokenizer, template, options, stats: PreparationStats::default() }
+    }
+
+    /// Tokenises and masks the record found at `path:line`, truncating it to `max_length`.
+    ///
+    /// `Ok(None)` when the record is dropped for length or skipped for a mask mismatch under
+    /// [`OnMismatch::Warn`]; both are counted in [`Self::stats`].
+    ///
+    /// # Errors
+    /// The errors of [`tokenize_record`], except mask mismatches under [`OnMismatch::Warn`].
+    pub fn prepare(&mut self, record: &SftRecord, path: &Path, line: usize) -> Result<Option<TokenizedExample>> {
+        self.stats.records += 1;
+        let mut example = match tokenize_record(self.tokenizer, self.template, record, path, line) {
+            Ok(example) => example,
+            Err(DataError::MaskMismatch { .. }) if self.options.on_mismatch == OnMismatch::Warn => {
+                self.stats.mismatched_lines.push(line);
+                return Ok(None);
+            }
+            Err(error) => return Err(error),
+        };
+        if let Some(max_length) = self.options.max_length {
+            let first_trained = example.labels_mask.iter().position(|&trained| trained);
+            if first_trained.is_none_or(|first| first >= max_length) {
+                self.stats.dropped_for_length += 1;
+                return Ok(None);
+            }
+            if example.len() > max_length {
+                example.truncate(max_length);
+                self.stats.truncated += 1;
+            }
+        }
+        self.stats.examples += 1;
+        self.stats.tokens += example.len();
+        self.stats.trained_tokens += example.trained_tokens();
+        Ok(Some(example))
+    }
+
+    /// The counts so far.
+    pub fn stats(&self) -> &PreparationStats {
+        &self.stats
+    }
+
+    /// The final counts.
+    pub fn into_stats(self) -> PreparationStats {
+        self.stats
+    }
+}
+
+/// Reads the SFT JSONL file at `path` and prepares every record, stopping at the first error.
+///
+/// # Errors
+/// Any error of [`SftReader`] or [`SftPreparer::prepare`], naming the file and line.
+pub fn prepare_file(
+    path: &Path,
+    tokenizer: &Tokenizer,
+    template: &ChatTemplate,
+    options: PrepareOptions,
+) -> Result<(Vec<TokenizedExample>, PreparationStats)> {
+    let mut preparer = SftPreparer::new(tokenizer, template, options);
+    let mut examples = Vec::new();
+    for (line, record) in SftReader::open(path)? {
+        if let Some(example) = preparer.prepare(&record?, path, line)? {
+            examples.push(example);
+        }
+    }
+    Ok((examples, preparer.into_stats()))
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+    use crate::sft::mask::tests::{chatml_tokenizer, record, template, SMOLLM2_TEMPLATE};
+
+    /// Tokens of the SmolLM2 rendering of `{"prompt": "Hi"}` up to and including the generation
+    /// prompt: where the completion's first trained token sits.
+    fn prompt_tokens(tokenizer: &Tokenizer) -> usize {
+        let text = template(SMOLLM2_TEMPLATE).render(&[crate::message::Message::user("Hi")], true).unwrap();
+        tokenizer.encode(&text, false).unwrap().len()
+    }
+
+    fn prepare_one(max_length: Option<usize>) -> (Option<TokenizedExample>, PreparationStats) {
+        let tokenizer = chatml_tokenizer();
+        let chatml = template(SMOLLM2_TEMPLATE);
+        let options = PrepareOptions { max_length, on_mismatch: OnMismatch::Error };
+        let mut preparer = SftPreparer::new(&tokenizer, &chatml, options);
+        let example = preparer
+            .prepare(&record(json!({"prompt": "Hi", "completion": "Hello"})), Path::new("data.jsonl"), 7)
+            .unwrap();
+        (example, preparer.into_stats())
+    }
+
+    #[test]
+    fn examples_within_max_length_are_kept_whole_and_counted() {
+        let (example, stats) = prepare_one(Some(10_000));
+        let example = example.unwrap();
+        // "He" "l" "l" "o" "<|im_end|>" "\n"
+        assert_eq!(example.trained_tokens(), 6);
+        assert_eq!(stats.records, 1);
+        assert_eq!(stats.examples, 1);
+        assert_eq!(stats.tokens, example.len());
+        assert_eq!(stats.trained_tokens, 6);
+        assert_eq!(stats.truncated, 0);
+        assert_eq!(stats.dropped_for_length, 0);
+    }
+
+    #[test]
+    fn max_length_keeps_the_start_and_counts_the_truncation() {
+        let prompt = prompt_tokens(&chatml_tokenizer());
+        let (example, stats) = prepare_one(Some(prompt + 2));
+        let example = example.unwrap();
+        assert_eq!(example.len(), prompt + 2);
+        assert_eq!(example.labels_mask.len(), prompt + 2);
+        assert_eq!(example.trained_tokens(), 2);
+        assert!(example.labels_mask[prompt]);
+        assert!(!example.labels_mask[prompt - 1]);
+        assert_eq!((stats.truncated, stats.dropped_for_length), (1, 0));
+        assert_eq!((stats.tokens, stats.trained_tokens), (prompt + 2, 2));
+    }
+
+    #[test]
+    fn a_record_whose_first_trained_token_is_cut_off_is_dropped_and_counted() {
+        let prompt = prompt_tokens(&chatml_tokenizer());
+        let (example, stats) = prepare_one(Some(prompt));
+        assert_eq!(example, None);
+        assert_eq!(stats.records, 1);
+        assert_eq!(stats.examples, 0);
+        assert_eq!((stats.truncated, stats.dropped_for_length), (0, 1));
+        assert_eq!(stats.tokens, 0);
+    }
+
+    #[test]
+    fn warn_skips_mismatched_records_and_lists_their_lines() {
+        let tokenizer = chatml_tokenizer();
+        let broken = template("{% for m in messages %}{{ m['content'] + '\n' }}{% endfor %}{% if add_generation_prompt %}{{ '>' }}{% endif %}");
+        let options = PrepareOptions { max_length: None, on_mismatch: OnMismatch::Warn };
+        let mut preparer = SftPreparer::new(&tokenizer, &broken, options);
+        let pair = record(json!({"prompt": "Hi", "completion": "Hello"}));
+        assert_eq!(preparer.prepare(&pair, Path::new("data.jsonl"), 3).unwrap(), None);
+        assert_eq!(preparer.prepare(&pair, Path::new("data.jsonl"), 9).unwrap(), None);
+        let stats = preparer.into_stats();
+        assert_eq!(stats.mismatched_lines, [3, 9]);
+        assert_eq!(stats.mismatches_skipped(), 2);
+        assert_eq!((stats.records, stats.examples), (2, 0));
+
+        let mut strict = SftPreparer::new(&tokenizer, &broken, PrepareOptions::default());
+        let err = strict.prepare(&pair, Path::new("data.jsonl"), 3).unwrap_err();
+        assert!(matches!(err, DataError::MaskMismatch { line: 3, .. }), "{err:?}");
+    }
+
+    #[test]
+    fn a_file_is_prepared_and_its_first_bad_line_stops_the_run() {
+        let tokenizer = chatml_tokenizer();
+        let chatml = template(SMOLLM2_TEMPLATE);
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("data.jsonl");
+        std::fs::write(
+            &path,
+            "{\"prompt\":\"Hi\",\"completion\":\"Hello\"}\n\n{\"messages\":[{\"role\":\"user\",\"content\":\"a\"},{\"role\":\"assistant\",\"content\":\"b\"}]}\n",
+        )
+        .unwrap();
+        let (examples, stats) = prepare_file(&path, &tokenizer, &chatml, PrepareOptions::default()).unwrap();
+        assert_eq!(examples.len(), 2);
+        assert_eq!((stats.records, stats.examples), (2, 2));
+
+        std::fs::write(&path, "{\"prompt\":\"Hi\",\"completion\":\"Hello\"}\n{\"prompt\":\"Hi\"}\n").unwrap();
+        let err = prepare_file(&path, &tokenizer, &chatml, PrepareOptions::default()).unwrap_err();
+        assert_eq!(err.to_string(), format!("{}:2: field `completion` is missing", path.display()));
+    }
+
+    #[test]
+    fn options_read_from_config_spell_on_mismatch_in_lowercase() {
+        let options: PrepareOptions = serde_json::from_str(r#"{"max_length": 512, "on_mismatch": "warn"}"#).unwrap();
+        assert_eq!(options.max_length, Some(512));
+        assert_eq!(options.on_mismatch, OnMismatch::Warn);
+    }
+}
