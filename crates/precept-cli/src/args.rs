@@ -37,6 +37,9 @@ pub enum Command {
     /// Measure speed.
     #[command(subcommand)]
     Bench(BenchCommand),
+    /// Validate and measure datasets.
+    #[command(subcommand)]
+    Data(DataCommand),
     /// Write a model folder with random weights in the shape of a config.json (for benchmarks
     /// and GPU checks where real weights cannot travel).
     RandomWeights(RandomWeightsArgs),
@@ -190,6 +193,54 @@ pub struct BenchGenerateArgs {
     /// Timed repetitions (the median is reported); one untimed warm-up runs first.
     #[arg(long, default_value_t = 3)]
     pub repeat: usize,
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `precept data …`
+#[derive(Debug, Subcommand)]
+pub enum DataCommand {
+    /// Check every record of a dataset against a model's chat template and tokenizer.
+    Check(DataCheckArgs),
+}
+
+/// Dataset kinds.
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum DataFormat {
+    /// Supervised fine-tuning records (`messages`, or `prompt` + `completion`).
+    Sft,
+}
+
+/// Whether a record whose prompt does not tokenise to a prefix of the whole fails the check.
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum MismatchArg {
+    /// Fail the check.
+    Error,
+    /// Count and skip the record.
+    Warn,
+}
+
+/// `precept data check`
+#[derive(Debug, Args)]
+pub struct DataCheckArgs {
+    /// The JSONL file.
+    pub file: PathBuf,
+    /// Model folder whose tokenizer and chat template are used.
+    #[arg(long)]
+    pub model: PathBuf,
+    /// What the records are.
+    #[arg(long, value_enum, default_value = "sft")]
+    pub format: DataFormat,
+    /// Longest tokenised example; longer ones are truncated (or dropped when nothing trained fits).
+    #[arg(long)]
+    pub max_length: Option<usize>,
+    /// What a prompt/prompt+completion token mismatch does.
+    #[arg(long, value_enum, default_value = "error")]
+    pub on_mismatch: MismatchArg,
+    /// How many record errors to print (all are counted).
+    #[arg(long, default_value_t = 20)]
+    pub show_errors: usize,
     /// Print JSON.
     #[arg(long)]
     pub json: bool,

@@ -95,3 +95,29 @@ fn chat_generation_answers_and_stops_at_end_of_turn() {
     assert_eq!(stopped["finish_reason"], "stop");
     assert_eq!(stopped["text"], "The capital of ");
 }
+
+#[test]
+fn data_check_validates_every_record_and_names_file_line_and_field() {
+    let example = concat!(env!("CARGO_MANIFEST_DIR"), "/../../data/sft/example.jsonl");
+    let report = precept_json(&["data", "check", example, "--model", &model(), "--json"]);
+    assert_eq!((report["records"].as_u64(), report["errors"].as_u64()), (Some(4), Some(0)));
+    assert!(report["trained_tokens"].as_u64().unwrap() > 0);
+
+    let dir = tempfile::tempdir().unwrap();
+    let bad = dir.path().join("bad.jsonl");
+    let good = std::fs::read_to_string(example).unwrap();
+    let lines = [
+        r#"{"messages":[{"role":"user","content":"hi"},{"role":"bot","content":"x"}]}"#,
+        "not json",
+        r#"{"prompt":"a"}"#,
+    ];
+    std::fs::write(&bad, format!("{}\n{good}", lines.join("\n"))).unwrap();
+    let stdout =
+        String::from_utf8(common::precept(&["data", "check", bad.to_str().unwrap(), "--model", &model()]).stdout)
+            .unwrap();
+    let err = common::precept_error(&["data", "check", bad.to_str().unwrap(), "--model", &model()]);
+    assert!(err.contains("bad.jsonl: 3 invalid record(s)"), "{err}");
+    assert!(stdout.contains("bad.jsonl:1: field `messages[1].role`: unknown role `bot`"), "{stdout}");
+    assert!(stdout.contains("bad.jsonl:2: invalid JSON"), "{stdout}");
+    assert!(stdout.contains("bad.jsonl:3: field `completion` is missing"), "{stdout}");
+}

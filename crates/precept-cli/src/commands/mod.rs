@@ -1,6 +1,7 @@
 //! One module per subcommand; [`run`] routes parsed arguments to them.
 
 mod bench;
+mod data_check;
 mod generate;
 mod import;
 mod logits;
@@ -9,7 +10,7 @@ mod tokenize;
 
 use anyhow::Result;
 
-use crate::args::{BenchCommand, Cli, Command, ImportCommand};
+use crate::args::{BenchCommand, Cli, Command, DataCommand, ImportCommand};
 
 /// Runs the parsed command line.
 pub fn run(cli: Cli) -> Result<()> {
@@ -19,6 +20,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Logits(args) => cli.device.dispatch(logits::Logits(args)),
         Command::Generate(args) => cli.device.dispatch(generate::Generate(args)),
         Command::Bench(BenchCommand::Generate(args)) => cli.device.dispatch(bench::BenchGenerate(args)),
+        Command::Data(DataCommand::Check(args)) => data_check::run(&args),
         Command::RandomWeights(args) => cli.device.dispatch(random_weights::RandomWeights(args)),
     }
 }
