@@ -143,7 +143,7 @@ impl<B: Backend> LlamaForCausalLM<B> {
                 let embedding = self.model.embed_tokens.weight.val().transpose();
                 let vocab = embedding.dims()[1];
                 let rows = hidden.reshape([batch * seq, d_model]);
-                let logits = match split_for(batch * seq) {
+                let logits = match split_for::<B>(batch * seq, &rows.device()) {
                     Some(blocks) => matvec_blocks(&rows, &[embedding], blocks).remove(0),
                     None => rows.matmul(embedding),
                 };

@@ -45,7 +45,7 @@ pub fn project<B: Backend>(layer: &Linear<B>, x: Tensor<B, 3>) -> Tensor<B, 3> {
 pub fn project_many<B: Backend, const N: usize>(layers: [&Linear<B>; N], x: Tensor<B, 3>) -> [Tensor<B, 3>; N] {
     let [batch, seq, d_in] = x.dims();
     let rows = x.reshape([batch * seq, d_in]);
-    let outputs: Vec<Tensor<B, 2>> = if let Some(blocks) = split_for(batch * seq) {
+    let outputs: Vec<Tensor<B, 2>> = if let Some(blocks) = split_for::<B>(batch * seq, &rows.device()) {
         let weights: Vec<Tensor<B, 2>> = layers.iter().map(|l| l.weight.val()).collect();
         matvec_blocks(&rows, &weights, blocks)
             .into_iter()
@@ -67,9 +67,10 @@ pub fn project_many<B: Backend, const N: usize>(layers: [&Linear<B>; N], x: Tens
     })
 }
 
-/// Whether a product of `rows` rows is split into column blocks, and into how many.
-pub(crate) fn split_for(rows: usize) -> Option<usize> {
-    matvec_split().filter(|_| rows <= SPLIT_MAX_ROWS)
+/// Whether a product of `rows` rows is split into column blocks, and into how many. Never while
+/// gradients are tracked: training takes burn's own path.
+pub(crate) fn split_for<B: Backend>(rows: usize, device: &B::Device) -> Option<usize> {
+    matvec_split().filter(|_| rows <= SPLIT_MAX_ROWS && !B::ad_enabled(device))
 }
 
 /// `x·Wᵢ` for a few rows `x` (`[rows, d_in]`) and each `Wᵢ` (`[d_in, d_outᵢ]`), the output
