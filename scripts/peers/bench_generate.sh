@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
 # Generation speed of precept beside llama.cpp and transformers, in one sitting on one machine.
-# Needs the peer environment of ../shared/bench (torch, transformers, gguf, llama-cpp-python).
+# Needs a Python environment with torch, transformers, gguf and llama-cpp-python, and the peer
+# benchmark scripts (bench_llamacpp_gen.py, bench_hf_generate.py, requant_gguf.py).
 #
 # Usage: scripts/peers/bench_generate.sh PEER_SCRIPTS_DIR [PYTHON]   (prints JSON lines)
 set -euo pipefail
 cd "$(dirname "$0")/../.."
-peers="${1:?path to the peer scripts (shared/bench)}"
+peers="${1:?path to the peer benchmark scripts}"
 python="${2:-$HOME/peers/bin/python}"
 bin="${PRECEPT_BIN:-target/release/precept}"
 model=checkpoints/smollm2-135m-instruct
