@@ -5,12 +5,10 @@ use std::path::Path;
 use anyhow::{Context, Result};
 
 /// Imports `file` into `out`.
-pub fn gguf(file: &Path, out: &Path, quiet: bool) -> Result<()> {
+pub fn gguf(file: &Path, out: &Path) -> Result<()> {
     let started = std::time::Instant::now();
     let summary = precept_model::gguf::import_gguf(file, out)
         .with_context(|| format!("importing {} into {}", file.display(), out.display()))?;
-    if !quiet {
-        eprintln!("imported {} in {:.1}s: {summary}", file.display(), started.elapsed().as_secs_f64());
-    }
+    tracing::info!("imported {} in {:.1}s: {summary}", file.display(), started.elapsed().as_secs_f64());
     Ok(())
 }

@@ -15,7 +15,7 @@ use crate::args::{BenchCommand, Cli, Command, DataCommand, ImportCommand};
 /// Runs the parsed command line.
 pub fn run(cli: Cli) -> Result<()> {
     match cli.command {
-        Command::Import(ImportCommand::Gguf { file, out }) => import::gguf(&file, &out, cli.quiet),
+        Command::Import(ImportCommand::Gguf { file, out }) => import::gguf(&file, &out),
         Command::Tokenize(args) => tokenize::run(&args),
         Command::Logits(args) => cli.device.dispatch(logits::Logits(args)),
         Command::Generate(args) => cli.device.dispatch(generate::Generate(args)),
