@@ -49,8 +49,8 @@ pub use generate::{normalise_log_probabilities, FinishReason, Generate, Generate
 pub use message::{Message, Role};
 pub use reply_text::ReplyText;
 pub use sft::{
-    prepare_file, tokenize_record, OnMismatch, PreparationStats, PrepareOptions, SftPreparer, SftReader, SftRecord,
-    TokenizedExample, MAX_LINE_BYTES,
+    length_buckets, pack, prepare_file, tokenize_record, OnMismatch, PackedRow, PreparationStats, PrepareOptions,
+    SftPreparer, SftReader, SftRecord, TokenizedExample, MAX_LINE_BYTES,
 };
 pub use special_tokens::SpecialTokens;
 pub use token_stream::TokenStream;

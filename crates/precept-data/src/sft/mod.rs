@@ -4,13 +4,17 @@
 //! and which of its messages are trained). [`SftPreparer`] renders each record with the model's
 //! [`ChatTemplate`](crate::ChatTemplate), tokenises it, marks the trained spans by rendering
 //! prefixes ([`tokenize_record`]), truncates to `max_length` and counts everything in
-//! [`PreparationStats`]. [`prepare_file`] does both for a whole file.
+//! [`PreparationStats`]. [`prepare_file`] does both for a whole file. [`pack`] concatenates
+//! examples into rows with segment boundaries, and [`length_buckets`] groups unpacked examples
+//! into batches of similar length.
 
+mod batching;
 mod jsonl;
 mod mask;
 mod prepare;
 mod record;
 
+pub use batching::{length_buckets, pack, PackedRow};
 pub use jsonl::{SftReader, MAX_LINE_BYTES};
 pub use mask::{tokenize_record, TokenizedExample};
 pub use prepare::{prepare_file, OnMismatch, PreparationStats, PrepareOptions, SftPreparer};
