@@ -1,0 +1,5 @@
+//! Loss functions.
+
+mod sft;
+
+pub use sft::{masked_next_token_loss, TokenLoss};
