@@ -3,6 +3,7 @@
 
 use std::path::Path;
 
+use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use crate::chat_template::ChatTemplate;
@@ -83,14 +84,26 @@ impl<'a> SftPreparer<'a> {
     /// # Errors
     /// The errors of [`tokenize_record`], except mask mismatches under [`OnMismatch::Warn`].
     pub fn prepare(&mut self, record: &SftRecord, path: &Path, line: usize) -> Result<Option<TokenizedExample>> {
+        let tokenized = self.tokenize(record, path, line);
+        self.count(tokenized, line)
+    }
+
+    /// The counting-free half of [`Self::prepare`], safe to run on many records in parallel.
+    fn tokenize(&self, record: &SftRecord, path: &Path, line: usize) -> Result<Option<TokenizedExample>> {
+        match tokenize_record(self.tokenizer, self.template, record, path, line) {
+            Ok(example) => Ok(Some(example)),
+            Err(DataError::MaskMismatch { .. }) if self.options.on_mismatch == OnMismatch::Warn => Ok(None),
+            Err(error) => Err(error),
+        }
+    }
+
+    /// The counting half of [`Self::prepare`]: `None` from [`Self::tokenize`] is a skipped
+    /// mismatch; examples are dropped or truncated for `max_length`.
+    fn count(&mut self, tokenized: Result<Option<TokenizedExample>>, line: usize) -> Result<Option<TokenizedExample>> {
         self.stats.records += 1;
-        let mut example = match tokenize_record(self.tokenizer, self.template, record, path, line) {
-            Ok(example) => example,
-            Err(DataError::MaskMismatch { .. }) if self.options.on_mismatch == OnMismatch::Warn => {
-                self.stats.mismatched_lines.push(line);
-                return Ok(None);
-            }
-            Err(error) => return Err(error),
+        let Some(mut example) = tokenized? else {
+            self.stats.mismatched_lines.push(line);
+            return Ok(None);
         };
         if let Some(max_length) = self.options.max_length {
             let first_trained = example.labels_mask.iter().position(|&trained| trained);
@@ -120,7 +133,13 @@ impl<'a> SftPreparer<'a> {
     }
 }
 
+/// Records tokenised in parallel at a time by [`prepare_file`].
+const PARALLEL_CHUNK: usize = 1024;
+
 /// Reads the SFT JSONL file at `path` and prepares every record, stopping at the first error.
+///
+/// The file streams in chunks whose records are tokenised in parallel; results, counts and the
+/// first error come in file order, so the output does not depend on the thread count.
 ///
 /// # Errors
 /// Any error of [`SftReader`] or [`SftPreparer::prepare`], naming the file and line.
@@ -132,9 +151,20 @@ pub fn prepare_file(
 ) -> Result<(Vec<TokenizedExample>, PreparationStats)> {
     let mut preparer = SftPreparer::new(tokenizer, template, options);
     let mut examples = Vec::new();
-    for (line, record) in SftReader::open(path)? {
-        if let Some(example) = preparer.prepare(&record?, path, line)? {
-            examples.push(example);
+    let mut reader = SftReader::open(path)?;
+    loop {
+        let chunk: Vec<(usize, Result<SftRecord>)> = reader.by_ref().take(PARALLEL_CHUNK).collect();
+        if chunk.is_empty() {
+            break;
+        }
+        let tokenized: Vec<(usize, Result<Option<TokenizedExample>>)> = chunk
+            .into_par_iter()
+            .map(|(line, record)| (line, record.and_then(|record| preparer.tokenize(&record, path, line))))
+            .collect();
+        for (line, tokenized) in tokenized {
+            if let Some(example) = preparer.count(tokenized, line)? {
+                examples.push(example);
+            }
         }
     }
     Ok((examples, preparer.into_stats()))
@@ -248,5 +278,36 @@ mod tests {
         let options: PrepareOptions = serde_json::from_str(r#"{"max_length": 512, "on_mismatch": "warn"}"#).unwrap();
         assert_eq!(options.max_length, Some(512));
         assert_eq!(options.on_mismatch, OnMismatch::Warn);
+    }
+
+    #[test]
+    fn parallel_preparation_of_a_long_file_equals_one_record_at_a_time() {
+        let tokenizer = chatml_tokenizer();
+        let chatml = template(SMOLLM2_TEMPLATE);
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("data.jsonl");
+        let lines: Vec<String> = (0..2500)
+            .map(|i| format!("{{\"prompt\":\"Hi {i}\",\"completion\":\"{}\"}}", "Hello ".repeat(1 + i % 7)))
+            .collect();
+        std::fs::write(&path, lines.join("\n")).unwrap();
+        let max_length = prompt_tokens(&tokenizer) + 20;
+        let options = PrepareOptions { max_length: Some(max_length), on_mismatch: OnMismatch::Error };
+        let (examples, stats) = prepare_file(&path, &tokenizer, &chatml, options).unwrap();
+        let mut preparer = SftPreparer::new(&tokenizer, &chatml, options);
+        let mut expected = Vec::new();
+        for (line, record) in SftReader::open(&path).unwrap() {
+            expected.extend(preparer.prepare(&record.unwrap(), &path, line).unwrap());
+        }
+        assert_eq!(examples, expected);
+        assert_eq!(&stats, preparer.stats());
+        assert!(stats.truncated > 0 && stats.examples == 2500, "{stats:?}");
+
+        // Two bad lines in one chunk: the earlier one is reported.
+        let mut bad = lines.clone();
+        bad[1700] = "{\"prompt\":\"x\"}".into();
+        bad[1500] = "{\"prompt\":\"y\"}".into();
+        std::fs::write(&path, bad.join("\n")).unwrap();
+        let err = prepare_file(&path, &tokenizer, &chatml, options).unwrap_err();
+        assert!(err.to_string().contains(":1501: field `completion` is missing"), "{err}");
     }
 }
