@@ -1,7 +1,6 @@
 //! Grouped-query self-attention with rotary positions and an optional explicit KV cache.
 
 use burn::module::Module;
-use burn::nn::{Linear, LinearConfig};
 use burn::tensor::backend::Backend;
 use burn::tensor::module::attention;
 use burn::tensor::ops::AttentionModuleOptions;
@@ -11,6 +10,7 @@ use crate::config::LlamaConfig;
 use crate::inputs::AttentionInputs;
 use crate::kv_cache::LayerKv;
 use crate::project::{project, project_many};
+use crate::projection::{Projection, ProjectionConfig};
 use crate::rope::RotaryAngles;
 
 /// Multi-head attention where `num_heads / num_kv_heads` query heads share each key/value head.
@@ -19,13 +19,13 @@ use crate::rope::RotaryAngles;
 #[derive(Module, Debug)]
 pub struct Attention<B: Backend> {
     /// Query projection, `d_model → heads·head_dim`.
-    pub q_proj: Linear<B>,
+    pub q_proj: Projection<B>,
     /// Key projection, `d_model → kv_heads·head_dim`.
-    pub k_proj: Linear<B>,
+    pub k_proj: Projection<B>,
     /// Value projection, `d_model → kv_heads·head_dim`.
-    pub v_proj: Linear<B>,
+    pub v_proj: Projection<B>,
     /// Output projection, `heads·head_dim → d_model`.
-    pub o_proj: Linear<B>,
+    pub o_proj: Projection<B>,
     /// Number of query heads.
     pub num_heads: usize,
     /// Number of key/value heads.
@@ -38,7 +38,7 @@ impl LlamaConfig {
     /// Builds one attention block with `N(0, 0.02)` weights.
     pub fn init_attention<B: Backend>(&self, device: &B::Device) -> Attention<B> {
         let (d, hd) = (self.hidden_size, self.head_dim);
-        let linear = |d_in, d_out, bias| self.linear_config(d_in, d_out, bias).init(device);
+        let linear = |d_in, d_out, bias| ProjectionConfig::new(d_in, d_out).with_bias(bias).init(device);
         Attention {
             q_proj: linear(d, self.num_attention_heads * hd, self.qkv_bias),
             k_proj: linear(d, self.num_key_value_heads * hd, self.qkv_bias),
@@ -48,13 +48,6 @@ impl LlamaConfig {
             num_kv_heads: self.num_key_value_heads,
             head_dim: hd,
         }
-    }
-
-    /// A linear layer initialised like transformers' Llama (`N(0, 0.02)`, zero bias).
-    pub(crate) fn linear_config(&self, d_in: usize, d_out: usize, bias: bool) -> LinearConfig {
-        LinearConfig::new(d_in, d_out)
-            .with_bias(bias)
-            .with_initializer(burn::nn::Initializer::Normal { mean: 0.0, std: 0.02 })
     }
 }
 

@@ -97,6 +97,20 @@ pub enum ModelError {
         /// The offending option.
         option: String,
     },
+    /// A model with LoRA adapters was to be saved as a plain model folder.
+    #[error("{dir}: the model has unmerged LoRA adapters; merge them first or save the adapter")]
+    UnmergedAdapters {
+        /// The folder that was to be written.
+        dir: PathBuf,
+    },
+    /// LoRA settings that cannot be applied to this model.
+    #[error("LoRA `{field}`: {message}")]
+    Lora {
+        /// The offending setting (`r`, `target_modules`, …).
+        field: String,
+        /// What is wrong with it.
+        message: String,
+    },
     /// A GGUF file is corrupt, truncated or uses something unsupported.
     #[error("{path}: {message}")]
     Gguf {

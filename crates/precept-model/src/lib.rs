@@ -3,7 +3,8 @@
 //! - [`LlamaConfig`] reads a Hugging Face `config.json`; [`LlamaConfig::init`] builds a
 //!   [`LlamaForCausalLM`], whose one `forward` maps token ids, [`AttentionInputs`] (positions and
 //!   mask) and an optional explicit [`KvCache`] to full-sequence logits.
-//! - [`checkpoint`] loads and saves Hugging Face folders (safetensors, sharded, f32/f16/bf16).
+//! - [`checkpoint`] loads and saves Hugging Face folders (safetensors, sharded, f32/f16/bf16)
+//!   and PEFT adapter folders; [`lora`] adds, freezes and merges the adapters.
 //! - [`gguf`] imports llama.cpp GGUF files into such folders.
 //! - [`sampling`] and [`generate`] turn the model into a text generator, batched;
 //!   [`LocalGenerator`] serves precept-data's `Generate` trait (conversations in, replies and
@@ -18,9 +19,11 @@ pub mod gguf;
 mod inputs;
 mod kv_cache;
 mod local;
+pub mod lora;
 mod mlp;
 mod model;
 mod project;
+mod projection;
 mod rms_norm;
 mod rope;
 pub mod sampling;
@@ -34,6 +37,7 @@ pub use local::LocalGenerator;
 pub use mlp::Mlp;
 pub use model::{DecoderLayer, LlamaForCausalLM, LlamaModel};
 pub use project::set_matvec_split;
+pub use projection::{Projection, ProjectionConfig};
 pub use rms_norm::RmsNorm;
 pub use rope::{RotaryAngles, RotaryEmbedding};
 

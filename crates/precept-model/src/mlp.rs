@@ -1,23 +1,23 @@
 //! The SwiGLU feed-forward block.
 
 use burn::module::Module;
-use burn::nn::Linear;
 use burn::tensor::activation::silu;
 use burn::tensor::backend::Backend;
 use burn::tensor::Tensor;
 
 use crate::config::LlamaConfig;
 use crate::project::{project, project_many};
+use crate::projection::{Projection, ProjectionConfig};
 
 /// `down_proj(silu(gate_proj(x)) * up_proj(x))`, fields named like the checkpoint keys.
 #[derive(Module, Debug)]
 pub struct Mlp<B: Backend> {
     /// Gate projection, `d_model → intermediate`.
-    pub gate_proj: Linear<B>,
+    pub gate_proj: Projection<B>,
     /// Up projection, `d_model → intermediate`.
-    pub up_proj: Linear<B>,
+    pub up_proj: Projection<B>,
     /// Down projection, `intermediate → d_model`.
-    pub down_proj: Linear<B>,
+    pub down_proj: Projection<B>,
 }
 
 impl LlamaConfig {
@@ -25,9 +25,9 @@ impl LlamaConfig {
     pub fn init_mlp<B: Backend>(&self, device: &B::Device) -> Mlp<B> {
         let (d, i, bias) = (self.hidden_size, self.intermediate_size, self.mlp_bias);
         Mlp {
-            gate_proj: self.linear_config(d, i, bias).init(device),
-            up_proj: self.linear_config(d, i, bias).init(device),
-            down_proj: self.linear_config(i, d, bias).init(device),
+            gate_proj: ProjectionConfig::new(d, i).with_bias(bias).init(device),
+            up_proj: ProjectionConfig::new(d, i).with_bias(bias).init(device),
+            down_proj: ProjectionConfig::new(i, d).with_bias(bias).init(device),
         }
     }
 }

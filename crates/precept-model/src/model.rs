@@ -1,7 +1,7 @@
 //! The Llama-family decoder: embeddings, decoder layers, final norm and output projection.
 
 use burn::module::Module;
-use burn::nn::{Embedding, EmbeddingConfig, Initializer, Linear};
+use burn::nn::{Embedding, EmbeddingConfig, Initializer};
 use burn::tensor::backend::Backend;
 use burn::tensor::{Int, Tensor};
 
@@ -11,6 +11,7 @@ use crate::inputs::AttentionInputs;
 use crate::kv_cache::{KvCache, LayerKv};
 use crate::mlp::Mlp;
 use crate::project::{matvec_blocks, project, split_for};
+use crate::projection::{Projection, ProjectionConfig};
 use crate::rms_norm::RmsNorm;
 use crate::rope::RotaryEmbedding;
 
@@ -61,7 +62,7 @@ pub struct LlamaForCausalLM<B: Backend> {
     /// The decoder stack.
     pub model: LlamaModel<B>,
     /// Output projection; `None` when tied to `model.embed_tokens`.
-    pub lm_head: Option<Linear<B>>,
+    pub lm_head: Option<Projection<B>>,
 }
 
 impl LlamaConfig {
@@ -79,8 +80,8 @@ impl LlamaConfig {
         let embed_tokens = EmbeddingConfig::new(self.vocab_size, self.hidden_size)
             .with_initializer(Initializer::Normal { mean: 0.0, std: 0.02 })
             .init(device);
-        let lm_head = (!self.tie_word_embeddings)
-            .then(|| self.linear_config(self.hidden_size, self.vocab_size, false).init(device));
+        let lm_head =
+            (!self.tie_word_embeddings).then(|| ProjectionConfig::new(self.hidden_size, self.vocab_size).init(device));
         LlamaForCausalLM {
             model: LlamaModel { embed_tokens, layers, norm: norm(), rope: RotaryEmbedding::new(self, device) },
             lm_head,

@@ -1,11 +1,12 @@
-//! Applying `Linear` layers to a batch of sequences as 2-D matrix products.
+//! Applying [`Projection`]s to a batch of sequences as 2-D matrix products.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use burn::nn::Linear;
 use burn::tensor::backend::Backend;
 use burn::tensor::Tensor;
 use rayon::prelude::*;
+
+use crate::projection::Projection;
 
 /// Into how many column blocks products of few rows are split, computed in parallel.
 static MATVEC_SPLIT: AtomicUsize = AtomicUsize::new(1);
@@ -29,32 +30,25 @@ fn matvec_split() -> Option<usize> {
 
 /// `layer(x)` computed on `x` flattened to `[batch·seq, d_in]`.
 ///
-/// burn's `Linear` on a 3-D input broadcasts the weight over the batch and multiplies row
-/// blocks one by one; for decoding (`seq = 1`) that reads the whole weight once per row. One
-/// 2-D product reads it once.
+/// A 3-D product broadcasts the weight over the batch and multiplies row blocks one by one; for
+/// decoding (`seq = 1`) that reads the whole weight once per row. One 2-D product reads it once.
 ///
 /// # Shapes
 /// - x: `[batch, seq, d_in]` → `[batch, seq, d_out]`
-pub fn project<B: Backend>(layer: &Linear<B>, x: Tensor<B, 3>) -> Tensor<B, 3> {
+pub fn project<B: Backend>(layer: &Projection<B>, x: Tensor<B, 3>) -> Tensor<B, 3> {
     let [out] = project_many([layer], x);
     out
 }
 
 /// Several layers applied to the same input; a decoding step's few rows are computed as one
 /// parallel batch of column blocks over all of them.
-pub fn project_many<B: Backend, const N: usize>(layers: [&Linear<B>; N], x: Tensor<B, 3>) -> [Tensor<B, 3>; N] {
+pub fn project_many<B: Backend, const N: usize>(layers: [&Projection<B>; N], x: Tensor<B, 3>) -> [Tensor<B, 3>; N] {
     let [batch, seq, d_in] = x.dims();
     let rows = x.reshape([batch * seq, d_in]);
-    let outputs: Vec<Tensor<B, 2>> = if let Some(blocks) = split_for::<B>(batch * seq, &rows.device()) {
+    let split = split_for::<B>(batch * seq, &rows.device()).filter(|_| layers.iter().all(|l| l.lora.is_none()));
+    let outputs: Vec<Tensor<B, 2>> = if let Some(blocks) = split {
         let weights: Vec<Tensor<B, 2>> = layers.iter().map(|l| l.weight.val()).collect();
-        matvec_blocks(&rows, &weights, blocks)
-            .into_iter()
-            .zip(layers)
-            .map(|(y, layer)| match &layer.bias {
-                Some(bias) => y + bias.val().unsqueeze(),
-                None => y,
-            })
-            .collect()
+        matvec_blocks(&rows, &weights, blocks).into_iter().zip(layers).map(|(y, layer)| layer.add_bias(y)).collect()
     } else {
         layers.iter().map(|layer| layer.forward(rows.clone())).collect()
     };

@@ -6,7 +6,7 @@ use burn::module::{Module, ModuleMapper, Param};
 use burn::tensor::backend::Backend;
 use burn::tensor::{Tensor, TensorData};
 
-use super::names::TensorPath;
+use super::names::{KeyOf, TensorPath};
 use super::safetensors_files::SafetensorsFiles;
 use crate::config::LlamaConfig;
 use crate::error::{ModelError, Result};
@@ -24,11 +24,20 @@ pub fn load_model<B: Backend>(dir: &Path, device: &B::Device) -> Result<(LlamaCo
     Ok((config, model))
 }
 
-/// Replaces every parameter of `model` with the checkpoint tensor of the same key.
+/// Replaces every parameter of `model` (adapters aside) with the checkpoint tensor of the same key.
 ///
 /// The model's random initialisation is lazy and never runs for replaced parameters.
 pub fn load_weights<B: Backend>(model: LlamaForCausalLM<B>, files: &SafetensorsFiles) -> Result<LlamaForCausalLM<B>> {
-    let mut loader = Loader { files, path: TensorPath::default(), error: None };
+    load_selected(model, files, TensorPath::base_key)
+}
+
+/// Replaces the parameters that `key_of` names with the checkpoint tensors of those keys.
+pub(crate) fn load_selected<B: Backend>(
+    model: LlamaForCausalLM<B>,
+    files: &SafetensorsFiles,
+    key_of: KeyOf,
+) -> Result<LlamaForCausalLM<B>> {
+    let mut loader = Loader { files, key_of, path: TensorPath::default(), error: None };
     let model = model.map(&mut loader);
     match loader.error {
         Some(error) => Err(error),
@@ -40,6 +49,7 @@ pub fn load_weights<B: Backend>(model: LlamaForCausalLM<B>, files: &SafetensorsF
 /// further reads and is reported after the walk.
 struct Loader<'a> {
     files: &'a SafetensorsFiles,
+    key_of: KeyOf,
     path: TensorPath,
     error: Option<ModelError>,
 }
@@ -57,16 +67,18 @@ impl<B: Backend> ModuleMapper<B> for Loader<'_> {
         if self.error.is_some() {
             return param;
         }
+        let Some(key) = (self.key_of)(&self.path) else {
+            return param;
+        };
         let mut shape = param.lazy_shape().dims::<D>().to_vec();
-        let transpose = self.path.is_linear_weight();
+        let transpose = self.path.is_transposed();
         if transpose {
             shape.reverse();
         }
-        let key = self.path.key();
         match self.files.read_f32(&key, &shape) {
             Ok(mut values) => {
                 if transpose {
-                    // burn's Linear multiplies by a `[d_in, d_out]` weight; stored contiguous in
+                    // Projections multiply by a `[d_in, d_out]` weight; stored contiguous in
                     // that order, decoding steps run the backend's fastest one-row kernel and
                     // the forward pass makes no per-call copies.
                     values = transpose_2d(&values, shape[0], shape[1]);

@@ -35,6 +35,15 @@ impl SafetensorsFiles {
         } else {
             return Err(ModelError::MissingFile { dir: dir.to_path_buf(), file: SINGLE_FILE.into() });
         };
+        Self::open_files(paths)
+    }
+
+    /// Opens one safetensors file.
+    pub fn open_file(path: &Path) -> Result<Self> {
+        Self::open_files(vec![path.to_path_buf()])
+    }
+
+    fn open_files(paths: Vec<PathBuf>) -> Result<Self> {
         let mut files = Vec::with_capacity(paths.len());
         let mut index = BTreeMap::new();
         for path in paths {

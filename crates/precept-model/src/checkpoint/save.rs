@@ -10,7 +10,7 @@ use half::{bf16, f16};
 use safetensors::Dtype;
 use serde_json::{json, Value};
 
-use super::names::TensorPath;
+use super::names::{KeyOf, TensorPath};
 use super::safetensors_files::{INDEX_FILE, SINGLE_FILE};
 use super::safetensors_writer::{write_le, write_safetensors, TensorEntry};
 use crate::config::LlamaConfig;
@@ -70,9 +70,10 @@ pub fn save_model<B: Backend>(
         SaveDtype::F16 => Dtype::F16,
         SaveDtype::BF16 => Dtype::BF16,
     };
-    let mut collector = Collector { path: TensorPath::default(), dtype, tensors: Vec::new() };
-    model.visit(&mut collector);
-    write_weights(out_dir, collector.tensors, options.max_shard_bytes)?;
+    if model.has_adapters() {
+        return Err(ModelError::UnmergedAdapters { dir: out_dir.to_path_buf() });
+    }
+    write_weights(out_dir, collect(model, TensorPath::base_key, dtype), options.max_shard_bytes)?;
     write_config(config, out_dir, options)?;
     if let Some(source) = options.copy_from {
         for name in COPIED_FILES {
@@ -90,16 +91,30 @@ fn write(path: &Path, bytes: &[u8]) -> Result<()> {
     precept_data::write_atomic(path, bytes).map_err(|e| ModelError::io(path, e))
 }
 
-/// A parameter in checkpoint layout (Linear weights transposed back to `[d_out, d_in]`), as a
+/// A parameter in checkpoint layout (projection weights transposed back to `[d_out, d_in]`), as a
 /// 2-D view whose data is read only while it is written.
-struct SavedTensor<B: Backend> {
+pub(crate) struct SavedTensor<B: Backend> {
     entry: TensorEntry,
     tensor: Tensor<B, 2>,
 }
 
-/// Visits every parameter and records it under its checkpoint key.
+/// The parameters of `model` that `key_of` names, under those keys, to be written as `dtype`.
+pub(crate) fn collect<B: Backend>(model: &LlamaForCausalLM<B>, key_of: KeyOf, dtype: Dtype) -> Vec<SavedTensor<B>> {
+    let mut collector = Collector { path: TensorPath::default(), key_of, dtype, tensors: Vec::new() };
+    model.visit(&mut collector);
+    collector.tensors
+}
+
+/// Writes `tensors` as one safetensors file, atomically.
+pub(crate) fn write_single<B: Backend>(path: &Path, tensors: &[SavedTensor<B>]) -> Result<()> {
+    let entries: Vec<TensorEntry> = tensors.iter().map(|t| t.entry.clone()).collect();
+    write_safetensors(path, &entries, |index, out| write_tensor(&tensors[index], path, out))
+}
+
+/// Visits every parameter and records those `key_of` names.
 struct Collector<B: Backend> {
     path: TensorPath,
+    key_of: KeyOf,
     dtype: Dtype,
     tensors: Vec<SavedTensor<B>>,
 }
@@ -114,14 +129,17 @@ impl<B: Backend> ModuleVisitor<B> for Collector<B> {
     }
 
     fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<B, D>>) {
+        let Some(name) = (self.key_of)(&self.path) else {
+            return;
+        };
         let tensor = param.val();
-        let tensor = if self.path.is_linear_weight() { tensor.transpose() } else { tensor };
+        let tensor = if self.path.is_transposed() { tensor.transpose() } else { tensor };
         let shape = tensor.dims().to_vec();
         let as_2d: Tensor<B, 2> = match D {
             2 => tensor.reshape([shape[0], shape[1]]),
             _ => tensor.reshape([1, shape.iter().product::<usize>()]),
         };
-        let entry = TensorEntry { name: self.path.key(), dtype: self.dtype, shape };
+        let entry = TensorEntry { name, dtype: self.dtype, shape };
         self.tensors.push(SavedTensor { entry, tensor: as_2d });
     }
 }
@@ -158,9 +176,7 @@ fn write_weights<B: Backend>(out_dir: &Path, tensors: Vec<SavedTensor<B>>, max_s
     for (i, shard) in shards.iter().enumerate() {
         let name =
             if count == 1 { SINGLE_FILE.to_string() } else { format!("model-{:05}-of-{count:05}.safetensors", i + 1) };
-        let path = out_dir.join(&name);
-        let entries: Vec<TensorEntry> = shard.iter().map(|t| t.entry.clone()).collect();
-        write_safetensors(&path, &entries, |index, out| write_tensor(&shard[index], &path, out))?;
+        write_single(&out_dir.join(&name), shard)?;
         for t in shard {
             total += t.entry.byte_len();
             weight_map.insert(t.entry.name.clone(), name.clone());
