@@ -1,7 +1,20 @@
-//! Training for precept: losses now; the optimiser, schedules and the training loop build on them.
+//! Training for precept: losses, the optimiser and schedules, checkpoints, metrics, and the SFT
+//! loop.
 //!
-//! [`loss::masked_next_token_loss`] turns a model's logits, the token ids and a loss mask into a
-//! summed cross-entropy and the number of tokens it covers, so a trainer can normalise by the
-//! tokens of a whole accumulated batch rather than per micro-batch.
+//! [`sft::train_sft`] reads an [`sft::SftConfig`], prepares the data (precept-data), loads the
+//! model and adds LoRA adapters or unfreezes it (precept-model), then steps: micro-batches from
+//! [`sft::BatchPlan`], [`loss::masked_next_token_loss`] normalised over the tokens of the whole
+//! accumulated batch, [`optim::AdamW`] with global-norm clipping at the rate of
+//! [`schedule::LrSchedule`]. [`metrics::MetricsLog`] records each step with TRL's names and
+//! [`checkpoint::Checkpoints`] writes atomic checkpoints from which a run resumes bit for bit.
 
+pub mod checkpoint;
+mod error;
 pub mod loss;
+pub mod metrics;
+pub mod optim;
+pub mod run_config;
+pub mod schedule;
+pub mod sft;
+
+pub use error::{Result, TrainError};

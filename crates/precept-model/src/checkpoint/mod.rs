@@ -14,6 +14,7 @@ mod save;
 pub use adapter::{load_adapter, read_adapter_config, save_adapter, ADAPTER_CONFIG_FILE, ADAPTER_WEIGHTS_FILE};
 pub use load::{load_model, load_weights};
 pub(crate) use names::TensorPath;
+pub use names::{parameter_keys, ParameterKey};
 pub use safetensors_files::SafetensorsFiles;
 pub use safetensors_writer::{write_le, write_safetensors, TensorEntry};
 pub use save::{save_model, SaveDtype, SaveOptions};

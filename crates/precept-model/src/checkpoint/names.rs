@@ -1,5 +1,13 @@
 //! Checkpoint key of the parameter being visited, tracked from burn's module traversal.
 
+use std::collections::HashMap;
+
+use burn::module::{Module, ModuleVisitor, Param, ParamId};
+use burn::tensor::backend::Backend;
+use burn::tensor::Tensor;
+
+use crate::model::LlamaForCausalLM;
+
 /// The stack of (field name, container type) entered so far while walking a module.
 #[derive(Debug, Default)]
 pub(crate) struct TensorPath {
@@ -57,3 +65,40 @@ impl TensorPath {
 
 /// Chooses which parameters a walk reads or writes, and under which key.
 pub(crate) type KeyOf = fn(&TensorPath) -> Option<String>;
+
+/// A parameter's checkpoint key and shape.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ParameterKey {
+    /// The model's own key, or the PEFT key for adapter tensors.
+    pub key: String,
+    /// Shape as the module holds it.
+    pub shape: Vec<usize>,
+}
+
+/// The key and shape of every float parameter of `model`; keys name optimiser state in
+/// training checkpoints.
+pub fn parameter_keys<B: Backend>(model: &LlamaForCausalLM<B>) -> HashMap<ParamId, ParameterKey> {
+    let mut visitor = KeyVisitor { path: TensorPath::default(), keys: HashMap::new() };
+    model.visit(&mut visitor);
+    visitor.keys
+}
+
+struct KeyVisitor {
+    path: TensorPath,
+    keys: HashMap<ParamId, ParameterKey>,
+}
+
+impl<B: Backend> ModuleVisitor<B> for KeyVisitor {
+    fn enter_module(&mut self, name: &str, container_type: &str) {
+        self.path.enter(name, container_type);
+    }
+
+    fn exit_module(&mut self, _name: &str, _container_type: &str) {
+        self.path.exit();
+    }
+
+    fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<B, D>>) {
+        let key = self.path.peft_key().unwrap_or_else(|| self.path.key());
+        self.keys.insert(param.id, ParameterKey { key, shape: param.lazy_shape().dims::<D>().to_vec() });
+    }
+}

@@ -2,4 +2,4 @@
 
 mod sft;
 
-pub use sft::{masked_next_token_loss, TokenLoss};
+pub use sft::{masked_next_token_loss, next_token_accuracy, TokenLoss};

@@ -45,6 +45,23 @@ pub fn masked_next_token_loss<B: Backend>(
     TokenLoss { sum: (picked * weights).sum().neg(), tokens }
 }
 
+/// How many of the tokens `loss_mask` selects (after the first position) are the argmax of the
+/// previous position's logits: the numerator of TRL's `mean_token_accuracy`.
+///
+/// # Shapes
+/// - logits: `[batch, seq, vocab]`
+/// - ids, loss_mask: `[batch, seq]`
+pub fn next_token_accuracy<B: Backend>(
+    logits: Tensor<B, 3>,
+    ids: Tensor<B, 2, Int>,
+    loss_mask: Tensor<B, 2, Bool>,
+) -> usize {
+    let [batch, seq, vocab] = logits.dims();
+    let predicted = logits.slice([0..batch, 0..seq - 1, 0..vocab]).argmax(2).squeeze_dim::<2>(2);
+    let hits = predicted.equal(ids.slice([0..batch, 1..seq])).bool_and(loss_mask.slice([0..batch, 1..seq]));
+    hits.int().sum().into_scalar().elem::<i64>().max(0) as usize
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

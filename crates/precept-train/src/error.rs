@@ -1,0 +1,63 @@
+//! The one error type of precept-train.
+
+use std::path::PathBuf;
+
+/// Everything that can stop a training run.
+#[derive(Debug, thiserror::Error)]
+pub enum TrainError {
+    /// Loading or saving a model or adapter failed.
+    #[error(transparent)]
+    Model(#[from] precept_model::ModelError),
+    /// Reading, templating or tokenising data failed.
+    #[error(transparent)]
+    Data(#[from] precept_data::DataError),
+    /// A file or folder could not be read or written.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file or folder involved.
+        path: PathBuf,
+        /// The underlying error.
+        source: std::io::Error,
+    },
+    /// A run setting is invalid.
+    #[error("setting `{field}`: {message}")]
+    Setting {
+        /// The setting's name in the config file.
+        field: String,
+        /// What is wrong with it.
+        message: String,
+    },
+    /// A training checkpoint is incomplete or inconsistent with the run.
+    #[error("{path}: {message}")]
+    Checkpoint {
+        /// The checkpoint file or folder.
+        path: PathBuf,
+        /// What is wrong.
+        message: String,
+    },
+    /// The loss or the gradients stopped being finite.
+    #[error("step {step}: {what} is {value}; stopped, the last checkpoint is kept")]
+    NonFinite {
+        /// The optimiser step (counting from one) whose update was refused.
+        step: u64,
+        /// `loss` or `grad_norm`.
+        what: &'static str,
+        /// The offending value.
+        value: f64,
+    },
+}
+
+impl TrainError {
+    /// Wraps an I/O error with the path it concerns.
+    pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+        Self::Io { path: path.into(), source }
+    }
+
+    /// An invalid setting.
+    pub fn setting(field: &str, message: impl Into<String>) -> Self {
+        Self::Setting { field: field.into(), message: message.into() }
+    }
+}
+
+/// Results of precept-train.
+pub type Result<T> = std::result::Result<T, TrainError>;

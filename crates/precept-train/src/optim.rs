@@ -1,0 +1,154 @@
+//! [`AdamW`] with decoupled weight decay that spares norms and biases, global gradient-norm
+//! clipping, and its state as named tensors for checkpoints.
+
+use std::collections::HashMap;
+
+use burn::module::{AutodiffModule, ModuleMapper, ModuleVisitor, Param, ParamId};
+use burn::optim::GradientsParams;
+use burn::tensor::backend::{AutodiffBackend, Backend};
+use burn::tensor::{ElementConversion, Tensor};
+use serde::{Deserialize, Serialize};
+
+/// AdamW settings, with PyTorch's defaults.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AdamWConfig {
+    /// Decay of the first moment.
+    pub beta1: f64,
+    /// Decay of the second moment.
+    pub beta2: f64,
+    /// Added to `√v̂` in the denominator.
+    pub epsilon: f64,
+    /// Decoupled weight decay `λ`, applied as `θ ← θ·(1 − lr·λ)` to matrices only: norm
+    /// weights and biases (1-D parameters) are never decayed.
+    pub weight_decay: f64,
+}
+
+impl Default for AdamWConfig {
+    fn default() -> Self {
+        Self { beta1: 0.9, beta2: 0.999, epsilon: 1e-8, weight_decay: 0.0 }
+    }
+}
+
+/// First and second moments of one parameter, flattened.
+#[derive(Debug, Clone)]
+pub struct Moments<B: Backend> {
+    /// `m`, the running mean of gradients.
+    pub exp_avg: Tensor<B, 1>,
+    /// `v`, the running mean of squared gradients.
+    pub exp_avg_sq: Tensor<B, 1>,
+}
+
+/// AdamW over the parameters that have gradients; state is keyed by parameter id.
+#[derive(Debug)]
+pub struct AdamW<B: AutodiffBackend> {
+    config: AdamWConfig,
+    /// Updates applied so far (the bias-correction exponent of the next update is `steps + 1`).
+    steps: u64,
+    moments: HashMap<ParamId, Moments<B::InnerBackend>>,
+}
+
+impl<B: AutodiffBackend> AdamW<B> {
+    /// A fresh optimiser.
+    pub fn new(config: AdamWConfig) -> Self {
+        Self { config, steps: 0, moments: HashMap::new() }
+    }
+
+    /// Restores state saved with [`AdamW::state`].
+    pub fn from_state(config: AdamWConfig, steps: u64, moments: HashMap<ParamId, Moments<B::InnerBackend>>) -> Self {
+        Self { config, steps, moments }
+    }
+
+    /// Updates applied so far.
+    pub fn steps(&self) -> u64 {
+        self.steps
+    }
+
+    /// The moments of every parameter updated so far.
+    pub fn state(&self) -> &HashMap<ParamId, Moments<B::InnerBackend>> {
+        &self.moments
+    }
+
+    /// One update of every parameter of `module` that has a gradient in `grads`, each gradient
+    /// multiplied by `grad_scale` first (the clipping factor).
+    pub fn step<M: AutodiffModule<B>>(&mut self, lr: f64, module: M, grads: GradientsParams, grad_scale: f64) -> M {
+        self.steps += 1;
+        let mut mapper = UpdateMapper { optimizer: self, lr, grads, grad_scale };
+        module.map(&mut mapper)
+    }
+}
+
+struct UpdateMapper<'a, B: AutodiffBackend> {
+    optimizer: &'a mut AdamW<B>,
+    lr: f64,
+    grads: GradientsParams,
+    grad_scale: f64,
+}
+
+impl<B: AutodiffBackend> ModuleMapper<B> for UpdateMapper<'_, B> {
+    fn map_float<const D: usize>(&mut self, param: Param<Tensor<B, D>>) -> Param<Tensor<B, D>> {
+        let Some(grad) = self.grads.remove::<B::InnerBackend, D>(param.id) else {
+            return param;
+        };
+        let (id, tensor, mapper) = param.consume();
+        let require_grad = tensor.is_require_grad();
+        let shape = tensor.dims();
+        let numel: usize = shape.iter().product();
+        let config = &self.optimizer.config;
+        let grad = grad.reshape([numel]).mul_scalar(self.grad_scale);
+        let (exp_avg, exp_avg_sq) = match self.optimizer.moments.remove(&id) {
+            Some(Moments { exp_avg, exp_avg_sq }) => (
+                exp_avg.mul_scalar(config.beta1) + grad.clone().mul_scalar(1.0 - config.beta1),
+                exp_avg_sq.mul_scalar(config.beta2) + grad.powi_scalar(2).mul_scalar(1.0 - config.beta2),
+            ),
+            None => (grad.clone().mul_scalar(1.0 - config.beta1), grad.powi_scalar(2).mul_scalar(1.0 - config.beta2)),
+        };
+        let t = self.optimizer.steps as i32;
+        let correction1 = 1.0 - config.beta1.powi(t);
+        let correction2 = 1.0 - config.beta2.powi(t);
+        // PyTorch's form: θ ← θ − lr/c₁ · m / (√v / √c₂ + ε)
+        let denominator = exp_avg_sq.clone().sqrt().div_scalar(correction2.sqrt()).add_scalar(config.epsilon);
+        let update = exp_avg.clone().div(denominator).mul_scalar(self.lr / correction1);
+        let mut value = tensor.inner().reshape([numel]);
+        if D >= 2 && config.weight_decay != 0.0 {
+            value = value.mul_scalar(1.0 - self.lr * config.weight_decay);
+        }
+        let value = (value - update).reshape(shape);
+        self.optimizer.moments.insert(id, Moments { exp_avg, exp_avg_sq });
+        let tensor = Tensor::from_inner(value).set_require_grad(require_grad);
+        Param::from_mapped_value(id, tensor, mapper)
+    }
+}
+
+/// `√Σ‖g‖²` over every gradient of `module`'s parameters in `grads`.
+pub fn global_grad_norm<B: AutodiffBackend, M: AutodiffModule<B>>(module: &M, grads: &GradientsParams) -> f64 {
+    let mut visitor = NormVisitor::<B> { grads, sum: None };
+    module.visit(&mut visitor);
+    visitor.sum.map(|sum| sum.into_scalar().elem::<f64>().sqrt()).unwrap_or(0.0)
+}
+
+/// The factor that scales gradients of norm `norm` down to `max_norm` (1 when already within,
+/// or when clipping is off), as PyTorch's `clip_grad_norm_`.
+pub fn clip_factor(norm: f64, max_norm: Option<f64>) -> f64 {
+    match max_norm {
+        Some(max) if norm > max => max / (norm + 1e-6),
+        _ => 1.0,
+    }
+}
+
+struct NormVisitor<'a, B: AutodiffBackend> {
+    grads: &'a GradientsParams,
+    sum: Option<Tensor<B::InnerBackend, 1>>,
+}
+
+impl<B: AutodiffBackend> ModuleVisitor<B> for NormVisitor<'_, B> {
+    fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<B, D>>) {
+        if let Some(grad) = self.grads.get::<B::InnerBackend, D>(param.id) {
+            let squares = grad.powi_scalar(2).sum();
+            self.sum = Some(match self.sum.take() {
+                Some(sum) => sum + squares,
+                None => squares,
+            });
+        }
+    }
+}

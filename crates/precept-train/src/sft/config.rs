@@ -1,0 +1,175 @@
+//! [`SftConfig`]: every setting of an SFT run, as `configs/sft.toml` spells it.
+
+use std::path::PathBuf;
+
+use precept_data::OnMismatch;
+use precept_model::lora::LoraConfig;
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Result, TrainError};
+use crate::optim::AdamWConfig;
+use crate::schedule::ScheduleKind;
+
+/// What an SFT run trains.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Method {
+    /// LoRA adapters beside the frozen base.
+    #[default]
+    Lora,
+    /// Every weight.
+    Full,
+}
+
+/// The settings of one SFT run. Field names follow TRL's `SFTConfig` where one exists.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SftConfig {
+    /// The base model folder (Hugging Face layout).
+    pub model: PathBuf,
+    /// Training data, TRL SFT JSONL.
+    pub data: PathBuf,
+    /// Evaluation data; when absent, `eval_ratio` of `data` is held out instead.
+    pub eval_data: Option<PathBuf>,
+    /// Share of `data` held out for evaluation when there is no `eval_data` (0 for none).
+    pub eval_ratio: f64,
+    /// The run folder: resolved config, metrics, checkpoints, the final adapter or model.
+    pub out: PathBuf,
+    /// LoRA or full fine-tuning.
+    pub method: Method,
+    /// LoRA settings (used with `method = "lora"`).
+    pub lora: LoraConfig,
+    /// AdamW settings.
+    pub optimizer: AdamWConfig,
+    /// Peak learning rate.
+    pub learning_rate: f64,
+    /// Decay after warmup.
+    pub lr_scheduler_type: ScheduleKind,
+    /// Warmup as a share of all steps (used when `warmup_steps` is absent).
+    pub warmup_ratio: f64,
+    /// Warmup steps.
+    pub warmup_steps: Option<u64>,
+    /// Optimiser steps; when absent, `num_train_epochs` decides.
+    pub max_steps: Option<u64>,
+    /// Passes over the data (may be fractional).
+    pub num_train_epochs: f64,
+    /// Rows per micro-batch.
+    pub per_device_train_batch_size: usize,
+    /// Micro-batches per optimiser step.
+    pub gradient_accumulation_steps: usize,
+    /// Global gradient-norm clipping; `None` turns it off.
+    pub max_grad_norm: Option<f64>,
+    /// Tokens kept from the start of each example (and the packed row length).
+    pub max_length: usize,
+    /// Pack several examples into each row.
+    pub packing: bool,
+    /// What a record whose prompt does not tokenise to a prefix does.
+    pub on_mismatch: OnMismatch,
+    /// Seed of the adapter init, dropout, data order and eval split.
+    pub seed: u64,
+    /// Log metrics every this many steps.
+    pub logging_steps: u64,
+    /// Evaluate every this many steps (and always at the end).
+    pub eval_steps: Option<u64>,
+    /// Write a checkpoint every this many steps (and always at the end).
+    pub save_steps: u64,
+    /// Checkpoints kept; older ones are deleted.
+    pub save_total_limit: usize,
+    /// Also write the base with the adapter merged in (`merged/`).
+    pub merge: bool,
+}
+
+impl Default for SftConfig {
+    fn default() -> Self {
+        Self {
+            model: PathBuf::new(),
+            data: PathBuf::new(),
+            eval_data: None,
+            eval_ratio: 0.0,
+            out: PathBuf::new(),
+            method: Method::Lora,
+            lora: LoraConfig::default(),
+            optimizer: AdamWConfig::default(),
+            learning_rate: 2e-4,
+            lr_scheduler_type: ScheduleKind::Linear,
+            warmup_ratio: 0.0,
+            warmup_steps: None,
+            max_steps: None,
+            num_train_epochs: 1.0,
+            per_device_train_batch_size: 2,
+            gradient_accumulation_steps: 1,
+            max_grad_norm: Some(1.0),
+            max_length: 1024,
+            packing: false,
+            on_mismatch: OnMismatch::Error,
+            seed: 42,
+            logging_steps: 1,
+            eval_steps: None,
+            save_steps: 50,
+            save_total_limit: 2,
+            merge: false,
+        }
+    }
+}
+
+impl SftConfig {
+    /// Checks every setting before any work starts.
+    pub fn validate(&self) -> Result<()> {
+        let fail = |field: &str, message: &str| Err(TrainError::setting(field, message));
+        for (field, path) in [("model", &self.model), ("data", &self.data), ("out", &self.out)] {
+            if path.as_os_str().is_empty() {
+                return fail(field, "is required");
+            }
+        }
+        if self.learning_rate.is_nan() || self.learning_rate <= 0.0 || self.learning_rate.is_infinite() {
+            return fail("learning_rate", "must be a positive number");
+        }
+        if !(0.0..1.0).contains(&self.eval_ratio) {
+            return fail("eval_ratio", "must be in [0, 1)");
+        }
+        if !(0.0..=1.0).contains(&self.warmup_ratio) {
+            return fail("warmup_ratio", "must be in [0, 1]");
+        }
+        if self.max_steps == Some(0)
+            || (self.max_steps.is_none()
+                && self.num_train_epochs.partial_cmp(&0.0) != Some(std::cmp::Ordering::Greater))
+        {
+            return fail("max_steps", "the run must have at least one step");
+        }
+        for (field, value) in [
+            ("per_device_train_batch_size", self.per_device_train_batch_size),
+            ("gradient_accumulation_steps", self.gradient_accumulation_steps),
+            ("max_length", self.max_length),
+            ("save_total_limit", self.save_total_limit),
+        ] {
+            if value == 0 {
+                return fail(field, "must be at least 1");
+            }
+        }
+        if self.max_length < 2 {
+            return fail("max_length", "must be at least 2");
+        }
+        for (field, value) in [("logging_steps", self.logging_steps), ("save_steps", self.save_steps)] {
+            if value == 0 {
+                return fail(field, "must be at least 1");
+            }
+        }
+        if self.eval_steps == Some(0) {
+            return fail("eval_steps", "must be at least 1");
+        }
+        if self.max_grad_norm.is_some_and(|norm| norm.is_nan() || norm <= 0.0) {
+            return fail("max_grad_norm", "must be positive");
+        }
+        if self.method == Method::Lora {
+            self.lora.validate().map_err(|error| match error {
+                precept_model::ModelError::Lora { field, message } => {
+                    TrainError::setting(&format!("lora.{field}"), message)
+                }
+                other => other.into(),
+            })?;
+        } else if self.merge {
+            return fail("merge", "only LoRA runs have an adapter to merge");
+        }
+        Ok(())
+    }
+}
