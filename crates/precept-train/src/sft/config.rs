@@ -130,10 +130,8 @@ impl SftConfig {
         if !(0.0..=1.0).contains(&self.warmup_ratio) {
             return fail("warmup_ratio", "must be in [0, 1]");
         }
-        if self.max_steps == Some(0)
-            || (self.max_steps.is_none()
-                && self.num_train_epochs.partial_cmp(&0.0) != Some(std::cmp::Ordering::Greater))
-        {
+        let has_epochs = self.num_train_epochs > 0.0;
+        if self.max_steps == Some(0) || (self.max_steps.is_none() && !has_epochs) {
             return fail("max_steps", "the run must have at least one step");
         }
         for (field, value) in [
