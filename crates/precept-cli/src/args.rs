@@ -43,6 +43,101 @@ pub enum Command {
     /// Write a model folder with random weights in the shape of a config.json (for benchmarks
     /// and GPU checks where real weights cannot travel).
     RandomWeights(RandomWeightsArgs),
+    /// Supervised fine-tuning (LoRA or full) on TRL-format JSONL.
+    Sft(SftArgs),
+    /// Fold a PEFT LoRA adapter into its base model and save the result.
+    Merge(MergeArgs),
+}
+
+/// `precept sft`: settings come from `--config` and are overridden by the flags given.
+#[derive(Debug, Args)]
+pub struct SftArgs {
+    /// A TOML settings file (see `configs/sft.toml`).
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    /// Base model folder.
+    #[arg(long)]
+    pub model: Option<PathBuf>,
+    /// Training data (JSONL).
+    #[arg(long)]
+    pub data: Option<PathBuf>,
+    /// Evaluation data (JSONL).
+    #[arg(long)]
+    pub eval_data: Option<PathBuf>,
+    /// Run folder.
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// LoRA adapters or every weight.
+    #[arg(long, value_enum)]
+    pub method: Option<MethodArg>,
+    /// LoRA rank.
+    #[arg(long)]
+    pub lora_r: Option<usize>,
+    /// LoRA alpha.
+    #[arg(long)]
+    pub lora_alpha: Option<f64>,
+    /// Peak learning rate.
+    #[arg(long)]
+    pub lr: Option<f64>,
+    /// Optimiser steps (instead of epochs).
+    #[arg(long, conflicts_with = "epochs")]
+    pub steps: Option<u64>,
+    /// Passes over the data.
+    #[arg(long)]
+    pub epochs: Option<f64>,
+    /// Rows per micro-batch.
+    #[arg(long)]
+    pub batch_size: Option<usize>,
+    /// Micro-batches per optimiser step.
+    #[arg(long)]
+    pub grad_accum: Option<usize>,
+    /// Tokens kept per example (and per packed row).
+    #[arg(long)]
+    pub max_length: Option<usize>,
+    /// Pack several examples into each row.
+    #[arg(long)]
+    pub packing: bool,
+    /// Also write the base with the adapter merged in.
+    #[arg(long)]
+    pub merge: bool,
+    /// Random seed.
+    #[arg(long)]
+    pub seed: Option<u64>,
+    /// Write a checkpoint every this many steps.
+    #[arg(long)]
+    pub save_steps: Option<u64>,
+    /// Continue the run in `--out` from its latest checkpoint.
+    #[arg(long)]
+    pub resume: bool,
+    /// Print the outcome as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// What SFT trains.
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum MethodArg {
+    /// LoRA adapters beside the frozen base.
+    Lora,
+    /// Every weight.
+    Full,
+}
+
+/// `precept merge`
+#[derive(Debug, Args)]
+pub struct MergeArgs {
+    /// The base model folder the adapter was trained on.
+    #[arg(long)]
+    pub base: PathBuf,
+    /// The PEFT adapter folder.
+    #[arg(long)]
+    pub adapter: PathBuf,
+    /// Output model folder.
+    #[arg(long)]
+    pub out: PathBuf,
+    /// Element type of the saved weights.
+    #[arg(long, value_enum, default_value = "f32")]
+    pub dtype: DtypeArg,
 }
 
 /// Element type of saved weights.
@@ -54,6 +149,16 @@ pub enum DtypeArg {
     F16,
     /// bfloat16.
     Bf16,
+}
+
+impl From<DtypeArg> for precept_model::checkpoint::SaveDtype {
+    fn from(dtype: DtypeArg) -> Self {
+        match dtype {
+            DtypeArg::F32 => Self::F32,
+            DtypeArg::F16 => Self::F16,
+            DtypeArg::Bf16 => Self::BF16,
+        }
+    }
 }
 
 /// `precept random-weights`

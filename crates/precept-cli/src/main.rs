@@ -8,6 +8,7 @@ mod commands;
 mod device;
 mod loaded;
 mod output;
+mod progress;
 
 use std::io::IsTerminal;
 use std::process::ExitCode;

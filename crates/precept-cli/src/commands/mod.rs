@@ -5,7 +5,9 @@ mod data_check;
 mod generate;
 mod import;
 mod logits;
+mod merge;
 mod random_weights;
+mod sft;
 mod tokenize;
 
 use anyhow::Result;
@@ -22,5 +24,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Bench(BenchCommand::Generate(args)) => cli.device.dispatch(bench::BenchGenerate(args)),
         Command::Data(DataCommand::Check(args)) => data_check::run(&args),
         Command::RandomWeights(args) => cli.device.dispatch(random_weights::RandomWeights(args)),
+        Command::Sft(args) => cli.device.dispatch(sft::Sft::resolve(args, cli.quiet)?),
+        Command::Merge(args) => cli.device.dispatch(merge::Merge(args)),
     }
 }

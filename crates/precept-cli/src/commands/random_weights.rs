@@ -2,10 +2,10 @@
 
 use anyhow::{Context, Result};
 use burn::tensor::backend::Backend;
-use precept_model::checkpoint::{save_model, SaveDtype, SaveOptions};
+use precept_model::checkpoint::{save_model, SaveOptions};
 use precept_model::LlamaConfig;
 
-use crate::args::{DtypeArg, RandomWeightsArgs};
+use crate::args::RandomWeightsArgs;
 use crate::device::DeviceCommand;
 
 /// The command, ready to run on a backend.
@@ -17,15 +17,8 @@ impl DeviceCommand for RandomWeights {
         let config = LlamaConfig::from_hf_file(&args.config)?;
         B::seed(&device, args.seed);
         let model = config.init::<B>(&device);
-        let options = SaveOptions {
-            dtype: match args.dtype {
-                DtypeArg::F32 => SaveDtype::F32,
-                DtypeArg::F16 => SaveDtype::F16,
-                DtypeArg::Bf16 => SaveDtype::BF16,
-            },
-            copy_from: args.config.parent(),
-            ..SaveOptions::default()
-        };
+        let options =
+            SaveOptions { dtype: args.dtype.into(), copy_from: args.config.parent(), ..SaveOptions::default() };
         save_model(&model, &config, &args.out, &options).with_context(|| format!("writing {}", args.out.display()))?;
         tracing::info!("wrote a random {}-layer model to {}", config.num_hidden_layers, args.out.display());
         Ok(())
