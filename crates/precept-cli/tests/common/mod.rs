@@ -58,3 +58,26 @@ pub fn ids(value: &serde_json::Value) -> Vec<u32> {
 pub fn floats(value: &serde_json::Value) -> Vec<f64> {
     value.as_array().expect("array").iter().map(|v| v.as_f64().expect("number")).collect()
 }
+
+/// A random tiny model (2 layers, width 32) with SmolLM2's vocabulary, tokenizer and chat
+/// template, written into `dir/tiny-chat` by `precept random-weights`.
+pub fn tiny_chat_model(dir: &std::path::Path) -> PathBuf {
+    let out = dir.join("tiny-chat");
+    std::fs::create_dir_all(&out).expect("create the model folder");
+    for file in ["tokenizer.json", "tokenizer_config.json"] {
+        std::fs::copy(smollm2_dir().join(file), out.join(file)).expect("copy SmolLM2's tokenizer files");
+    }
+    let config = r#"{"model_type":"llama","vocab_size":49152,"hidden_size":32,"intermediate_size":48,
+      "num_hidden_layers":2,"num_attention_heads":4,"num_key_value_heads":2,"max_position_embeddings":512,
+      "rms_norm_eps":1e-5,"rope_theta":10000.0,"tie_word_embeddings":true}"#;
+    std::fs::write(out.join("config.json"), config).expect("write config.json");
+    let path = out.to_str().expect("UTF-8 path");
+    let made = precept(&["random-weights", "--config", &format!("{path}/config.json"), "--out", path]);
+    assert!(made.status.success(), "{}", String::from_utf8_lossy(&made.stderr));
+    out
+}
+
+/// The repository's root folder.
+pub fn repo_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
