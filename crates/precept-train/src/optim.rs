@@ -152,3 +152,49 @@ impl<B: AutodiffBackend> ModuleVisitor<B> for NormVisitor<'_, B> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use burn::backend::{Autodiff, Flex};
+    use burn::module::Module;
+    use burn::tensor::TensorData;
+
+    use super::*;
+
+    type A = Autodiff<Flex>;
+
+    #[derive(Module, Debug)]
+    struct Affine<B: Backend> {
+        w: Param<Tensor<B, 2>>,
+        b: Param<Tensor<B, 1>>,
+    }
+
+    fn param<const D: usize>(values: Vec<f32>, shape: [usize; D]) -> Param<Tensor<A, D>> {
+        Param::from_tensor(Tensor::from_data(TensorData::new(values, shape), &Default::default()))
+    }
+
+    // PyTorch (float64): w, b as below, x = [[1, 2], [-0.5, 0.3]];
+    //   opt = AdamW([{"params": [w], "weight_decay": 0.1}, {"params": [b], "weight_decay": 0.0}], lr=0.1)
+    //   3 × { loss = ((x @ w + b) ** 2).sum(); loss.backward(); clip_grad_norm_([w, b], 0.5); opt.step() }
+    #[test]
+    fn three_clipped_steps_match_pytorch_adamw_with_decay_on_matrices_only() {
+        let mut model =
+            Affine { w: param(vec![0.5, -0.3, 0.8, 0.1, 0.4, -0.6], [2, 3]), b: param(vec![0.2, -0.1, 0.05], [3]) };
+        let x = Tensor::<A, 2>::from_data(TensorData::new(vec![1.0f32, 2.0, -0.5, 0.3], [2, 2]), &Default::default());
+        let mut optimizer = AdamW::<A>::new(AdamWConfig { weight_decay: 0.1, ..AdamWConfig::default() });
+        for _ in 0..3 {
+            let y = x.clone().matmul(model.w.val()) + model.b.val().unsqueeze();
+            let grads = GradientsParams::from_grads(y.powi_scalar(2).sum().backward(), &model);
+            let factor = clip_factor(global_grad_norm(&model, &grads), Some(0.5));
+            model = optimizer.step(0.1, model, grads, factor);
+        }
+        let w: Vec<f32> = model.w.val().into_data().into_vec().unwrap();
+        let b: Vec<f32> = model.b.val().into_data().into_vec().unwrap();
+        let expected_w = [0.193_790_91, -0.380_741_25, 0.731_070_04, -0.185_637_89, 0.253_341_49, -0.432_118_82];
+        let expected_b = [-0.061_798_96, -0.272_241_44, 0.334_583_6];
+        for (found, expected) in w.iter().chain(&b).zip(expected_w.iter().chain(&expected_b)) {
+            assert!((found - expected).abs() < 1e-5, "{w:?} {b:?}");
+        }
+        assert_eq!(optimizer.steps(), 3);
+    }
+}
