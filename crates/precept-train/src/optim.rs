@@ -190,7 +190,7 @@ mod tests {
         }
         let w: Vec<f32> = model.w.val().into_data().into_vec().unwrap();
         let b: Vec<f32> = model.b.val().into_data().into_vec().unwrap();
-        let expected_w = [0.193_790_91, -0.380_741_25, 0.731_070_04, -0.185_637_89, 0.253_341_49, -0.432_118_82];
+        let expected_w = [0.193_790_91, -0.380_741_25, 0.731_070_04, -0.185_637_89, 0.253_341_5, -0.432_118_82];
         let expected_b = [-0.061_798_96, -0.272_241_44, 0.334_583_6];
         for (found, expected) in w.iter().chain(&b).zip(expected_w.iter().chain(&expected_b)) {
             assert!((found - expected).abs() < 1e-5, "{w:?} {b:?}");
