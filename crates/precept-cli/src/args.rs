@@ -278,6 +278,31 @@ pub struct GenerateArgs {
 pub enum BenchCommand {
     /// Prefill and decode throughput of greedy generation.
     Generate(BenchGenerateArgs),
+    /// Training-step cost: forward, backward and AdamW on random tokens.
+    Train(BenchTrainArgs),
+}
+
+/// `precept bench train` (the shape of the PyTorch peer script: batch 2 × 256, loss on every token)
+#[derive(Debug, Args)]
+pub struct BenchTrainArgs {
+    /// Model folder.
+    #[arg(long)]
+    pub model: PathBuf,
+    /// LoRA adapters (r 16, α 32, every projection) or every weight.
+    #[arg(long, value_enum, default_value = "lora")]
+    pub method: MethodArg,
+    /// Rows per step.
+    #[arg(long, default_value_t = 2)]
+    pub batch: usize,
+    /// Tokens per row.
+    #[arg(long, default_value_t = 256)]
+    pub seq: usize,
+    /// Timed steps (the median is reported); one untimed warm-up step runs first.
+    #[arg(long, default_value_t = 3)]
+    pub repeat: usize,
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// `precept bench generate`

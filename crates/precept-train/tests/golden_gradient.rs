@@ -10,7 +10,7 @@ use burn::tensor::{Bool, Int, Tensor, TensorData};
 use precept_model::checkpoint::load_model;
 use precept_model::lora::Trainable;
 use precept_model::AttentionInputs;
-use precept_train::loss::masked_next_token_loss;
+use precept_train::loss::{masked_next_token_loss, next_token_loss};
 
 type A = Autodiff<Flex>;
 
@@ -44,7 +44,7 @@ fn values<const D: usize>(tensor: Tensor<Flex, D>) -> Vec<f32> {
 }
 
 #[test]
-fn the_sft_loss_and_its_gradients_match_pytorch_on_a_tiny_llama() {
+fn the_training_loss_and_its_gradients_match_pytorch_on_a_tiny_llama() {
     let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/tiny-llama");
     let device = Default::default();
     let (_, model) = load_model::<A>(&dir, &device).unwrap();
@@ -53,8 +53,11 @@ fn the_sft_loss_and_its_gradients_match_pytorch_on_a_tiny_llama() {
     let mask: Vec<bool> = (0..8).map(|i| i >= 3).chain((0..8).map(|i| (2..6).contains(&i))).collect();
     let ids = Tensor::<A, 2, Int>::from_data(TensorData::new(ids, [2, 8]), &device);
     let mask = Tensor::<A, 2, Bool>::from_data(TensorData::new(mask, [2, 8]), &device);
-    let logits = model.forward(ids.clone(), &AttentionInputs::causal(2, 8, 0, &device), None);
-    let loss = masked_next_token_loss(logits, ids, mask);
+    let inputs = AttentionInputs::causal(2, 8, 0, &device);
+    // The composed loss over full logits and the trainer's fused one over the learnt positions.
+    let composed = masked_next_token_loss(model.forward(ids.clone(), &inputs, None), ids.clone(), mask.clone());
+    assert_close("composed loss", &values(composed.normalised(composed.tokens).inner()), &[LOSS]);
+    let loss = next_token_loss(&model, ids, &inputs, mask).loss;
     assert_eq!(loss.tokens, 9);
     let loss = loss.normalised(loss.tokens);
     assert_close("loss", &values(loss.clone().inner()), &[LOSS]);

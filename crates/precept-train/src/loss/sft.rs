@@ -1,8 +1,10 @@
 //! The supervised fine-tuning loss: next-token cross-entropy over the tokens a mask selects.
 
-use burn::tensor::activation::log_softmax;
 use burn::tensor::backend::Backend;
-use burn::tensor::{Bool, ElementConversion, Float, Int, Tensor};
+use burn::tensor::{Bool, ElementConversion, Float, Int, Tensor, TensorData};
+use precept_model::{AttentionInputs, LlamaForCausalLM};
+
+use super::cross_entropy::CrossEntropyBackend;
 
 /// A summed loss and the number of tokens it covers.
 #[derive(Debug, Clone)]
@@ -34,15 +36,77 @@ pub fn masked_next_token_loss<B: Backend>(
     ids: Tensor<B, 2, Int>,
     loss_mask: Tensor<B, 2, Bool>,
 ) -> TokenLoss<B> {
-    let [batch, seq, vocab] = logits.dims();
-    let predictions = logits.slice([0..batch, 0..seq - 1, 0..vocab]);
-    let targets = ids.slice([0..batch, 1..seq]).unsqueeze_dim::<3>(2);
-    let selected = loss_mask.slice([0..batch, 1..seq]);
+    let [batch, _, _] = logits.dims();
+    let device = ids.device();
+    // Targets and weights are shifted instead of the logits: slicing the `[batch, seq, vocab]`
+    // tensor would make every later op on it walk a strided view. The last position gets a
+    // dummy target of weight zero.
+    let targets = Tensor::cat(vec![shift_left(ids), Tensor::zeros([batch, 1], &device)], 1);
+    let selected = Tensor::cat(vec![shift_left(loss_mask), Tensor::<B, 2, Int>::zeros([batch, 1], &device).bool()], 1);
     // A count of booleans: never negative.
     let tokens = selected.clone().int().sum().into_scalar().elem::<i64>().max(0) as usize;
-    let picked = log_softmax(predictions, 2).gather(2, targets).squeeze_dim::<2>(2);
+    // log p(target) = logit(target) − logsumexp(logits); the max is a constant shift, so it
+    // carries no gradient.
+    let max = logits.clone().detach().max_dim(2);
+    let log_sum_exp = (logits.clone() - max.clone()).exp().sum_dim(2).log() + max;
+    let picked = (logits.gather(2, targets.unsqueeze_dim::<3>(2)) - log_sum_exp).squeeze_dim::<2>(2);
     let weights: Tensor<B, 2, Float> = selected.float();
     TokenLoss { sum: (picked * weights).sum().neg(), tokens }
+}
+
+/// The SFT loss of a batch, through `model`'s decoder, with logits computed only where a
+/// learnt token is predicted (prompt positions never reach the vocabulary projection).
+#[derive(Debug, Clone)]
+pub struct SftLoss<B: Backend> {
+    /// The summed loss and its token count.
+    pub loss: TokenLoss<B>,
+    /// How many of those tokens are the argmax prediction.
+    pub correct: usize,
+}
+
+/// [`masked_next_token_loss`] computed through `model` for training: the decoder's hidden
+/// states at the positions before learnt tokens are gathered, projected to the vocabulary and
+/// scored with the fused [`CrossEntropyBackend::row_cross_entropy`].
+///
+/// # Shapes
+/// - ids, loss_mask: `[batch, seq]`
+pub fn next_token_loss<B: CrossEntropyBackend>(
+    model: &LlamaForCausalLM<B>,
+    ids: Tensor<B, 2, Int>,
+    inputs: &AttentionInputs<B>,
+    loss_mask: Tensor<B, 2, Bool>,
+) -> SftLoss<B> {
+    let [batch, seq] = ids.dims();
+    let device = ids.device();
+    let hidden = model.model.forward(ids.clone(), inputs, None);
+    let d_model = hidden.dims()[2];
+    // Row `r·seq + i` predicts token `i + 1` of row `r`.
+    let mask: Vec<bool> = loss_mask.into_data().convert::<bool>().into_vec().unwrap_or_default();
+    let predicting: Vec<i64> = (0..batch * seq)
+        .filter(|&position| position % seq + 1 < seq && mask.get(position + 1).copied().unwrap_or(false))
+        .map(|position| position as i64)
+        .collect();
+    let tokens = predicting.len();
+    if tokens == 0 {
+        // Nothing to learn here: a zero that still belongs to the graph.
+        return SftLoss { loss: TokenLoss { sum: hidden.sum().mul_scalar(0.0), tokens }, correct: 0 };
+    }
+    let targets_at: Vec<i64> = predicting.iter().map(|position| position + 1).collect();
+    let positions = Tensor::<B, 1, Int>::from_data(TensorData::new(predicting, [tokens]), &device);
+    let targets_at = Tensor::<B, 1, Int>::from_data(TensorData::new(targets_at, [tokens]), &device);
+    let rows = hidden.reshape([batch * seq, d_model]).select(0, positions);
+    let targets = ids.reshape([batch * seq]).select(0, targets_at);
+    let logits: Tensor<B, 2> = model.logits(rows.unsqueeze_dim(0)).squeeze_dim(0);
+    let predicted = logits.clone().argmax(1).squeeze_dim::<1>(1);
+    let correct = predicted.equal(targets.clone()).int().sum().into_scalar().elem::<i64>().max(0) as usize;
+    let sum = B::row_cross_entropy(logits, targets).sum();
+    SftLoss { loss: TokenLoss { sum, tokens }, correct }
+}
+
+/// `x[:, 1:]`.
+fn shift_left<B: Backend, K: burn::tensor::BasicOps<B>>(x: Tensor<B, 2, K>) -> Tensor<B, 2, K> {
+    let [batch, seq] = x.dims();
+    x.slice([0..batch, 1..seq])
 }
 
 /// How many of the tokens `loss_mask` selects (after the first position) are the argmax of the
@@ -56,9 +120,9 @@ pub fn next_token_accuracy<B: Backend>(
     ids: Tensor<B, 2, Int>,
     loss_mask: Tensor<B, 2, Bool>,
 ) -> usize {
-    let [batch, seq, vocab] = logits.dims();
-    let predicted = logits.slice([0..batch, 0..seq - 1, 0..vocab]).argmax(2).squeeze_dim::<2>(2);
-    let hits = predicted.equal(ids.slice([0..batch, 1..seq])).bool_and(loss_mask.slice([0..batch, 1..seq]));
+    let [batch, seq, _] = logits.dims();
+    let predicted = logits.argmax(2).squeeze_dim::<2>(2).slice([0..batch, 0..seq - 1]);
+    let hits = predicted.equal(shift_left(ids)).bool_and(shift_left(loss_mask));
     hits.int().sum().into_scalar().elem::<i64>().max(0) as usize
 }
 

@@ -6,7 +6,7 @@ use std::time::Instant;
 
 use burn::module::AutodiffModule;
 use burn::optim::{GradientsAccumulator, GradientsParams};
-use burn::tensor::backend::{AutodiffBackend, Backend};
+use burn::tensor::backend::Backend;
 use burn::tensor::ElementConversion;
 use precept_data::{prepare_file, PreparationStats, PrepareOptions, TokenizedExample, Tokenizer};
 use precept_model::checkpoint::{load_adapter, load_model, save_adapter, save_model, SaveOptions};
@@ -21,7 +21,7 @@ use super::batches::{BatchPlan, BatchTensors};
 use super::config::{Method, SftConfig};
 use crate::checkpoint::{load_optimizer, Checkpoints, TrainerState};
 use crate::error::{Result, TrainError};
-use crate::loss::{masked_next_token_loss, next_token_accuracy};
+use crate::loss::{masked_next_token_loss, next_token_loss, CrossEntropyBackend, SftLoss};
 use crate::metrics::MetricsLog;
 use crate::optim::{clip_factor, global_grad_norm, AdamW};
 use crate::run_config::write_run_config;
@@ -82,7 +82,7 @@ pub struct SftOutcome {
 /// # Errors
 /// Invalid settings, unreadable data or model, a run folder that already holds another run's
 /// checkpoints, and a non-finite loss or gradient (the last checkpoint is kept).
-pub fn train_sft<B: AutodiffBackend>(
+pub fn train_sft<B: CrossEntropyBackend>(
     config: &SftConfig,
     device: &B::Device,
     resume: bool,
@@ -158,10 +158,9 @@ pub fn train_sft<B: AutodiffBackend>(
         let (mut loss_sum, mut correct) = (0.0f64, 0usize);
         let mut accumulator = GradientsAccumulator::new();
         for batch in batches {
-            let logits = model.forward(batch.ids.clone(), &batch.inputs, None);
-            correct +=
-                next_token_accuracy(logits.clone().inner(), batch.ids.clone().inner(), batch.loss_mask.clone().inner());
-            let loss = masked_next_token_loss(logits, batch.ids, batch.loss_mask);
+            let SftLoss { loss, correct: batch_correct } =
+                next_token_loss(&model, batch.ids, &batch.inputs, batch.loss_mask);
+            correct += batch_correct;
             loss_sum += loss.sum.clone().into_scalar().elem::<f64>();
             let grads = GradientsParams::from_grads(loss.normalised(loss_tokens).backward(), &model);
             accumulator.accumulate(&model, grads);
