@@ -71,6 +71,8 @@ pub struct SftConfig {
     pub logging_steps: u64,
     /// Evaluate every this many steps (and always at the end).
     pub eval_steps: Option<u64>,
+    /// Also evaluate before the first step (a baseline for the eval curve).
+    pub eval_on_start: bool,
     /// Write a checkpoint every this many steps (and always at the end).
     pub save_steps: u64,
     /// Checkpoints kept; older ones are deleted.
@@ -105,6 +107,7 @@ impl Default for SftConfig {
             seed: 42,
             logging_steps: 1,
             eval_steps: None,
+            eval_on_start: false,
             save_steps: 50,
             save_total_limit: 2,
             merge: false,

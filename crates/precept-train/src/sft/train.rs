@@ -145,6 +145,11 @@ pub fn train_sft<B: CrossEntropyBackend>(
 
     let mut final_loss = f64::NAN;
     let mut eval_loss = None;
+    if config.eval_on_start && state.step == 0 && eval_count > 0 {
+        let value = evaluate(&model.valid(), &eval_plan, device);
+        metrics.log(&as_object(json!({ "eval_loss": value, "epoch": 0.0, "step": 0 })))?;
+        observer.on_eval(0, value);
+    }
     for step in state.step..total_steps {
         let started = Instant::now();
         // Dropout draws from the backend's generator: seeding it per step makes a resumed run
