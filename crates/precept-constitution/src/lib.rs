@@ -1,0 +1,19 @@
+//! Constitutional AI for precept: constitution files in, SFT records and AI-labelled preference
+//! pairs out.
+//!
+//! A [`Constitution`] (TOML, checked by [`lint`]) holds [`Principle`]s, few-shot [`Example`]s and
+//! [`Comparison`] questions; [`import`] converts Anthropic's and Hugging Face's published JSON
+//! layouts into it.
+
+// Tests may unwrap: a panic there is the failure report.
+#![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used))]
+
+mod constitution;
+mod error;
+mod import;
+mod lint;
+
+pub use constitution::{content_hash, Comparison, Constitution, Example, Principle, MAX_FILE_BYTES};
+pub use error::{ConstitutionError, Result};
+pub use import::{import, ImportFormat};
+pub use lint::{lint, Diagnostic, MAX_REQUEST_CHARS};
