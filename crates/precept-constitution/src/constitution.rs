@@ -116,7 +116,7 @@ impl Constitution {
     /// [`ConstitutionError::Io`] when the file cannot be read (or is larger than
     /// [`MAX_FILE_BYTES`]), [`ConstitutionError::Invalid`] with every problem found otherwise.
     pub fn load(path: &Path) -> Result<Self> {
-        let text = read_bounded(path)?;
+        let text = read_bounded(path, MAX_FILE_BYTES)?;
         Self::parse(&text, path)
     }
 
@@ -163,11 +163,11 @@ pub fn content_hash(bytes: &[u8]) -> String {
     format!("sha256:{hex}")
 }
 
-/// Reads `path` as UTF-8, refusing files over [`MAX_FILE_BYTES`].
-pub(crate) fn read_bounded(path: &Path) -> Result<String> {
+/// Reads `path` as UTF-8, refusing files over `limit` bytes.
+pub(crate) fn read_bounded(path: &Path, limit: u64) -> Result<String> {
     let size = std::fs::metadata(path).map_err(|e| ConstitutionError::io(path, e))?.len();
-    if size > MAX_FILE_BYTES {
-        let message = format!("{size} bytes is more than the {MAX_FILE_BYTES}-byte limit");
+    if size > limit {
+        let message = format!("{size} bytes is more than the {limit}-byte limit");
         return Err(ConstitutionError::io(path, std::io::Error::new(std::io::ErrorKind::InvalidData, message)));
     }
     std::fs::read_to_string(path).map_err(|e| ConstitutionError::io(path, e))

@@ -11,7 +11,7 @@ use std::path::Path;
 
 use serde_json::Value;
 
-use crate::constitution::{read_bounded, Constitution, Example, Principle};
+use crate::constitution::{read_bounded, Constitution, Example, Principle, MAX_FILE_BYTES};
 use crate::error::{ConstitutionError, Result};
 
 /// A published layout that [`import`] reads.
@@ -29,7 +29,7 @@ pub enum ImportFormat {
 /// [`ConstitutionError::Io`], [`ConstitutionError::Json`], or
 /// [`ConstitutionError::ImportLayout`] naming the field that does not fit the layout.
 pub fn import(path: &Path, format: ImportFormat) -> Result<Constitution> {
-    let text = read_bounded(path)?;
+    let text = read_bounded(path, MAX_FILE_BYTES)?;
     let value: Value = serde_json::from_str(&text).map_err(|error| ConstitutionError::Json {
         path: path.to_owned(),
         line: error.line(),

@@ -12,8 +12,10 @@ mod constitution;
 mod error;
 mod import;
 mod lint;
+mod prompts;
 
 pub use constitution::{content_hash, Comparison, Constitution, Example, Principle, MAX_FILE_BYTES};
 pub use error::{ConstitutionError, Result};
 pub use import::{import, ImportFormat};
 pub use lint::{lint, Diagnostic, MAX_REQUEST_CHARS};
+pub use prompts::{parse_prompts, read_prompts, PromptRecord, MAX_PROMPTS_BYTES};
