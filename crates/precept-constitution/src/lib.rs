@@ -11,6 +11,7 @@
 mod constitution;
 mod critique;
 mod error;
+mod feedback;
 mod filter;
 mod import;
 mod lint;
@@ -22,6 +23,10 @@ mod testing;
 pub use constitution::{content_hash, Comparison, Constitution, Example, Principle, MAX_FILE_BYTES};
 pub use critique::{choose_principle, critique_and_revise, few_shot_turns, opening, LoopConfig, Revised, Round, Stage};
 pub use error::{ConstitutionError, Result};
+pub use feedback::{
+    choose_comparison, comparison_conversation, judge, label_pairs, soft_label, Feedback, FeedbackConfig,
+    FeedbackFiltered, Judgement, PairToJudge, OPTIONS,
+};
 pub use filter::{check, is_repetitive, Degenerate};
 pub use import::{import, ImportFormat};
 pub use lint::{lint, Diagnostic, MAX_REQUEST_CHARS};
