@@ -67,6 +67,17 @@ pub enum Stage {
     Revision,
 }
 
+impl Stage {
+    /// The lowercase name used in outputs and counts.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Answer => "answer",
+            Self::Critique => "critique",
+            Self::Revision => "revision",
+        }
+    }
+}
+
 /// What the loop made of one prompt.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Revised {

@@ -279,22 +279,7 @@ mod tests {
     use precept_data::normalise_log_probabilities;
 
     use super::*;
-    use crate::testing::{eos, Scripted};
-
-    const CONSTITUTION: &str = r#"
-name = "t"
-[[principle]]
-id = "p"
-critique = "c"
-revision = "r"
-[[comparison]]
-id = "kinder"
-question = "Which is kinder?"
-"#;
-
-    fn constitution() -> Constitution {
-        Constitution::parse(CONSTITUTION, Path::new("t.toml")).unwrap()
-    }
+    use crate::testing::{eos, small_constitution as constitution, Scripted};
 
     /// A stand-in model whose option logits depend on which answer stands at (A): `good` at (A)
     /// gives logits (2.0, 0.5), `bad` at (A) gives (1.0, 1.5).

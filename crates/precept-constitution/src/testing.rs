@@ -1,7 +1,19 @@
 //! A scripted [`Generate`] for tests: replies come from a closure over the conversation, and every
 //! batch is recorded.
 
+use std::path::Path;
+
 use precept_data::{FinishReason, Generate, GenerateSettings, Message, Reply};
+
+use crate::constitution::Constitution;
+
+/// A constitution `t` with one principle `p` (requests `CRITIQUE` and `REVISE`) and one
+/// comparison `q`.
+pub(crate) fn small_constitution() -> Constitution {
+    let text = "name = \"t\"\n[[principle]]\nid = \"p\"\ncritique = \"CRITIQUE\"\nrevision = \"REVISE\"\n\
+                [[comparison]]\nid = \"q\"\nquestion = \"Which?\"\n";
+    Constitution::parse(text, Path::new("t.toml")).unwrap()
+}
 
 /// Makes the reply to one conversation.
 type ReplyScript = Box<dyn FnMut(&[Message]) -> Reply>;
@@ -14,6 +26,8 @@ pub(crate) struct Scripted {
     pub options: OptionScript,
     pub batches: Vec<Vec<Vec<Message>>>,
     pub settings: Vec<GenerateSettings>,
+    /// Fail the generate call with this index (0-based), as a crashing backend would.
+    pub fail_at: Option<usize>,
 }
 
 impl Scripted {
@@ -23,6 +37,7 @@ impl Scripted {
             options: Box::new(|_, options| vec![1.0 / options.len() as f64; options.len()]),
             batches: Vec::new(),
             settings: Vec::new(),
+            fail_at: None,
         }
     }
 }
@@ -40,6 +55,9 @@ impl Generate for Scripted {
         conversations: &[Vec<Message>],
         settings: &GenerateSettings,
     ) -> Result<Vec<Reply>, Self::Error> {
+        if self.fail_at == Some(self.settings.len()) {
+            return Err(std::io::Error::other("scripted failure"));
+        }
         self.batches.push(conversations.to_vec());
         self.settings.push(settings.clone());
         Ok(conversations.iter().map(|c| (self.reply)(c)).collect())
