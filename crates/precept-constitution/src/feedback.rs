@@ -274,8 +274,6 @@ pub fn label_pairs<G: Generate>(
 
 #[cfg(test)]
 mod tests {
-    use std::path::Path;
-
     use precept_data::normalise_log_probabilities;
 
     use super::*;
