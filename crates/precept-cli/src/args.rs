@@ -4,6 +4,8 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
 
+use crate::commands::constitute::{BenchConstituteArgs, ConstituteArgs};
+use crate::commands::constitution::ConstitutionCommand;
 use crate::device::DeviceChoice;
 
 /// Align open-weights language models: import, inspect and generate (SFT, DPO, constitutions and
@@ -43,6 +45,12 @@ pub enum Command {
     /// Write a model folder with random weights in the shape of a config.json (for benchmarks
     /// and GPU checks where real weights cannot travel).
     RandomWeights(RandomWeightsArgs),
+    /// Author and inspect constitution files.
+    #[command(subcommand)]
+    Constitution(ConstitutionCommand),
+    /// Turn a constitution and prompts into SFT records and preference pairs (critique →
+    /// revision, optional AI feedback); resumable.
+    Constitute(ConstituteArgs),
 }
 
 /// Element type of saved weights.
@@ -173,6 +181,8 @@ pub struct GenerateArgs {
 pub enum BenchCommand {
     /// Prefill and decode throughput of greedy generation.
     Generate(BenchGenerateArgs),
+    /// Records per minute of `precept constitute`.
+    Constitute(BenchConstituteArgs),
 }
 
 /// `precept bench generate`

@@ -1,10 +1,11 @@
 //! The critique → revision loop over a [`Generate`].
 //!
-//! For each prompt the conversation grows, through the model's chat template, as
+//! For each prompt the model first answers the prompt's turns alone (its natural reply); then the
+//! conversation grows, through the model's chat template, as
 //!
 //! ```text
 //! [system]  few-shot examples as prior turns  prompt turns
-//! assistant: answer
+//! assistant: answer                                    (as generated above)
 //! user: critique request of the sampled principle      ┐
 //! assistant: critique                                  │ once per round
 //! user: revision request of the same principle         │
@@ -96,6 +97,12 @@ pub enum Revised {
         round: usize,
         /// Why.
         reason: Degenerate,
+        /// The degenerate reply's text.
+        text: String,
+        /// The answer, when the answer was not what failed.
+        answer: Option<String>,
+        /// The rounds completed before the failure.
+        rounds: Vec<Round>,
     },
 }
 
@@ -212,12 +219,21 @@ pub fn critique_and_revise<G: Generate>(
 
     // The answer: generated unless the prompt brings one.
     let needs: Vec<usize> = (0..rows.len()).filter(|&i| prompts[rows[i].index].given_answer().is_none()).collect();
-    let conversations: Vec<Vec<Message>> = needs.iter().map(|&i| rows[i].conversation.clone()).collect();
+    // The answer comes from the prompt alone, so it is the model's natural reply; the few-shot
+    // demonstrations only frame the critique and the revision.
+    let conversations: Vec<Vec<Message>> = needs.iter().map(|&i| prompts[rows[i].index].context().to_vec()).collect();
     let replies = generate_checked(generator, &conversations, &config.settings)?;
     for (&i, reply) in needs.iter().zip(&replies) {
         match check(reply, None) {
             Some(reason) => {
-                outcomes[rows[i].index] = Some(Revised::Filtered { stage: Stage::Answer, round: 0, reason })
+                outcomes[rows[i].index] = Some(Revised::Filtered {
+                    stage: Stage::Answer,
+                    round: 0,
+                    reason,
+                    text: reply.text.clone(),
+                    answer: None,
+                    rounds: Vec::new(),
+                })
             }
             None => rows[i].answer = reply.text.trim().to_owned(),
         }
@@ -283,7 +299,19 @@ fn stage<G: Generate>(
             let revised = (stage == Stage::Revision).then_some(row.current.as_str());
             match check(&reply, revised) {
                 Some(reason) => {
-                    outcomes[row.index] = Some(Revised::Filtered { stage, round: round + 1, reason });
+                    // A critique's round is not complete yet: it is not among the finished rounds.
+                    let mut rounds = row.rounds.clone();
+                    if stage == Stage::Revision {
+                        rounds.pop();
+                    }
+                    outcomes[row.index] = Some(Revised::Filtered {
+                        stage,
+                        round: round + 1,
+                        reason,
+                        text: reply.text.clone(),
+                        answer: Some(row.answer.clone()),
+                        rounds,
+                    });
                     None
                 }
                 None => Some(reply.text.trim().to_owned()),
@@ -349,6 +377,8 @@ revision = "EX revision"
         let config = LoopConfig { principle: Some("one".into()), ..config(2) };
         let prompts = [PromptRecord { id: "p".into(), messages: vec![Message::system("SYS"), Message::user("Q")] }];
         let outcomes = critique_and_revise(&mut generator, &c, &prompts, &config).unwrap();
+        // The answer comes from the prompt alone, without the demonstrations.
+        assert_eq!(generator.batches[0][0], [Message::system("SYS"), Message::user("Q")]);
         let last_call = &generator.batches.last().unwrap()[0];
         // The few-shot example uses its own principle's requests; the script numbers critiques by
         // the critique requests in view, the example's included, so the first one is `critique 2`.
@@ -441,12 +471,22 @@ revision = "EX revision"
             ["empty", "cut", "loop", "same", "good"].iter().map(|p| PromptRecord::user(*p, *p)).collect();
         let outcomes =
             critique_and_revise(&mut generator, &c, &prompts, &LoopConfig { few_shot: false, ..config(1) }).unwrap();
-        let filtered =
-            |stage, reason| Revised::Filtered { stage, round: if stage == Stage::Answer { 0 } else { 1 }, reason };
-        assert_eq!(outcomes[0], filtered(Stage::Answer, Degenerate::Empty));
-        assert_eq!(outcomes[1], filtered(Stage::Critique, Degenerate::Truncated));
-        assert_eq!(outcomes[2], filtered(Stage::Revision, Degenerate::Repetitive));
-        assert_eq!(outcomes[3], filtered(Stage::Revision, Degenerate::Unrevised));
+        let reasons: Vec<Option<(Stage, usize, Degenerate)>> = outcomes
+            .iter()
+            .map(|o| match o {
+                Revised::Filtered { stage, round, reason, .. } => Some((*stage, *round, *reason)),
+                Revised::Done { .. } => None,
+            })
+            .collect();
+        assert_eq!(reasons[0], Some((Stage::Answer, 0, Degenerate::Empty)));
+        assert_eq!(reasons[1], Some((Stage::Critique, 1, Degenerate::Truncated)));
+        assert_eq!(reasons[2], Some((Stage::Revision, 1, Degenerate::Repetitive)));
+        assert_eq!(reasons[3], Some((Stage::Revision, 1, Degenerate::Unrevised)));
+        // The filtered outcome keeps what was made before and the degenerate text.
+        let Revised::Filtered { text, answer, rounds, .. } = &outcomes[1] else { panic!() };
+        assert_eq!((text.as_str(), answer.as_deref(), rounds.len()), ("a critique that", Some("fine answer"), 0));
+        let Revised::Filtered { text, .. } = &outcomes[3] else { panic!() };
+        assert_eq!(text, "same  text.");
         assert!(matches!(outcomes[4], Revised::Done { .. }));
         // Filtered prompts leave the batch: 4 answers survive to the critique, 3 to the revision.
         let sizes: Vec<usize> = generator.batches.iter().map(Vec::len).collect();

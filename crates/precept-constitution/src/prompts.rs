@@ -32,6 +32,15 @@ impl PromptRecord {
         Self { id: id.into(), messages: vec![Message::user(text)] }
     }
 
+    /// This prompt with `system` as its first message, unless it already has a system message.
+    pub fn with_default_system(&self, system: &str) -> Self {
+        let mut record = self.clone();
+        if record.messages.first().is_none_or(|m| m.role != Role::System) {
+            record.messages.insert(0, Message::system(system));
+        }
+        record
+    }
+
     /// The conversation up to the answer the loop critiques: all of it when it ends with a user
     /// turn, without the final assistant turn otherwise.
     pub fn context(&self) -> &[Message] {
@@ -159,6 +168,9 @@ mod tests {
         assert_eq!(records[1].given_answer(), Some("A"));
         assert_eq!(records[1].context().len(), 2);
         assert_eq!(records[0].context(), records[0].messages.as_slice());
+        let with_system = records[0].with_default_system("Be brief.");
+        assert_eq!(with_system.messages, [Message::system("Be brief."), Message::user("Hi")]);
+        assert_eq!(records[1].with_default_system("Other."), records[1]);
     }
 
     #[test]

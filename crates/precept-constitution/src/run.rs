@@ -35,6 +35,9 @@ pub struct RunSettings {
     pub generation: GenerateSettings,
     /// AI feedback, when asked for.
     pub feedback: Option<FeedbackConfig>,
+    /// A system message given to every prompt that has none.
+    #[serde(default)]
+    pub system: Option<String>,
 }
 
 /// A run of [`constitute`].
@@ -143,7 +146,14 @@ pub fn constitute<G: Generate>(
     };
     check_resumable(&manifest_path, &manifest)?;
     let mut outputs = Outputs::open(&config.out)?;
-    let todo: Vec<PromptRecord> = prompts.iter().filter(|p| !outputs.is_finished(&p.id)).cloned().collect();
+    let todo: Vec<PromptRecord> = prompts
+        .iter()
+        .filter(|p| !outputs.is_finished(&p.id))
+        .map(|p| match &config.settings.system {
+            Some(system) => p.with_default_system(system),
+            None => p.clone(),
+        })
+        .collect();
     if todo.len() < prompts.len() {
         tracing::info!("resuming: {} of {} prompts already finished", prompts.len() - todo.len(), prompts.len());
     }
@@ -330,6 +340,7 @@ mod tests {
                 few_shot: true,
                 generation: GenerateSettings::default(),
                 feedback: None,
+                system: None,
             },
         }
     }

@@ -1,6 +1,8 @@
 //! One module per subcommand; [`run`] routes parsed arguments to them.
 
 mod bench;
+pub mod constitute;
+pub mod constitution;
 mod data_check;
 mod generate;
 mod import;
@@ -11,6 +13,7 @@ mod tokenize;
 use anyhow::Result;
 
 use crate::args::{BenchCommand, Cli, Command, DataCommand, ImportCommand};
+use crate::commands::constitution::ConstitutionCommand;
 
 /// Runs the parsed command line.
 pub fn run(cli: Cli) -> Result<()> {
@@ -22,5 +25,10 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Bench(BenchCommand::Generate(args)) => cli.device.dispatch(bench::BenchGenerate(args)),
         Command::Data(DataCommand::Check(args)) => data_check::run(&args),
         Command::RandomWeights(args) => cli.device.dispatch(random_weights::RandomWeights(args)),
+        Command::Constitution(ConstitutionCommand::Check(args)) => constitution::check(&args),
+        Command::Constitution(ConstitutionCommand::Import(args)) => constitution::run_import(&args),
+        Command::Constitution(ConstitutionCommand::Try(args)) => cli.device.dispatch(constitution::Try(args)),
+        Command::Constitute(args) => cli.device.dispatch(constitute::Constitute { args, quiet: cli.quiet }),
+        Command::Bench(BenchCommand::Constitute(args)) => cli.device.dispatch(constitute::BenchConstitute(args)),
     }
 }
