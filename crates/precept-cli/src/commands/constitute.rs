@@ -56,7 +56,7 @@ pub struct ConstituteArgs {
     #[arg(long, default_value_t = 1.0)]
     pub feedback_temperature: f32,
     /// Clamp AI-feedback labels to LOW,HIGH (the paper's chain-of-thought variant: 0.4,0.6).
-    #[arg(long, value_delimiter = ',', num_args = 2, value_names = ["LOW", "HIGH"])]
+    #[arg(long, value_delimiter = ',', value_name = "LOW,HIGH")]
     pub clamp: Option<Vec<f64>>,
     /// Keep AI-feedback pairs whose label is at least this (0.5 keeps all).
     #[arg(long, default_value_t = 0.5)]
