@@ -20,7 +20,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::constitution::{Constitution, Principle};
 use crate::error::{ConstitutionError, Result};
-use crate::filter::{check, Degenerate};
+use crate::filter::{check, copies_earlier, Degenerate};
 use crate::prompts::PromptRecord;
 use crate::sample::{sample_weighted, SplitMix64};
 
@@ -297,7 +297,11 @@ fn stage<G: Generate>(
         .zip(replies)
         .map(|(row, reply)| {
             let revised = (stage == Stage::Revision).then_some(row.current.as_str());
-            match check(&reply, revised) {
+            let copied = || {
+                let earlier = row.conversation.iter().map(|m| m.content.as_str());
+                copies_earlier(&reply.text, earlier).then_some(Degenerate::Copied)
+            };
+            match check(&reply, revised).or_else(copied) {
                 Some(reason) => {
                     // A critique's round is not complete yet: it is not among the finished rounds.
                     let mut rounds = row.rounds.clone();
@@ -462,13 +466,14 @@ revision = "EX revision"
                 ("loop", "r") => eos(&"sorry I can not ".repeat(8)),
                 ("same", "a") => eos("Same text."),
                 ("same", "r") => eos("same  text."),
+                ("echo", "c") => eos(last),
                 (_, "a") => eos("fine answer"),
                 (_, "c") => eos("fine critique"),
                 _ => eos("fine revision"),
             }
         });
         let prompts: Vec<PromptRecord> =
-            ["empty", "cut", "loop", "same", "good"].iter().map(|p| PromptRecord::user(*p, *p)).collect();
+            ["empty", "cut", "loop", "same", "good", "echo"].iter().map(|p| PromptRecord::user(*p, *p)).collect();
         let outcomes =
             critique_and_revise(&mut generator, &c, &prompts, &LoopConfig { few_shot: false, ..config(1) }).unwrap();
         let reasons: Vec<Option<(Stage, usize, Degenerate)>> = outcomes
@@ -482,15 +487,16 @@ revision = "EX revision"
         assert_eq!(reasons[1], Some((Stage::Critique, 1, Degenerate::Truncated)));
         assert_eq!(reasons[2], Some((Stage::Revision, 1, Degenerate::Repetitive)));
         assert_eq!(reasons[3], Some((Stage::Revision, 1, Degenerate::Unrevised)));
+        assert_eq!(reasons[5], Some((Stage::Critique, 1, Degenerate::Copied)));
         // The filtered outcome keeps what was made before and the degenerate text.
         let Revised::Filtered { text, answer, rounds, .. } = &outcomes[1] else { panic!() };
         assert_eq!((text.as_str(), answer.as_deref(), rounds.len()), ("a critique that", Some("fine answer"), 0));
         let Revised::Filtered { text, .. } = &outcomes[3] else { panic!() };
         assert_eq!(text, "same  text.");
         assert!(matches!(outcomes[4], Revised::Done { .. }));
-        // Filtered prompts leave the batch: 4 answers survive to the critique, 3 to the revision.
+        // Filtered prompts leave the batch: 5 answers survive to the critique, 3 to the revision.
         let sizes: Vec<usize> = generator.batches.iter().map(Vec::len).collect();
-        assert_eq!(sizes, [5, 4, 3]);
+        assert_eq!(sizes, [6, 5, 3]);
     }
 
     #[test]

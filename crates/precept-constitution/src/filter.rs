@@ -19,6 +19,9 @@ pub enum Degenerate {
     Repetitive,
     /// The revision is the text it was asked to revise.
     Unrevised,
+    /// The reply repeats an earlier turn of its conversation (a request, a demonstration, the
+    /// critique), so it says nothing new.
+    Copied,
 }
 
 impl Degenerate {
@@ -29,6 +32,7 @@ impl Degenerate {
             Self::Truncated => "truncated",
             Self::Repetitive => "repetitive",
             Self::Unrevised => "unrevised",
+            Self::Copied => "copied",
         }
     }
 }
@@ -60,6 +64,12 @@ pub fn check(reply: &Reply, revised: Option<&str>) -> Option<Degenerate> {
         return Some(Degenerate::Unrevised);
     }
     None
+}
+
+/// Whether `text` repeats, up to case and whitespace, one of the `earlier` turns.
+pub fn copies_earlier<'a>(text: &str, earlier: impl IntoIterator<Item = &'a str>) -> bool {
+    let text = normalise(text);
+    earlier.into_iter().any(|turn| normalise(turn) == text)
 }
 
 /// Whether fewer than half the word trigrams of `text` are distinct.
@@ -109,6 +119,13 @@ mod tests {
         assert!(!is_repetitive(prose));
         assert!(is_repetitive(&"the cat sat on the mat ".repeat(5)));
         assert!(!is_repetitive("no no no no"));
+    }
+
+    #[test]
+    fn a_reply_that_repeats_an_earlier_turn_is_a_copy() {
+        let turns = ["Is it harmful?", "It names a weapon."];
+        assert!(copies_earlier("it names a  weapon.", turns));
+        assert!(!copies_earlier("It names no weapon.", turns));
     }
 
     #[test]
