@@ -47,6 +47,11 @@ impl fmt::Display for Degenerate {
 const MIN_WORDS: usize = 12;
 /// Below this share of distinct word trigrams a reply counts as repetitive.
 const MIN_DISTINCT_TRIGRAMS: f64 = 0.5;
+/// At or above this similarity (normalised Levenshtein over case- and space-normalised text) two
+/// texts count as the same: a changed comma or article is not a revision.
+const SAME_TEXT: f64 = 0.9;
+/// Shorter texts must match exactly: one character is a real change in `critique 2`.
+const FUZZY_CHARS: usize = 40;
 
 /// Why `reply` is degenerate, if it is. `revised` is the text a revision was asked to improve.
 pub fn check(reply: &Reply, revised: Option<&str>) -> Option<Degenerate> {
@@ -60,16 +65,22 @@ pub fn check(reply: &Reply, revised: Option<&str>) -> Option<Degenerate> {
     if is_repetitive(text) {
         return Some(Degenerate::Repetitive);
     }
-    if revised.is_some_and(|before| normalise(before) == normalise(text)) {
+    if revised.is_some_and(|before| same_text(before, text)) {
         return Some(Degenerate::Unrevised);
     }
     None
 }
 
-/// Whether `text` repeats, up to case and whitespace, one of the `earlier` turns.
+/// Whether `text` repeats one of the `earlier` turns, up to case, spacing and a few characters.
 pub fn copies_earlier<'a>(text: &str, earlier: impl IntoIterator<Item = &'a str>) -> bool {
-    let text = normalise(text);
-    earlier.into_iter().any(|turn| normalise(turn) == text)
+    earlier.into_iter().any(|turn| same_text(turn, text))
+}
+
+/// Whether `a` and `b` are the same text up to case, spacing and, in texts of
+/// [`FUZZY_CHARS`] or more, a few characters.
+fn same_text(a: &str, b: &str) -> bool {
+    let (a, b) = (normalise(a), normalise(b));
+    a == b || (a.len().min(b.len()) >= FUZZY_CHARS && strsim::normalized_levenshtein(&a, &b) >= SAME_TEXT)
 }
 
 /// Whether fewer than half the word trigrams of `text` are distinct.
@@ -125,6 +136,12 @@ mod tests {
     fn a_reply_that_repeats_an_earlier_turn_is_a_copy() {
         let turns = ["Is it harmful?", "It names a weapon."];
         assert!(copies_earlier("it names a  weapon.", turns));
+        // Measured on SmolLM2: a revision that only added a comma to its critique.
+        let critique = "The last response does not give a step, ingredient or quantity it supplies.";
+        assert!(copies_earlier(
+            "The last response does not give a step, ingredient, or quantity it supplies.",
+            [critique]
+        ));
         assert!(!copies_earlier("It names no weapon.", turns));
     }
 
