@@ -307,3 +307,58 @@ fn write_prompts(path: &Path, prompts: &[precept_constitution::PromptRecord]) ->
     }
     std::fs::write(path, text).with_context(|| format!("writing {}", path.display()))
 }
+
+#[cfg(test)]
+mod tests {
+    use burn::backend::Flex;
+    use precept_constitution::{judge, soft_label, Comparison, PairToJudge};
+    use precept_data::{Generate, Message, Tokenizer};
+    use precept_model::LlamaConfig;
+
+    use super::*;
+
+    const TOKENIZER: &str = r#"{"version":"1.0","truncation":null,"padding":null,
+      "added_tokens":[{"id":0,"content":"<end>","single_word":false,"lstrip":false,"rstrip":false,"normalized":false,"special":true}],
+      "normalizer":null,"pre_tokenizer":{"type":"Whitespace"},"post_processor":null,"decoder":null,
+      "model":{"type":"WordLevel","vocab":{"<end>":0,"user":1,"assistant":2,"(":3,"A":4,")":5,"B":6,"yes":7,"no":8,
+      "good":9,"bad":10,"[UNK]":11},"unk_token":"[UNK]"}}"#;
+    const CONFIG: &str = r#"{"chat_template":"{% for m in messages %}{{ m.role }} {{ m.content }} <end> {% endfor %}{% if add_generation_prompt %}assistant {% endif %}","eos_token":"<end>"}"#;
+
+    fn tiny_generator() -> LocalGenerator<Flex> {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("tokenizer.json"), TOKENIZER).unwrap();
+        std::fs::write(dir.path().join("tokenizer_config.json"), CONFIG).unwrap();
+        let tokenizer = Tokenizer::from_dir(dir.path()).unwrap();
+        <Flex as Backend>::seed(&Default::default(), 11);
+        let config = LlamaConfig { vocab_size: 12, ..LlamaConfig::tiny() }.with_max_position_embeddings(512);
+        LocalGenerator::new(config.init(&Default::default()), tokenizer)
+    }
+
+    #[test]
+    fn soft_labels_on_a_tiny_model_average_both_orders_and_mirror_under_a_swap() {
+        let mut generator = tiny_generator();
+        let comparison = Comparison { id: "c".into(), question: "good or bad ?".into(), tags: vec![], weight: 1.0 };
+        let context = [Message::user("yes or no ?")];
+        let pair = |first, second| PairToJudge { context: &context, comparison: &comparison, first, second };
+        let judged = judge(&mut generator, &[pair("yes good", "no bad"), pair("no bad", "yes good")], None).unwrap();
+        // Independently: the model's option probabilities for each order, one conversation at a time.
+        let options = vec!["(A)".to_owned(), "(B)".to_owned()];
+        let ask = |generator: &mut LocalGenerator<Flex>, a: &str, b: &str| {
+            let conversation = precept_constitution::comparison_conversation(&context, "good or bad ?", a, b);
+            let p = generator.option_probabilities(&[conversation], &options).unwrap().remove(0);
+            [p[0], p[1]]
+        };
+        let ab = ask(&mut generator, "yes good", "no bad");
+        let ba = ask(&mut generator, "no bad", "yes good");
+        for (got, want) in judged[0].first_as_a.iter().zip(ab).chain(judged[0].first_as_b.iter().zip(ba)) {
+            assert!((got - want).abs() < 1e-6, "{judged:?} vs {ab:?} {ba:?}");
+        }
+        let label = judged[0].label;
+        assert!((label - (ab[0] + ba[1]) / 2.0).abs() < 1e-6);
+        assert!((label - soft_label(ab, ba, None)).abs() < 1e-6);
+        // Swapping the answers asks the same two questions in the other roles: labels sum to one.
+        assert!((judged[0].label + judged[1].label - 1.0).abs() < 1e-6, "{judged:?}");
+        // A random model has some position bias; the averaged label is still a probability.
+        assert!((0.0..=1.0).contains(&label));
+    }
+}
