@@ -71,9 +71,13 @@ pub fn check(reply: &Reply, revised: Option<&str>) -> Option<Degenerate> {
     None
 }
 
-/// Whether `text` repeats one of the `earlier` turns, up to case, spacing and a few characters.
+/// Whether `text` repeats one of the `earlier` turns, up to case, spacing and a few characters,
+/// or (when it has [`FUZZY_CHARS`] or more) is a passage quoted from one.
 pub fn copies_earlier<'a>(text: &str, earlier: impl IntoIterator<Item = &'a str>) -> bool {
-    earlier.into_iter().any(|turn| same_text(turn, text))
+    let quoted = normalise(text);
+    earlier
+        .into_iter()
+        .any(|turn| same_text(turn, text) || (quoted.len() >= FUZZY_CHARS && normalise(turn).contains(&quoted)))
 }
 
 /// Whether `a` and `b` are the same text up to case, spacing and, in texts of
