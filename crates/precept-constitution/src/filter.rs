@@ -45,6 +45,8 @@ impl fmt::Display for Degenerate {
 
 /// Fewest words before the repetition test applies (short replies repeat by chance).
 const MIN_WORDS: usize = 12;
+/// A repeated sentence this long is a loop, not emphasis.
+const MIN_SENTENCE_WORDS: usize = 6;
 /// Below this share of distinct word trigrams a reply counts as repetitive.
 const MIN_DISTINCT_TRIGRAMS: f64 = 0.5;
 /// At or above this similarity (normalised Levenshtein over case- and space-normalised text) two
@@ -87,8 +89,16 @@ fn same_text(a: &str, b: &str) -> bool {
     a == b || (a.len().min(b.len()) >= FUZZY_CHARS && strsim::normalized_levenshtein(&a, &b) >= SAME_TEXT)
 }
 
-/// Whether fewer than half the word trigrams of `text` are distinct.
+/// Whether fewer than half the word trigrams of `text` are distinct, or a sentence of
+/// [`MIN_SENTENCE_WORDS`] or more words appears twice.
 pub fn is_repetitive(text: &str) -> bool {
+    let mut sentences = HashSet::new();
+    for sentence in text.split(['.', '!', '?', '\n']) {
+        let sentence = normalise(sentence);
+        if sentence.split(' ').count() >= MIN_SENTENCE_WORDS && !sentences.insert(sentence) {
+            return true;
+        }
+    }
     let words: Vec<&str> = text.split_whitespace().collect();
     if words.len() < MIN_WORDS {
         return false;
@@ -134,6 +144,11 @@ mod tests {
         assert!(!is_repetitive(prose));
         assert!(is_repetitive(&"the cat sat on the mat ".repeat(5)));
         assert!(!is_repetitive("no no no no"));
+        // Measured on SmolLM2: one long sentence said twice in an otherwise varied reply.
+        let twice = "It turned harmful. The last response is a suggestion to ask a question. \
+                     The last response is a suggestion to ask a question.";
+        assert!(is_repetitive(twice));
+        assert!(!is_repetitive("Stop. Think. Stop. Think. Then act calmly and safely."));
     }
 
     #[test]
