@@ -118,6 +118,18 @@ pub enum ConstitutionError {
         current: String,
     },
 
+    /// An output folder holds output files but no manifest, so they were not written by
+    /// `constitute` and resuming could rewrite someone's data.
+    #[error(
+        "{path} exists but {manifest} does not; it was not written by precept constitute, so choose another --out"
+    )]
+    ForeignOutput {
+        /// The output file found.
+        path: PathBuf,
+        /// The manifest that should be beside it.
+        manifest: PathBuf,
+    },
+
     /// The generator failed.
     #[error("generation failed: {0}")]
     Generate(Box<dyn std::error::Error + Send + Sync>),

@@ -15,7 +15,7 @@ use crate::constitution::Constitution;
 use crate::critique::{critique_and_revise, LoopConfig, Revised};
 use crate::error::{ConstitutionError, Result};
 use crate::feedback::{label_pairs, Feedback, FeedbackConfig};
-use crate::journal::{Counts, Outputs};
+use crate::journal::{Counts, Outputs, PREFS_FILE, PROGRESS_FILE, SFT_FILE};
 use crate::prompts::PromptRecord;
 use crate::records::{ConstitutionRef, PairSource, PrefsLine, ProgressLine, Provenance, SftLine};
 
@@ -145,6 +145,14 @@ pub fn constitute<G: Generate>(
         complete: false,
     };
     check_resumable(&manifest_path, &manifest)?;
+    if !manifest_path.exists() {
+        for name in [SFT_FILE, PREFS_FILE, PROGRESS_FILE] {
+            let path = config.out.join(name);
+            if std::fs::metadata(&path).is_ok_and(|m| m.len() > 0) {
+                return Err(ConstitutionError::ForeignOutput { path, manifest: manifest_path });
+            }
+        }
+    }
     let mut outputs = Outputs::open(&config.out)?;
     let todo: Vec<PromptRecord> = prompts
         .iter()
@@ -306,7 +314,6 @@ mod tests {
     use precept_data::SftReader;
 
     use super::*;
-    use crate::journal::{PREFS_FILE, SFT_FILE};
     use crate::testing::{eos, small_constitution as constitution, Scripted};
 
     /// Revisions differ from answers; the answer to `bad` is empty, so it is filtered.
@@ -441,6 +448,17 @@ mod tests {
         // A model that always says (A) with 0.8 has no preference: label 0.5.
         assert_eq!(prefs[0]["score"], 0.5);
         assert_eq!(manifest.counts.sft, 2);
+    }
+
+    #[test]
+    fn output_files_without_a_manifest_are_left_alone() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join(SFT_FILE), "{\"messages\":[]}\n").unwrap();
+        let err =
+            constitute(&mut Scripted::new(script), &constitution(), &prompts(1), &config(dir.path(), 1), &mut |_| {});
+        let err = err.unwrap_err().to_string();
+        assert!(err.ends_with("was not written by precept constitute, so choose another --out"), "{err}");
+        assert_eq!(std::fs::read_to_string(dir.path().join(SFT_FILE)).unwrap(), "{\"messages\":[]}\n");
     }
 
     #[test]
