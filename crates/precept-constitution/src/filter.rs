@@ -74,7 +74,7 @@ pub fn check(reply: &Reply, revised: Option<&str>) -> Option<Degenerate> {
 }
 
 /// Whether `text` repeats one of the `earlier` turns, up to case, spacing and a few characters,
-/// or (when it has [`FUZZY_CHARS`] or more) is a passage quoted from one.
+/// or (when it has 40 characters or more) is a passage quoted from one.
 pub fn copies_earlier<'a>(text: &str, earlier: impl IntoIterator<Item = &'a str>) -> bool {
     let quoted = normalise(text);
     earlier
@@ -90,7 +90,7 @@ fn same_text(a: &str, b: &str) -> bool {
 }
 
 /// Whether fewer than half the word trigrams of `text` are distinct, or a sentence of
-/// [`MIN_SENTENCE_WORDS`] or more words appears twice.
+/// six or more words appears twice.
 pub fn is_repetitive(text: &str) -> bool {
     let mut sentences = HashSet::new();
     for sentence in text.split(['.', '!', '?', '\n']) {
