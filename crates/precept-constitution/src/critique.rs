@@ -139,13 +139,9 @@ pub fn choose_principle<'c>(
     }
     let weights: Vec<f64> = constitution.principles.iter().map(|p| p.weight).collect();
     let mut rng = SplitMix64::for_choice(config.seed, prompt_id, round);
-    // The linter guarantees at least one principle with a positive weight.
-    let index = sample_weighted(&weights, &mut rng).unwrap_or(0);
-    constitution.principles.get(index).ok_or_else(|| ConstitutionError::UnknownPrinciple {
-        id: String::new(),
-        constitution: constitution.name.clone(),
-        available: String::new(),
-    })
+    sample_weighted(&weights, &mut rng)
+        .and_then(|index| constitution.principles.get(index))
+        .ok_or_else(|| ConstitutionError::NoPrinciples { constitution: constitution.name.clone() })
 }
 
 /// The constitution's examples as prior turns (six messages each).
@@ -520,6 +516,14 @@ revision = "EX revision"
         assert_eq!(together, one_by_one);
         assert_ne!(together, principles(&prompts, 6));
         assert!(together.contains(&"one".to_owned()) && together.contains(&"two".to_owned()));
+    }
+
+    #[test]
+    fn a_constitution_without_principles_to_sample_is_an_error() {
+        let mut c = constitution();
+        c.principles.clear();
+        let err = critique_and_revise(&mut Scripted::new(script), &c, &[PromptRecord::user("p", "Q")], &config(1));
+        assert_eq!(err.unwrap_err().to_string(), "constitution `t` has no principle with a positive weight to sample");
     }
 
     #[test]

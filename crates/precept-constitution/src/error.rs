@@ -87,6 +87,13 @@ pub enum ConstitutionError {
         available: String,
     },
 
+    /// A constitution built in code has no principle with a positive weight.
+    #[error("constitution `{constitution}` has no principle with a positive weight to sample")]
+    NoPrinciples {
+        /// The constitution's name.
+        constitution: String,
+    },
+
     /// `--feedback` was asked for but the constitution has no `[[comparison]]` principles.
     #[error("constitution `{constitution}` has no [[comparison]] principles, which AI feedback needs")]
     NoComparisons {
