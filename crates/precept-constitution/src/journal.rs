@@ -237,8 +237,13 @@ mod tests {
     fn appended_prompts_count_and_survive_a_reopen() {
         let dir = tempfile::tempdir().unwrap();
         let mut outputs = Outputs::open(dir.path()).unwrap();
-        let line =
-            ProgressLine { prompt_id: "x".into(), sft: false, prefs: false, filtered: vec!["answer-empty".into()] };
+        let line = ProgressLine {
+            prompt_id: "x".into(),
+            sft: false,
+            prefs: false,
+            filtered: vec!["answer-empty".into()],
+            filtered_reply: Some(String::new()),
+        };
         outputs.append(line, None, None).unwrap();
         drop(outputs);
         let outputs = Outputs::open(dir.path()).unwrap();

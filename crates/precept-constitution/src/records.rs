@@ -6,7 +6,8 @@
 //!   [assistant], "score", "provenance"}`, TRL's conversational preference format with an
 //!   explicit prompt. Without AI feedback chosen is the final revision and rejected the first
 //!   answer (score 1); with it, the preferred and the other sampled answer (score = the soft label).
-//! - `progress.jsonl`: one `{"prompt_id", "sft", "prefs", "filtered"}` line per finished prompt,
+//! - `progress.jsonl`: one `{"prompt_id", "sft", "prefs", "filtered", "filtered_reply"}` line per
+//!   finished prompt,
 //!   written last, so a prompt counts as finished exactly when its line is there.
 
 use precept_data::Message;
@@ -106,6 +107,9 @@ pub struct ProgressLine {
     /// Why outputs were filtered (`revision-repetitive`, `feedback-low-confidence`, …).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub filtered: Vec<String>,
+    /// The loop's degenerate reply, when the loop filtered the prompt, for inspection.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub filtered_reply: Option<String>,
 }
 
 #[cfg(test)]

@@ -211,7 +211,7 @@ fn records(
     provenance: &Provenance,
 ) -> (ProgressLine, Option<SftLine>, Option<PrefsLine>) {
     let context = prompt.context().to_vec();
-    let mut filtered = Vec::new();
+    let (mut filtered, mut filtered_reply) = (Vec::new(), None);
     let (mut sft, mut prefs) = (None, None);
     match outcome {
         Revised::Done { answer, rounds } => {
@@ -236,8 +236,9 @@ fn records(
                 provenance: Provenance { answer, ..with_rounds },
             });
         }
-        Revised::Filtered { stage, reason, .. } => {
+        Revised::Filtered { stage, reason, text, .. } => {
             filtered.push(format!("{}-{reason}", stage.as_str()));
+            filtered_reply = Some(text);
         }
     }
     match feedback {
@@ -258,7 +259,13 @@ fn records(
         Some(Feedback::Filtered(reason)) => filtered.push(reason.reason()),
         None => {}
     }
-    let line = ProgressLine { prompt_id: prompt.id.clone(), sft: sft.is_some(), prefs: prefs.is_some(), filtered };
+    let line = ProgressLine {
+        prompt_id: prompt.id.clone(),
+        sft: sft.is_some(),
+        prefs: prefs.is_some(),
+        filtered,
+        filtered_reply,
+    };
     (line, sft, prefs)
 }
 
@@ -365,6 +372,9 @@ mod tests {
         assert!(manifest.complete);
         assert_eq!((manifest.counts.finished, manifest.counts.sft, manifest.counts.prefs), (4, 3, 3));
         assert_eq!(manifest.counts.filtered["answer-empty"], 1);
+        let progress = lines(&dir.path().join(PROGRESS_FILE));
+        assert_eq!(progress[3]["filtered"][0], "answer-empty");
+        assert_eq!(progress[3]["filtered_reply"], "");
         let sft_text = std::fs::read_to_string(dir.path().join(SFT_FILE)).unwrap();
         for (_, record) in SftReader::new(Cursor::new(sft_text), Path::new(SFT_FILE)) {
             record.unwrap();
