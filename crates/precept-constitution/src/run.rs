@@ -281,11 +281,11 @@ fn check_resumable(path: &Path, current: &Manifest) -> Result<()> {
         line: error.line(),
         error,
     })?;
-    let current = serde_json::to_value(current).map_err(|error| ConstitutionError::Json {
-        path: path.to_owned(),
-        line: 0,
-        error,
-    })?;
+    // Through text, as the manifest was: an f32 like 0.7 reads back as 0.7 from JSON but becomes
+    // 0.699999988… when converted to a JSON value directly.
+    let current: Value = serde_json::to_string(current)
+        .and_then(|text| serde_json::from_str(&text))
+        .map_err(|error| ConstitutionError::Json { path: path.to_owned(), line: 0, error })?;
     let mut fields = vec!["/constitution/hash".to_owned(), "/model".to_owned()];
     if let Some(settings) = current["settings"].as_object() {
         fields.extend(settings.keys().map(|k| format!("/settings/{k}")));
@@ -428,6 +428,13 @@ mod tests {
             err.ends_with("written by a run with different settings (settings.seed was 9, now 10); use another --out"),
             "{err}"
         );
+        // Settings that are not exact in binary (temperature 0.7) compare equal on resume.
+        let mut sampled = config(dir.path(), 2);
+        sampled.settings.generation.temperature = 0.7;
+        sampled.out = dir.path().join("sampled");
+        for _ in 0..2 {
+            constitute(&mut Scripted::new(script), &constitution(), &prompts(1), &sampled, &mut |_| {}).unwrap();
+        }
         // The batch size does not change the outputs, so it may change on resume.
         constitute(&mut Scripted::new(script), &constitution(), &prompts(1), &config(dir.path(), 1), &mut |_| {})
             .unwrap();
