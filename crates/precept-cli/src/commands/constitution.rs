@@ -93,11 +93,11 @@ pub fn check(args: &CheckArgs) -> Result<()> {
     for path in &args.files {
         match Constitution::load(path) {
             Ok(c) => println!(
-                "{}: ok ({} principles, {} examples, {} comparisons)",
+                "{}: ok ({}, {}, {})",
                 path.display(),
-                c.principles.len(),
-                c.examples.len(),
-                c.comparisons.len()
+                count(c.principles.len(), "principle"),
+                count(c.examples.len(), "example"),
+                count(c.comparisons.len(), "comparison")
             ),
             Err(ConstitutionError::Invalid { diagnostics }) => {
                 failed += 1;
@@ -115,6 +115,15 @@ pub fn check(args: &CheckArgs) -> Result<()> {
         bail!("{failed} of {} constitution file(s) have problems", args.files.len());
     }
     Ok(())
+}
+
+/// `1 example`, `2 examples`.
+fn count(n: usize, noun: &str) -> String {
+    if n == 1 {
+        format!("1 {noun}")
+    } else {
+        format!("{n} {noun}s")
+    }
 }
 
 /// Converts a JSON constitution to TOML.
