@@ -308,7 +308,7 @@ fn write_prompts(path: &Path, prompts: &[precept_constitution::PromptRecord]) ->
     std::fs::write(path, text).with_context(|| format!("writing {}", path.display()))
 }
 
-#[cfg(test)]
+#[cfg(all(test, feature = "flex"))]
 mod tests {
     use burn::backend::Flex;
     use precept_constitution::{judge, soft_label, Comparison, PairToJudge};
