@@ -4,6 +4,8 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
 
+use crate::commands::constitute::{BenchConstituteArgs, ConstituteArgs};
+use crate::commands::constitution::ConstitutionCommand;
 use crate::device::DeviceChoice;
 
 /// Align open-weights language models: import, inspect and generate (SFT, DPO, constitutions and
@@ -47,6 +49,12 @@ pub enum Command {
     Sft(SftArgs),
     /// Fold a PEFT LoRA adapter into its base model and save the result.
     Merge(MergeArgs),
+    /// Author and inspect constitution files.
+    #[command(subcommand)]
+    Constitution(ConstitutionCommand),
+    /// Turn a constitution and prompts into SFT records and preference pairs (critique →
+    /// revision, optional AI feedback); resumable.
+    Constitute(ConstituteArgs),
 }
 
 /// `precept sft`: settings come from `--config` and are overridden by the flags given.
@@ -280,6 +288,8 @@ pub enum BenchCommand {
     Generate(BenchGenerateArgs),
     /// Training-step cost: forward, backward and AdamW on random tokens.
     Train(BenchTrainArgs),
+    /// Records per minute of `precept constitute`.
+    Constitute(BenchConstituteArgs),
 }
 
 /// `precept bench train` (the shape of the PyTorch peer script: batch 2 × 256, loss on every token)

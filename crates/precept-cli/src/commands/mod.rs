@@ -2,6 +2,8 @@
 
 mod bench;
 mod bench_train;
+pub mod constitute;
+pub mod constitution;
 mod data_check;
 mod generate;
 mod import;
@@ -14,6 +16,7 @@ mod tokenize;
 use anyhow::Result;
 
 use crate::args::{BenchCommand, Cli, Command, DataCommand, ImportCommand};
+use crate::commands::constitution::ConstitutionCommand;
 
 /// Runs the parsed command line.
 pub fn run(cli: Cli) -> Result<()> {
@@ -28,5 +31,10 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::RandomWeights(args) => cli.device.dispatch(random_weights::RandomWeights(args)),
         Command::Sft(args) => cli.device.dispatch(sft::Sft::resolve(args, cli.quiet)?),
         Command::Merge(args) => cli.device.dispatch(merge::Merge(args)),
+        Command::Constitution(ConstitutionCommand::Check(args)) => constitution::check(&args),
+        Command::Constitution(ConstitutionCommand::Import(args)) => constitution::run_import(&args),
+        Command::Constitution(ConstitutionCommand::Try(args)) => cli.device.dispatch(constitution::Try(args)),
+        Command::Constitute(args) => cli.device.dispatch(constitute::Constitute { args, quiet: cli.quiet }),
+        Command::Bench(BenchCommand::Constitute(args)) => cli.device.dispatch(constitute::BenchConstitute(args)),
     }
 }

@@ -1,0 +1,361 @@
+//! `precept constitute` and `precept bench constitute`: the constitution loop over a prompts file
+//! with a local model, into sft.jsonl, prefs.jsonl and a run manifest.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use burn::tensor::backend::Backend;
+use clap::Args;
+use indicatif::ProgressBar;
+use precept_constitution::{
+    constitute, read_prompts, Constitution, FeedbackConfig, Manifest, RunConfig, RunProgress, RunSettings,
+};
+use precept_data::GenerateSettings;
+use precept_model::LocalGenerator;
+use serde::Serialize;
+
+use crate::device::DeviceCommand;
+use crate::output::print_json;
+use crate::progress::progress_bar;
+
+/// `precept constitute`
+#[derive(Debug, Args, Clone)]
+pub struct ConstituteArgs {
+    /// The constitution (TOML).
+    #[arg(long)]
+    pub constitution: PathBuf,
+    /// Prompts JSONL: `{"id":…,"prompt":"…"}` or `{"id":…,"messages":[…]}` per line.
+    #[arg(long)]
+    pub prompts: PathBuf,
+    /// Model folder (Hugging Face layout).
+    #[arg(long)]
+    pub model: PathBuf,
+    /// Output folder; a rerun into it resumes.
+    #[arg(long)]
+    pub out: PathBuf,
+    /// Critique → revision rounds per prompt.
+    #[arg(long, default_value_t = 1)]
+    pub rounds: usize,
+    /// Also label preference pairs by AI feedback (two sampled answers, compared in both orders).
+    #[arg(long)]
+    pub feedback: bool,
+    /// Seed of principle sampling and generation.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Prompts generated together.
+    #[arg(long, default_value_t = 8)]
+    pub batch: usize,
+    /// Most new tokens per reply.
+    #[arg(long, default_value_t = 256)]
+    pub max_new_tokens: usize,
+    /// Temperature of answers, critiques and revisions (0 = greedy).
+    #[arg(long, default_value_t = 0.0)]
+    pub temperature: f32,
+    /// Temperature of the two answers sampled for AI feedback.
+    #[arg(long, default_value_t = 1.0)]
+    pub feedback_temperature: f32,
+    /// Clamp AI-feedback labels to LOW,HIGH (the paper's chain-of-thought variant: 0.4,0.6).
+    #[arg(long, value_delimiter = ',', value_name = "LOW,HIGH")]
+    pub clamp: Option<Vec<f64>>,
+    /// Keep AI-feedback pairs whose label is at least this (0.5 keeps all).
+    #[arg(long, default_value_t = 0.5)]
+    pub threshold: f64,
+    /// Leave the constitution's examples out of the conversation.
+    #[arg(long)]
+    pub no_few_shot: bool,
+    /// A system message for every prompt that has none (it is kept in the outputs).
+    #[arg(long)]
+    pub system: Option<String>,
+}
+
+impl ConstituteArgs {
+    fn run_config(&self) -> Result<RunConfig> {
+        let clamp = match self.clamp.as_deref() {
+            None => None,
+            Some(&[low, high]) => Some((low, high)),
+            Some(_) => bail!("--clamp takes two numbers, LOW,HIGH"),
+        };
+        let feedback = self.feedback.then(|| FeedbackConfig {
+            samples: GenerateSettings {
+                max_new_tokens: self.max_new_tokens,
+                temperature: self.feedback_temperature,
+                top_p: 0.95,
+                seed: self.seed,
+                stop: Vec::new(),
+            },
+            clamp,
+            threshold: self.threshold,
+            seed: self.seed,
+        });
+        Ok(RunConfig {
+            out: self.out.clone(),
+            model: self.model.display().to_string(),
+            prompts_file: self.prompts.display().to_string(),
+            batch: self.batch,
+            settings: RunSettings {
+                rounds: self.rounds,
+                seed: self.seed,
+                few_shot: !self.no_few_shot,
+                generation: GenerateSettings {
+                    max_new_tokens: self.max_new_tokens,
+                    temperature: self.temperature,
+                    seed: self.seed,
+                    ..GenerateSettings::default()
+                },
+                feedback,
+                system: self.system.clone(),
+            },
+        })
+    }
+}
+
+/// The command, ready to run on a backend.
+pub struct Constitute {
+    /// Parsed arguments.
+    pub args: ConstituteArgs,
+    /// No progress bar or progress lines.
+    pub quiet: bool,
+}
+
+impl DeviceCommand for Constitute {
+    fn run<B: Backend>(self, device: B::Device) -> Result<()> {
+        let manifest = run_on::<B>(&self.args, &device, self.quiet)?;
+        let c = &manifest.counts;
+        let filtered: Vec<String> = c.filtered.iter().map(|(reason, n)| format!("{reason} {n}")).collect();
+        tracing::info!(
+            "{}: {} of {} prompts finished; sft {}, prefs {}; filtered: {}",
+            self.args.out.display(),
+            c.finished,
+            manifest.prompts,
+            c.sft,
+            c.prefs,
+            if filtered.is_empty() { "none".to_owned() } else { filtered.join(", ") }
+        );
+        Ok(())
+    }
+}
+
+/// Loads everything (failing early), then runs the loop with a progress display.
+fn run_on<B: Backend>(args: &ConstituteArgs, device: &B::Device, quiet: bool) -> Result<Manifest> {
+    let constitution = Constitution::load(&args.constitution)?;
+    let prompts = read_prompts(&args.prompts)?;
+    let config = args.run_config()?;
+    config.validate(&constitution)?;
+    let mut generator = LocalGenerator::<B>::open(&args.model, device)
+        .with_context(|| format!("loading the model in {}", args.model.display()))?;
+    let mut display = ProgressDisplay::new(prompts.len(), quiet);
+    let manifest = constitute(&mut generator, &constitution, &prompts, &config, &mut |p| display.update(p))?;
+    display.finish();
+    Ok(manifest)
+}
+
+/// A progress bar (records, rate, ETA) on a terminal, log lines otherwise.
+struct ProgressDisplay {
+    bar: Option<ProgressBar>,
+    quiet: bool,
+    started: Instant,
+    first: Option<usize>,
+}
+
+impl ProgressDisplay {
+    fn new(total: usize, quiet: bool) -> Self {
+        let bar = progress_bar(total as u64, "records", quiet);
+        let bar = (!bar.is_hidden()).then(|| {
+            bar.enable_steady_tick(Duration::from_millis(500));
+            bar
+        });
+        Self { bar, quiet, started: Instant::now(), first: None }
+    }
+
+    fn update(&mut self, progress: RunProgress) {
+        // Rate and ETA count only this session's prompts (earlier ones cost no time now).
+        let before = *self.first.get_or_insert(progress.finished - progress.finished_now);
+        if let Some(bar) = &self.bar {
+            if bar.position() == 0 && before > 0 {
+                bar.set_position(before as u64);
+                bar.reset_eta();
+            }
+            bar.set_position(progress.finished as u64);
+        } else if !self.quiet {
+            let minutes = self.started.elapsed().as_secs_f64() / 60.0;
+            let rate = progress.finished_now as f64 / minutes.max(1e-9);
+            let left = progress.total - progress.finished;
+            tracing::info!(
+                "{}/{} records, {rate:.1}/min, ETA {:.1} min",
+                progress.finished,
+                progress.total,
+                left as f64 / rate.max(1e-9)
+            );
+        }
+    }
+
+    fn finish(&self) {
+        if let Some(bar) = &self.bar {
+            bar.finish();
+        }
+    }
+}
+
+/// `precept bench constitute`
+#[derive(Debug, Args)]
+pub struct BenchConstituteArgs {
+    /// Model folder.
+    #[arg(long)]
+    pub model: PathBuf,
+    /// The constitution (TOML).
+    #[arg(long, default_value = "constitutions/harmless.toml")]
+    pub constitution: PathBuf,
+    /// Prompts JSONL.
+    #[arg(long, default_value = "data/redteam/harmful.jsonl")]
+    pub prompts: PathBuf,
+    /// Use only the first N prompts.
+    #[arg(long, default_value_t = 16)]
+    pub limit: usize,
+    /// Prompts generated together.
+    #[arg(long, default_value_t = 1)]
+    pub batch: usize,
+    /// Most new tokens per reply.
+    #[arg(long, default_value_t = 48)]
+    pub max_new_tokens: usize,
+    /// A system message for every prompt that has none.
+    #[arg(long)]
+    pub system: Option<String>,
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Serialize)]
+struct BenchReport {
+    batch: usize,
+    prompts: usize,
+    max_new_tokens: usize,
+    seconds: f64,
+    /// Finished prompts (kept or filtered) per minute.
+    records_per_minute: f64,
+    sft: usize,
+    filtered: usize,
+}
+
+/// The benchmark, ready to run on a backend.
+pub struct BenchConstitute(pub BenchConstituteArgs);
+
+impl DeviceCommand for BenchConstitute {
+    fn run<B: Backend>(self, device: B::Device) -> Result<()> {
+        let args = self.0;
+        let out = std::env::temp_dir().join(format!("precept-bench-constitute-{}", std::process::id()));
+        let mut prompts = read_prompts(&args.prompts)?;
+        prompts.truncate(args.limit);
+        let limited = out.with_extension("jsonl");
+        std::fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
+        write_prompts(&limited, &prompts)?;
+        let run = ConstituteArgs {
+            constitution: args.constitution.clone(),
+            prompts: limited.clone(),
+            model: args.model.clone(),
+            out: out.clone(),
+            rounds: 1,
+            feedback: false,
+            seed: 0,
+            batch: args.batch,
+            max_new_tokens: args.max_new_tokens,
+            temperature: 0.0,
+            feedback_temperature: 1.0,
+            clamp: None,
+            threshold: 0.5,
+            no_few_shot: false,
+            system: args.system.clone(),
+        };
+        let started = Instant::now();
+        let manifest = run_on::<B>(&run, &device, true);
+        let seconds = started.elapsed().as_secs_f64();
+        let _ = std::fs::remove_dir_all(&out);
+        let _ = std::fs::remove_file(&limited);
+        let counts = manifest?.counts;
+        let report = BenchReport {
+            batch: args.batch,
+            prompts: counts.finished,
+            max_new_tokens: args.max_new_tokens,
+            seconds,
+            records_per_minute: counts.finished as f64 / seconds * 60.0,
+            sft: counts.sft,
+            filtered: counts.finished - counts.sft,
+        };
+        if args.json {
+            print_json(&report)?;
+        } else {
+            println!(
+                "batch {}: {} prompts in {:.1}s = {:.1} records/min ({} kept, {} filtered)",
+                report.batch, report.prompts, report.seconds, report.records_per_minute, report.sft, report.filtered
+            );
+        }
+        Ok(())
+    }
+}
+
+/// Writes prompts back out as JSONL (`messages` form).
+fn write_prompts(path: &Path, prompts: &[precept_constitution::PromptRecord]) -> Result<()> {
+    let mut text = String::new();
+    for prompt in prompts {
+        let line = serde_json::json!({ "id": prompt.id, "messages": prompt.messages });
+        text.push_str(&line.to_string());
+        text.push('\n');
+    }
+    std::fs::write(path, text).with_context(|| format!("writing {}", path.display()))
+}
+
+#[cfg(all(test, feature = "flex"))]
+mod tests {
+    use burn::backend::Flex;
+    use precept_constitution::{judge, soft_label, Comparison, PairToJudge};
+    use precept_data::{Generate, Message, Tokenizer};
+    use precept_model::LlamaConfig;
+
+    use super::*;
+
+    const TOKENIZER: &str = r#"{"version":"1.0","truncation":null,"padding":null,
+      "added_tokens":[{"id":0,"content":"<end>","single_word":false,"lstrip":false,"rstrip":false,"normalized":false,"special":true}],
+      "normalizer":null,"pre_tokenizer":{"type":"Whitespace"},"post_processor":null,"decoder":null,
+      "model":{"type":"WordLevel","vocab":{"<end>":0,"user":1,"assistant":2,"(":3,"A":4,")":5,"B":6,"yes":7,"no":8,
+      "good":9,"bad":10,"[UNK]":11},"unk_token":"[UNK]"}}"#;
+    const CONFIG: &str = r#"{"chat_template":"{% for m in messages %}{{ m.role }} {{ m.content }} <end> {% endfor %}{% if add_generation_prompt %}assistant {% endif %}","eos_token":"<end>"}"#;
+
+    fn tiny_generator() -> LocalGenerator<Flex> {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("tokenizer.json"), TOKENIZER).unwrap();
+        std::fs::write(dir.path().join("tokenizer_config.json"), CONFIG).unwrap();
+        let tokenizer = Tokenizer::from_dir(dir.path()).unwrap();
+        <Flex as Backend>::seed(&Default::default(), 11);
+        let config = LlamaConfig { vocab_size: 12, ..LlamaConfig::tiny() }.with_max_position_embeddings(512);
+        LocalGenerator::new(config.init(&Default::default()), tokenizer)
+    }
+
+    #[test]
+    fn soft_labels_on_a_tiny_model_average_both_orders_and_mirror_under_a_swap() {
+        let mut generator = tiny_generator();
+        let comparison = Comparison { id: "c".into(), question: "good or bad ?".into(), tags: vec![], weight: 1.0 };
+        let context = [Message::user("yes or no ?")];
+        let pair = |first, second| PairToJudge { context: &context, comparison: &comparison, first, second };
+        let judged = judge(&mut generator, &[pair("yes good", "no bad"), pair("no bad", "yes good")], None).unwrap();
+        // Independently: the model's option probabilities for each order, one conversation at a time.
+        let options = vec!["(A)".to_owned(), "(B)".to_owned()];
+        let ask = |generator: &mut LocalGenerator<Flex>, a: &str, b: &str| {
+            let conversation = precept_constitution::comparison_conversation(&context, "good or bad ?", a, b);
+            let p = generator.option_probabilities(&[conversation], &options).unwrap().remove(0);
+            [p[0], p[1]]
+        };
+        let ab = ask(&mut generator, "yes good", "no bad");
+        let ba = ask(&mut generator, "no bad", "yes good");
+        for (got, want) in judged[0].first_as_a.iter().zip(ab).chain(judged[0].first_as_b.iter().zip(ba)) {
+            assert!((got - want).abs() < 1e-6, "{judged:?} vs {ab:?} {ba:?}");
+        }
+        let label = judged[0].label;
+        assert!((label - (ab[0] + ba[1]) / 2.0).abs() < 1e-6);
+        assert!((label - soft_label(ab, ba, None)).abs() < 1e-6);
+        // Swapping the answers asks the same two questions in the other roles: labels sum to one.
+        assert!((judged[0].label + judged[1].label - 1.0).abs() < 1e-6, "{judged:?}");
+        // A random model has some position bias; the averaged label is still a probability.
+        assert!((0.0..=1.0).contains(&label));
+    }
+}
