@@ -306,6 +306,7 @@ fn write_prompts(path: &Path, prompts: &[precept_constitution::PromptRecord]) ->
 }
 
 #[cfg(all(test, feature = "flex"))]
+#[allow(clippy::unwrap_used, clippy::expect_used)] // test code: a failure should stop the test
 mod tests {
     use burn::backend::Flex;
     use precept_constitution::{judge, soft_label, Comparison, PairToJudge};
