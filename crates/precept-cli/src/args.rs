@@ -350,6 +350,8 @@ pub enum DataCommand {
 pub enum DataFormat {
     /// Supervised fine-tuning records (`messages`, or `prompt` + `completion`).
     Sft,
+    /// Preference pairs (`prompt` + `chosen` + `rejected`, or implicit-prompt conversations).
+    Prefs,
 }
 
 /// Whether a record whose prompt does not tokenise to a prefix of the whole fails the check.

@@ -121,3 +121,25 @@ fn data_check_validates_every_record_and_names_file_line_and_field() {
     assert!(stdout.contains("bad.jsonl:2: invalid JSON"), "{stdout}");
     assert!(stdout.contains("bad.jsonl:3: field `completion` is missing"), "{stdout}");
 }
+
+#[test]
+fn data_check_validates_preference_pairs_and_names_file_line_and_field() {
+    let example = concat!(env!("CARGO_MANIFEST_DIR"), "/../../data/prefs/example.jsonl");
+    let report = precept_json(&["data", "check", example, "--model", &model(), "--format", "prefs", "--json"]);
+    assert_eq!((report["pairs"].as_u64(), report["errors"].as_u64()), (Some(40), Some(0)));
+
+    let dir = tempfile::tempdir().unwrap();
+    let bad = dir.path().join("prefs.jsonl");
+    let lines = [
+        r#"{"prompt":"Hi","chosen":"Hello"}"#,
+        r#"{"prompt":"Hi","chosen":"Hello","rejected":[{"role":"assistant","content":"x"}]}"#,
+        r#"{"prompt":"Hi","chosen":"Hello","rejected":"Bye"}"#,
+    ];
+    std::fs::write(&bad, lines.join("\n")).unwrap();
+    let out = common::precept(&["data", "check", bad.to_str().unwrap(), "--model", &model(), "--format", "prefs"]);
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stdout.contains("prefs.jsonl:1: field `rejected` is missing"), "{stdout}");
+    assert!(stdout.contains("prefs.jsonl:2: field `rejected` must be a string"), "{stdout}");
+    assert!(stdout.contains("1 pairs (2 conversations), 2 invalid"), "{stdout}");
+}

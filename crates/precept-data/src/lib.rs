@@ -35,6 +35,7 @@ mod error;
 mod generate;
 mod hf_config;
 mod message;
+mod prefs;
 mod python_compat;
 mod reply_text;
 mod sft;
@@ -47,11 +48,13 @@ pub use chat_template::ChatTemplate;
 pub use error::{DataError, Result};
 pub use generate::{normalise_log_probabilities, FinishReason, Generate, GenerateSettings, Reply};
 pub use message::{Message, Role};
+pub use prefs::{tokenize_pair, PrefReader, PrefRecord, TokenizedPair};
 pub use reply_text::ReplyText;
 pub use sft::{
     length_buckets, pack, prepare_file, tokenize_record, OnMismatch, PackedRow, PreparationStats, PrepareOptions,
     SftPreparer, SftReader, SftRecord, TokenizedExample, MAX_LINE_BYTES,
 };
+pub use sft::{JsonRecord, JsonlReader};
 pub use special_tokens::SpecialTokens;
 pub use token_stream::TokenStream;
 pub use tokenizer::Tokenizer;

@@ -1,7 +1,7 @@
 //! `precept data check`: validate every record of a dataset and measure its token lengths.
 
 use anyhow::{bail, Context, Result};
-use precept_data::{OnMismatch, PreparationStats, PrepareOptions, SftPreparer, SftReader};
+use precept_data::{OnMismatch, PrefReader, PreparationStats, PrepareOptions, SftPreparer, SftReader, SftRecord};
 use serde::Serialize;
 
 use crate::args::{DataCheckArgs, DataFormat, MismatchArg};
@@ -12,6 +12,9 @@ use crate::output::print_json;
 struct CheckReport {
     file: String,
     errors: usize,
+    /// Valid preference pairs (`--format prefs`); each counts as two records below.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pairs: Option<usize>,
     #[serde(flatten)]
     stats: PreparationStats,
     /// Token-length percentiles of the prepared examples: p50, p90, p99, max.
@@ -21,7 +24,6 @@ struct CheckReport {
 
 /// Checks `args.file`; fails (exit code 1) when any record is invalid.
 pub fn run(args: &DataCheckArgs) -> Result<()> {
-    let DataFormat::Sft = args.format;
     let text_model = TextModel::open(&args.model)?;
     let tokenizer = &text_model.tokenizer;
     let template = tokenizer.chat_template().context("the model folder has no chat template")?;
@@ -34,11 +36,23 @@ pub fn run(args: &DataCheckArgs) -> Result<()> {
     };
     let mut preparer = SftPreparer::new(tokenizer, template, options);
     let (mut lengths, mut errors, mut first_errors) = (Vec::new(), 0usize, Vec::new());
-    for (line, record) in SftReader::open(&args.file)? {
-        let prepared = record.and_then(|record| preparer.prepare(&record, &args.file, line));
+    // Each record as the conversations it trains: one for SFT, chosen and rejected for pairs.
+    let records: Box<dyn Iterator<Item = (usize, precept_data::Result<Vec<SftRecord>>)>> = match args.format {
+        DataFormat::Sft => Box::new(SftReader::open(&args.file)?.map(|(line, r)| (line, r.map(|r| vec![r])))),
+        DataFormat::Prefs => Box::new(
+            PrefReader::open(&args.file)?.map(|(line, r)| (line, r.map(|pair| vec![pair.chosen, pair.rejected]))),
+        ),
+    };
+    let mut pairs = 0usize;
+    for (line, sides) in records {
+        let prepared = sides.and_then(|sides| {
+            sides.iter().map(|side| preparer.prepare(side, &args.file, line)).collect::<precept_data::Result<Vec<_>>>()
+        });
         match prepared {
-            Ok(Some(example)) => lengths.push(example.len()),
-            Ok(None) => {}
+            Ok(examples) => {
+                pairs += 1;
+                lengths.extend(examples.into_iter().flatten().map(|example| example.len()));
+            }
             Err(error) => {
                 errors += 1;
                 if first_errors.len() < args.show_errors {
@@ -52,6 +66,7 @@ pub fn run(args: &DataCheckArgs) -> Result<()> {
     let report = CheckReport {
         file: args.file.display().to_string(),
         errors,
+        pairs: matches!(args.format, DataFormat::Prefs).then_some(pairs),
         stats: preparer.into_stats(),
         length_percentiles: [percentile(0.5), percentile(0.9), percentile(0.99), percentile(1.0)],
         first_errors,
@@ -73,7 +88,12 @@ fn print_report(report: &CheckReport) {
     }
     let s = &report.stats;
     let [p50, p90, p99, max] = report.length_percentiles;
-    println!("{}: {} records, {} examples, {} invalid", report.file, s.records, s.examples, report.errors);
+    match report.pairs {
+        Some(pairs) => {
+            println!("{}: {pairs} pairs ({} conversations), {} invalid", report.file, s.examples, report.errors)
+        }
+        None => println!("{}: {} records, {} examples, {} invalid", report.file, s.records, s.examples, report.errors),
+    }
     println!("tokens: {} ({} trained); length p50 {p50}, p90 {p90}, p99 {p99}, max {max}", s.tokens, s.trained_tokens);
     println!(
         "truncated {}, dropped for length {}, prompt/completion mismatches skipped {}",

@@ -1,9 +1,12 @@
-//! [`SftReader`]: streams the [`SftRecord`]s of a JSONL file, one line at a time, each with
-//! its 1-based line number.
+//! [`JsonlReader`]: streams the records of a JSONL file ([`SftRecord`]s, preference pairs),
+//! one line at a time, each with its 1-based line number.
 
 use std::fs::File;
 use std::io::{BufRead, BufReader, Read};
+use std::marker::PhantomData;
 use std::path::{Path, PathBuf};
+
+use serde_json::Value;
 
 use crate::error::{DataError, Result};
 use crate::sft::record::SftRecord;
@@ -11,21 +14,40 @@ use crate::sft::record::SftRecord;
 /// The longest JSONL line read into memory; longer lines are errors, not allocations.
 pub const MAX_LINE_BYTES: usize = 64 * 1024 * 1024;
 
-/// An iterator over `(line_number, Result<SftRecord>)` for every non-blank line of a JSONL file.
+/// A record parsed from one JSON line.
+pub trait JsonRecord: Sized {
+    /// Parses `value`; `path` and `line` locate it in every error.
+    ///
+    /// # Errors
+    /// Whatever makes the value an invalid record, naming the field.
+    fn from_json(value: &Value, path: &Path, line: usize) -> Result<Self>;
+}
+
+impl JsonRecord for SftRecord {
+    fn from_json(value: &Value, path: &Path, line: usize) -> Result<Self> {
+        SftRecord::from_json(value, path, line)
+    }
+}
+
+/// An iterator over `(line_number, Result<T>)` for every non-blank line of a JSONL file.
 ///
 /// A bad line yields its error and reading goes on with the next line, so callers choose whether
 /// to stop or skip. A read error from the file itself ends the iteration after being yielded.
 #[derive(Debug)]
-pub struct SftReader<R> {
+pub struct JsonlReader<R, T> {
     reader: R,
     path: PathBuf,
     line: usize,
     buffer: Vec<u8>,
     max_line_bytes: usize,
     done: bool,
+    record: PhantomData<T>,
 }
 
-impl SftReader<BufReader<File>> {
+/// Reads SFT records.
+pub type SftReader<R = BufReader<File>> = JsonlReader<R, SftRecord>;
+
+impl<T: JsonRecord> JsonlReader<BufReader<File>, T> {
     /// Opens `path` for streaming.
     ///
     /// # Errors
@@ -36,10 +58,18 @@ impl SftReader<BufReader<File>> {
     }
 }
 
-impl<R: BufRead> SftReader<R> {
+impl<R: BufRead, T: JsonRecord> JsonlReader<R, T> {
     /// Streams records from `reader`; `path` names the source in errors.
     pub fn new(reader: R, path: &Path) -> Self {
-        Self { reader, path: path.to_owned(), line: 0, buffer: Vec::new(), max_line_bytes: MAX_LINE_BYTES, done: false }
+        Self {
+            reader,
+            path: path.to_owned(),
+            line: 0,
+            buffer: Vec::new(),
+            max_line_bytes: MAX_LINE_BYTES,
+            done: false,
+            record: PhantomData,
+        }
     }
 
     /// Sets the longest line accepted (default [`MAX_LINE_BYTES`]).
@@ -102,7 +132,7 @@ impl<R: BufRead> SftReader<R> {
     }
 
     /// Parses the line in `self.buffer`.
-    fn parse(&self) -> Result<SftRecord> {
+    fn parse(&self) -> Result<T> {
         let text = std::str::from_utf8(&self.buffer)
             .map_err(|_| DataError::NotUtf8 { path: self.path.clone(), line: self.line })?;
         let value = serde_json::from_str(text).map_err(|error| DataError::InvalidJsonLine {
@@ -110,12 +140,12 @@ impl<R: BufRead> SftReader<R> {
             line: self.line,
             error,
         })?;
-        SftRecord::from_json(&value, &self.path, self.line)
+        T::from_json(&value, &self.path, self.line)
     }
 }
 
-impl<R: BufRead> Iterator for SftReader<R> {
-    type Item = (usize, Result<SftRecord>);
+impl<R: BufRead, T: JsonRecord> Iterator for JsonlReader<R, T> {
+    type Item = (usize, Result<T>);
 
     fn next(&mut self) -> Option<Self::Item> {
         while !self.done {

@@ -15,7 +15,8 @@ mod prepare;
 mod record;
 
 pub use batching::{length_buckets, pack, PackedRow};
-pub use jsonl::{SftReader, MAX_LINE_BYTES};
+pub use jsonl::{JsonRecord, JsonlReader, SftReader, MAX_LINE_BYTES};
 pub use mask::{tokenize_record, TokenizedExample};
 pub use prepare::{prepare_file, OnMismatch, PreparationStats, PrepareOptions, SftPreparer};
+pub(crate) use record::preference_pair;
 pub use record::SftRecord;

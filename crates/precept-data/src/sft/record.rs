@@ -103,46 +103,82 @@ fn conversation(at: &Locator, record: &Map<String, Value>, messages: &Value) -> 
 
 /// `{"prompt": …, "completion": …}`, both strings or both message lists.
 fn prompt_completion(at: &Locator, record: &Map<String, Value>) -> Result<SftRecord> {
-    let (prompt, completion) = match (record.get("prompt"), record.get("completion")) {
-        (Some(prompt), Some(completion)) => (prompt, completion),
-        (Some(_), None) => return Err(at.missing("completion")),
-        (None, Some(_)) => return Err(at.missing("prompt")),
-        (None, None) => return Err(at.missing("messages")),
-    };
+    match (record.get("prompt"), record.get("completion")) {
+        (Some(prompt), Some(completion)) => prompt_and_answer(at, prompt, (completion, "completion")),
+        (Some(_), None) => Err(at.missing("completion")),
+        (None, Some(_)) => Err(at.missing("prompt")),
+        (None, None) => Err(at.missing("messages")),
+    }
+}
+
+/// A prompt and one answer to it: both strings, or both message lists (the answer's messages
+/// all from the assistant). The answer is trained; `answer.1` names its field in errors
+/// (`completion`, or `chosen`/`rejected` in preference data).
+fn prompt_and_answer(at: &Locator, prompt: &Value, (answer, field): (&Value, &str)) -> Result<SftRecord> {
     match prompt {
         Value::String(prompt) => {
-            let completion =
-                completion.as_str().ok_or_else(|| at.wrong_type("completion", "a string, as `prompt` is"))?;
+            let answer = answer.as_str().ok_or_else(|| at.wrong_type(field, "a string, as `prompt` is"))?;
             let messages = vec![
                 Message::user(non_empty(at, "prompt", prompt)?),
-                Message::assistant(non_empty(at, "completion", completion)?),
+                Message::assistant(non_empty(at, field, answer)?),
             ];
             Ok(SftRecord { messages, trained: vec![false, true] })
         }
         Value::Array(_) => {
-            if !completion.is_array() {
-                return Err(at.wrong_type("completion", "a list of messages, as `prompt` is"));
+            if !answer.is_array() {
+                return Err(at.wrong_type(field, "a list of messages, as `prompt` is"));
             }
             let mut named = message_list(at, "prompt", prompt)?;
             let prompt_len = named.len();
-            let completion = message_list(at, "completion", completion)?;
-            for (field, message) in &completion {
+            let answer = message_list(at, field, answer)?;
+            for (name, message) in &answer {
                 if message.role != Role::Assistant {
                     return Err(at.role_order(
-                        field,
+                        name,
                         message.role,
                         "`assistant` (a completion holds only assistant messages)",
                     ));
                 }
             }
-            named.extend(completion);
-            check_order(at, &named, "completion")?;
+            named.extend(answer);
+            check_order(at, &named, field)?;
             let trained = (0..named.len()).map(|index| index >= prompt_len).collect();
             let messages = named.into_iter().map(|(_, m)| m).collect();
             Ok(SftRecord { messages, trained })
         }
         _ => Err(at.wrong_type("prompt", "a string or a list of messages")),
     }
+}
+
+/// The chosen and the rejected conversation of a preference record, each trained on its answer:
+/// `{"prompt", "chosen", "rejected"}` (strings or message lists), or the implicit form where
+/// `chosen` and `rejected` are whole conversations and the prompt is their longest common
+/// message prefix.
+pub(crate) fn preference_pair(value: &Value, path: &Path, line: usize) -> Result<(SftRecord, SftRecord)> {
+    let at = Locator { path: path.to_owned(), line };
+    let Some(record) = value.as_object() else {
+        return Err(DataError::NotAnObject { path: at.path, line });
+    };
+    let chosen = record.get("chosen").ok_or_else(|| at.missing("chosen"))?;
+    let rejected = record.get("rejected").ok_or_else(|| at.missing("rejected"))?;
+    let implicit;
+    let (prompt, chosen, rejected) = match record.get("prompt") {
+        Some(prompt) => (prompt, chosen.clone(), rejected.clone()),
+        None => {
+            let (Some(c), Some(r)) = (chosen.as_array(), rejected.as_array()) else {
+                return Err(at.wrong_type("chosen", "a list of messages when there is no `prompt`"));
+            };
+            let shared = c.iter().zip(r).take_while(|(a, b)| a == b).count();
+            if shared == c.len() || shared == r.len() {
+                return Err(
+                    at.wrong_type("rejected", "a conversation that differs from `chosen` after their shared prompt")
+                );
+            }
+            implicit = Value::Array(c[..shared].to_vec());
+            (&implicit, Value::Array(c[shared..].to_vec()), Value::Array(r[shared..].to_vec()))
+        }
+    };
+    Ok((prompt_and_answer(&at, prompt, (&chosen, "chosen"))?, prompt_and_answer(&at, prompt, (&rejected, "rejected"))?))
 }
 
 /// The messages of the list field `name`, each with its field path (`messages[2]`).
