@@ -2,8 +2,12 @@
 
 mod cross_entropy;
 mod preference;
+mod sequence;
 mod sft;
 
 pub use cross_entropy::CrossEntropyBackend;
 pub use preference::{combined_loss, orpo_odds_ratio_loss, rewards, simpo_loss, PairLogps, PreferenceLoss};
-pub use sft::{masked_next_token_loss, next_token_accuracy, next_token_loss, SftLoss, TokenLoss};
+pub use sequence::{sequence_logps, SequenceLogps};
+pub use sft::{
+    learnt_token_logits, masked_next_token_loss, next_token_accuracy, next_token_loss, LearntTokens, SftLoss, TokenLoss,
+};

@@ -64,9 +64,55 @@ pub struct SftLoss<B: Backend> {
     pub correct: usize,
 }
 
-/// [`masked_next_token_loss`] computed through `model` for training: the decoder's hidden
-/// states at the positions before learnt tokens are gathered, projected to the vocabulary and
-/// scored with the fused [`CrossEntropyBackend::row_cross_entropy`].
+/// The vocabulary logits at the positions that predict learnt tokens, and those tokens.
+#[derive(Debug, Clone)]
+pub struct LearntTokens<B: Backend> {
+    /// Logits of each predicting position, `[tokens, vocab]`.
+    pub logits: Tensor<B, 2>,
+    /// The learnt token each position predicts, `[tokens]`.
+    pub targets: Tensor<B, 1, Int>,
+    /// The batch row of each learnt token.
+    pub rows: Vec<usize>,
+}
+
+/// Runs `model`'s decoder over the batch and projects to the vocabulary only the hidden states
+/// that predict a learnt token (prompt positions never reach the vocabulary projection).
+/// Returns `Err` with a zero that belongs to the graph when no token is learnt.
+///
+/// # Shapes
+/// - ids, loss_mask: `[batch, seq]`
+pub fn learnt_token_logits<B: Backend>(
+    model: &LlamaForCausalLM<B>,
+    ids: Tensor<B, 2, Int>,
+    inputs: &AttentionInputs<B>,
+    loss_mask: Tensor<B, 2, Bool>,
+) -> Result<LearntTokens<B>, Tensor<B, 1>> {
+    let [batch, seq] = ids.dims();
+    let device = ids.device();
+    let hidden = model.model.forward(ids.clone(), inputs, None);
+    let d_model = hidden.dims()[2];
+    // Position `r·seq + i` predicts token `i + 1` of row `r`.
+    let mask: Vec<bool> = loss_mask.into_data().convert::<bool>().into_vec().unwrap_or_default();
+    let predicting: Vec<i64> = (0..batch * seq)
+        .filter(|&position| position % seq + 1 < seq && mask.get(position + 1).copied().unwrap_or(false))
+        .map(|position| position as i64)
+        .collect();
+    let tokens = predicting.len();
+    if tokens == 0 {
+        return Err(hidden.sum().mul_scalar(0.0));
+    }
+    let rows = predicting.iter().map(|&position| position as usize / seq).collect();
+    let targets_at: Vec<i64> = predicting.iter().map(|position| position + 1).collect();
+    let positions = Tensor::<B, 1, Int>::from_data(TensorData::new(predicting, [tokens]), &device);
+    let targets_at = Tensor::<B, 1, Int>::from_data(TensorData::new(targets_at, [tokens]), &device);
+    let selected = hidden.reshape([batch * seq, d_model]).select(0, positions);
+    let targets = ids.reshape([batch * seq]).select(0, targets_at);
+    let logits = model.logits(selected.unsqueeze_dim(0)).squeeze_dim(0);
+    Ok(LearntTokens { logits, targets, rows })
+}
+
+/// [`masked_next_token_loss`] computed through `model` for training, on the logits of
+/// [`learnt_token_logits`] with the fused [`CrossEntropyBackend::row_cross_entropy`].
 ///
 /// # Shapes
 /// - ids, loss_mask: `[batch, seq]`
@@ -76,31 +122,15 @@ pub fn next_token_loss<B: CrossEntropyBackend>(
     inputs: &AttentionInputs<B>,
     loss_mask: Tensor<B, 2, Bool>,
 ) -> SftLoss<B> {
-    let [batch, seq] = ids.dims();
-    let device = ids.device();
-    let hidden = model.model.forward(ids.clone(), inputs, None);
-    let d_model = hidden.dims()[2];
-    // Row `r·seq + i` predicts token `i + 1` of row `r`.
-    let mask: Vec<bool> = loss_mask.into_data().convert::<bool>().into_vec().unwrap_or_default();
-    let predicting: Vec<i64> = (0..batch * seq)
-        .filter(|&position| position % seq + 1 < seq && mask.get(position + 1).copied().unwrap_or(false))
-        .map(|position| position as i64)
-        .collect();
-    let tokens = predicting.len();
-    if tokens == 0 {
-        // Nothing to learn here: a zero that still belongs to the graph.
-        return SftLoss { loss: TokenLoss { sum: hidden.sum().mul_scalar(0.0), tokens }, correct: 0 };
+    match learnt_token_logits(model, ids, inputs, loss_mask) {
+        Err(zero) => SftLoss { loss: TokenLoss { sum: zero, tokens: 0 }, correct: 0 },
+        Ok(LearntTokens { logits, targets, rows }) => {
+            let predicted = logits.clone().argmax(1).squeeze_dim::<1>(1);
+            let correct = predicted.equal(targets.clone()).int().sum().into_scalar().elem::<i64>().max(0) as usize;
+            let sum = B::row_cross_entropy(logits, targets).sum();
+            SftLoss { loss: TokenLoss { sum, tokens: rows.len() }, correct }
+        }
     }
-    let targets_at: Vec<i64> = predicting.iter().map(|position| position + 1).collect();
-    let positions = Tensor::<B, 1, Int>::from_data(TensorData::new(predicting, [tokens]), &device);
-    let targets_at = Tensor::<B, 1, Int>::from_data(TensorData::new(targets_at, [tokens]), &device);
-    let rows = hidden.reshape([batch * seq, d_model]).select(0, positions);
-    let targets = ids.reshape([batch * seq]).select(0, targets_at);
-    let logits: Tensor<B, 2> = model.logits(rows.unsqueeze_dim(0)).squeeze_dim(0);
-    let predicted = logits.clone().argmax(1).squeeze_dim::<1>(1);
-    let correct = predicted.equal(targets.clone()).int().sum().into_scalar().elem::<i64>().max(0) as usize;
-    let sum = B::row_cross_entropy(logits, targets).sum();
-    SftLoss { loss: TokenLoss { sum, tokens }, correct }
 }
 
 /// `x[:, 1:]`.
