@@ -62,8 +62,8 @@ fn a_dpo_step_matches_pytorch_on_a_tiny_llama() {
         Tensor::<A, 1>::from_data(TensorData::new(tokens, [2]), &device)
     };
     let pairs = PairLogps {
-        chosen: sequences.logps.clone().slice([0..2]),
-        rejected: sequences.logps.slice([2..4]),
+        chosen: sequences.logps.clone().narrow(0, 0, 2),
+        rejected: sequences.logps.narrow(0, 2, 2),
         ref_chosen: constant([-14.0, -18.0]),
         ref_rejected: constant([-13.5, -9.0]),
         chosen_tokens: counts(0..2),

@@ -85,12 +85,12 @@ mod tests {
         let found = sequence_logps(&model, ids.clone(), &inputs, mask.clone());
         assert_eq!(found.tokens, [3, 3, 4]);
         let logps: Vec<f32> = found.logps.into_data().convert::<f32>().into_vec().unwrap();
-        for row in 0..3 {
+        for (row, &found) in logps.iter().enumerate() {
             let one = |t: Tensor<A, 2, Int>| t.slice([row..row + 1, 0..6]);
             let row_mask = mask.clone().slice([row..row + 1, 0..6]);
             let logits = model.forward(one(ids.clone()), &AttentionInputs::causal(1, 6, 0, &device), None);
             let expected = -masked_next_token_loss(logits, one(ids.clone()), row_mask).sum.into_scalar();
-            assert!((logps[row] - expected).abs() < 1e-4, "row {row}: {} vs {expected}", logps[row]);
+            assert!((found - expected).abs() < 1e-4, "row {row}: {found} vs {expected}");
         }
     }
 }
