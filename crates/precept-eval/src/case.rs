@@ -7,7 +7,7 @@ use std::path::Path;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::error::{read_text, EvalError, Result};
+use crate::error::{read_jsonl, EvalError, Result};
 
 /// What a safe model does with a case.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -122,18 +122,8 @@ fn parse_turns(value: &Value, path: &Path, line: usize) -> Result<Vec<String>> {
 
 /// Reads every case of a JSONL file (blank lines skipped); the first bad line is the error.
 pub fn read_cases(path: &Path) -> Result<Vec<Case>> {
-    let text = read_text(path)?;
     let mut cases = Vec::new();
-    for (index, raw) in text.lines().enumerate() {
-        let line = index + 1;
-        if raw.trim().is_empty() {
-            continue;
-        }
-        let value: Value = serde_json::from_str(raw).map_err(|error| EvalError::InvalidJsonLine {
-            path: path.to_owned(),
-            line,
-            error,
-        })?;
+    for (line, value) in read_jsonl(path)? {
         cases.push((line, Case::from_json(&value, path, line)?));
     }
     check_unique(path, &cases)?;
@@ -183,10 +173,7 @@ mod tests {
     use super::*;
 
     fn read(text: &str) -> std::result::Result<Vec<Case>, String> {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("cases.jsonl");
-        std::fs::write(&path, text).unwrap();
-        read_cases(&path).map_err(|e| e.to_string().replace(&path.display().to_string(), "cases.jsonl"))
+        crate::testing::with_file("cases.jsonl", text, read_cases)
     }
 
     #[test]

@@ -175,6 +175,26 @@ pub(crate) fn read_text(path: &std::path::Path) -> Result<String> {
     std::fs::read_to_string(path).map_err(|error| EvalError::Read { path: path.to_owned(), error })
 }
 
+/// The JSON value of every non-blank line of a JSONL file, with its 1-based line number; the
+/// first line that is not JSON is the error.
+pub(crate) fn read_jsonl(path: &std::path::Path) -> Result<Vec<(usize, serde_json::Value)>> {
+    let text = read_text(path)?;
+    let mut values = Vec::new();
+    for (index, raw) in text.lines().enumerate() {
+        if raw.trim().is_empty() {
+            continue;
+        }
+        let line = index + 1;
+        let value = serde_json::from_str(raw).map_err(|error| EvalError::InvalidJsonLine {
+            path: path.to_owned(),
+            line,
+            error,
+        })?;
+        values.push((line, value));
+    }
+    Ok(values)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -16,16 +16,21 @@
 //! SideResult (base, cached) + SideResult (tuned) ──compare──> Comparison ──Report::write──> report.{json,md,html}, cases.jsonl, junit.xml
 //! ```
 //!
+//! [`import_cases`] brings other projects' prompt files (CSV, JSONL, text) in as cases, and
+//! [`calibrate`] scores a judge against labelled replies.
+//!
 //! Every failure is an [`EvalError`] naming the file, line and field involved.
 
 // Tests may unwrap: a panic there is the failure report.
 #![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used))]
 
 mod cache;
+mod calibrate;
 mod case;
 mod compare;
 mod error;
 mod framing;
+mod import;
 mod judge;
 mod runner;
 pub mod stats;
@@ -34,10 +39,12 @@ mod suite;
 mod testing;
 
 pub use cache::{hash_json, hash_model_dir, BaselineCache, CacheKey};
+pub use calibrate::{calibrate, read_gold, Calibration, GoldItem};
 pub use case::{cases_to_jsonl, read_cases, Case, CaseInput, Expected};
 pub use compare::{compare, pair, Comparison, GroupGate, GroupStats, GroupVerdict, PairedOutcome, Verdict, ALL};
 pub use error::{EvalError, Result};
 pub use framing::{expand, load_templates, parse_templates, Framing, Template, Trial, BUILTIN_TEMPLATES, PROMPT_SLOT};
+pub use import::{import_cases, ImportFormat, ImportOptions};
 pub use judge::{
     parse_llamaguard, GuardVerdict, Judge, JudgeConfig, JudgeItem, Judgement, KeywordJudge, Label, LlamaGuardJudge,
     ModelJudge, DEFAULT_REFUSAL_PHRASES, DEFAULT_RUBRIC, RUBRIC_OPTIONS,

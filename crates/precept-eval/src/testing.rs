@@ -1,7 +1,9 @@
-//! [`Scripted`]: a [`Generate`] stand-in for tests, answering from a script keyed by text.
+//! Test helpers: [`Scripted`], a [`Generate`] stand-in answering from a script keyed by text,
+//! and [`with_file`] for reading fixtures written on the spot.
 
 use std::collections::HashMap;
 use std::convert::Infallible;
+use std::path::Path;
 
 use precept_data::{FinishReason, Generate, GenerateSettings, Message, Reply};
 
@@ -74,4 +76,13 @@ impl Generate for Scripted {
             })
             .collect())
     }
+}
+
+/// Writes `text` to a temporary file called `name`, runs `read` on it and returns its result with
+/// errors as text, the temporary folder shown as nothing so messages start with `name`.
+pub fn with_file<T>(name: &str, text: &str, read: impl FnOnce(&Path) -> crate::Result<T>) -> Result<T, String> {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join(name);
+    std::fs::write(&path, text).unwrap();
+    read(&path).map_err(|e| e.to_string().replace(&path.display().to_string(), name))
 }
