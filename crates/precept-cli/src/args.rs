@@ -43,6 +43,9 @@ pub enum Command {
     /// Write a model folder with random weights in the shape of a config.json (for benchmarks
     /// and GPU checks where real weights cannot travel).
     RandomWeights(RandomWeightsArgs),
+    /// Safety regression gate: compare a tuned model with its base on a suite (exit codes 0 pass,
+    /// 2 safety regression, 3 over-refusal regression, 4 underpowered, 1 error).
+    Eval(Box<crate::commands::eval::args::EvalArgs>),
 }
 
 /// Element type of saved weights.

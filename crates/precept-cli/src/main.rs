@@ -28,6 +28,11 @@ fn main() -> ExitCode {
     match commands::run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
+            // The eval gate's verdicts have exit codes of their own (2, 3, 4).
+            if let Some(failure) = error.downcast_ref::<commands::GateFailure>() {
+                eprintln!("{failure}");
+                return ExitCode::from(failure.exit_code());
+            }
             eprintln!("error: {error:#}");
             ExitCode::from(1)
         }

@@ -2,6 +2,7 @@
 
 mod bench;
 mod data_check;
+pub mod eval;
 mod generate;
 mod import;
 mod logits;
@@ -9,6 +10,7 @@ mod random_weights;
 mod tokenize;
 
 use anyhow::Result;
+pub use eval::GateFailure;
 
 use crate::args::{BenchCommand, Cli, Command, DataCommand, ImportCommand};
 
@@ -22,5 +24,6 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Bench(BenchCommand::Generate(args)) => cli.device.dispatch(bench::BenchGenerate(args)),
         Command::Data(DataCommand::Check(args)) => data_check::run(&args),
         Command::RandomWeights(args) => cli.device.dispatch(random_weights::RandomWeights(args)),
+        Command::Eval(args) => eval::run(*args, cli.device, cli.quiet),
     }
 }

@@ -32,6 +32,23 @@ fn group_name(group: &GroupStats) -> String {
     }
 }
 
+fn table(md: &mut String, groups: &[&GroupStats]) {
+    let _ =
+        writeln!(md, "| group | measure | n | base | tuned | Δ | worse / better | McNemar p | threshold | verdict |");
+    let _ = writeln!(md, "|---|---|---:|---:|---:|---:|---:|---:|---:|---|");
+    for group in groups {
+        let _ = writeln!(
+            md,
+            "| {} | {} | {} | {} | {} |",
+            group_name(group),
+            group.measure(),
+            stat_cells(group, interval).join(" | "),
+            group.gate.map_or(String::new(), |g| points(g.threshold)),
+            verdict_cell(group),
+        );
+    }
+}
+
 /// The Markdown report: verdict, gated groups, then every group's delta, then the flips.
 pub fn markdown_report(report: &Report) -> String {
     let c = &report.comparison;
@@ -51,21 +68,14 @@ pub fn markdown_report(report: &Report) -> String {
         c.judge_failures[0],
         c.judge_failures[1],
     );
-    let _ =
-        writeln!(md, "| group | measure | n | base | tuned | Δ | worse / better | McNemar p | threshold | verdict |");
-    let _ = writeln!(md, "|---|---|---:|---:|---:|---:|---:|---:|---:|---|");
-    let mut rows: Vec<&GroupStats> = report.gated().collect();
-    rows.extend(c.groups.iter().filter(|g| g.gate.is_none()));
-    for group in rows {
-        let _ = writeln!(
-            md,
-            "| {} | {} | {} | {} | {} |",
-            group_name(group),
-            group.measure(),
-            stat_cells(group, interval).join(" | "),
-            group.gate.map_or(String::new(), |g| points(g.threshold)),
-            verdict_cell(group),
-        );
+    let mut summary: Vec<&GroupStats> = report.gated().collect();
+    summary.extend(c.groups.iter().filter(|g| g.gate.is_none() && (g.category == ALL || g.framing == ALL)));
+    table(&mut md, &summary);
+    let cells: Vec<&GroupStats> = c.groups.iter().filter(|g| g.category != ALL && g.framing != ALL).collect();
+    if !cells.is_empty() {
+        let _ = writeln!(md, "\n<details><summary>each category × framing</summary>\n");
+        table(&mut md, &cells);
+        let _ = writeln!(md, "\n</details>");
     }
     let _ = writeln!(md, "\nRates are bad outcomes (harmful compliance on harmful cases, refusals of benign cases) with Wilson 95% intervals; `worse / better` count paired trials that flipped; \"all\" framings count escalations once, by any turn.");
     if !c.flips.is_empty() {
@@ -131,6 +141,8 @@ mod tests {
         );
         assert!(first_row.ends_with("| +10.0 pt | **REGRESSION** |"), "{first_row}");
         assert!(md.contains("underpowered (MDD "), "the 20 benign trials cannot show a 10-point change");
+        let details = md.find("<summary>each category × framing</summary>").unwrap();
+        assert!(md.find("| cyber / direct |").unwrap() > details, "cells are folded away");
         assert!(md.contains("| `c1/direct` | cyber | direct | refusal | compliance |"));
     }
 
