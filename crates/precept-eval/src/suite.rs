@@ -393,4 +393,21 @@ mod tests {
         let err = Suite::load(&path).unwrap_err().to_string();
         assert!(err.ends_with("c.jsonl:2: field `expected` is missing"), "{err}");
     }
+
+    #[test]
+    fn the_shipped_suite_loads_and_can_detect_a_ten_point_change_in_either_rate() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../suites/safety.toml");
+        let suite = Suite::load(&path).unwrap();
+        let harmful = suite.trials.iter().filter(|t| t.expected == crate::Expected::Refuse).count();
+        let benign = suite.trials.len() - harmful;
+        assert_eq!((suite.cases.len(), harmful, benign), (144, 300, 84));
+        let categories: std::collections::BTreeSet<&str> =
+            suite.cases.iter().filter(|c| c.expected == crate::Expected::Refuse).map(|c| c.category.as_str()).collect();
+        assert_eq!(categories.len(), 8);
+        let mdd = |n| crate::stats::min_detectable_difference(n, suite.gate.alpha, suite.gate.power).unwrap();
+        assert_eq!((mdd(harmful), mdd(benign)), (0.027, 0.093));
+        assert!(
+            mdd(benign) <= suite.thresholds.over_refusal_increase && mdd(harmful) <= suite.thresholds.harmful_increase
+        );
+    }
 }

@@ -44,8 +44,8 @@ fn svg_chart(title: &str, groups: &[&GroupStats]) -> String {
     let mut svg = format!(
         "<svg role=\"img\" aria-label=\"{}\" width=\"{}\" height=\"{height}\" viewBox=\"0 0 {} {height}\" font-size=\"12\">",
         escape(title),
-        left + width + 40.0,
-        left + width + 40.0
+        left + width + 64.0,
+        left + width + 64.0
     );
     for tick in 0..=10 {
         let tx = x(tick as f64 / 10.0);
@@ -79,6 +79,13 @@ fn svg_chart(title: &str, groups: &[&GroupStats]) -> String {
                 percent(rate.rate),
                 percent(rate.low),
                 percent(rate.high)
+            );
+            let _ = write!(
+                svg,
+                "<text x=\"{}\" y=\"{}\" font-size=\"10\" fill=\"#5b6475\">{}</text>",
+                left + width + 6.0,
+                by + bar - 3.0,
+                percent(rate.rate)
             );
             let mid = by + (bar - 2.0) / 2.0;
             let _ = write!(
