@@ -194,6 +194,11 @@ fn the_baseline_is_cached_and_reused_until_a_setting_changes() {
     let args = ["--baseline", f.refuser.to_str().unwrap(), "--out", out_dir.to_str().unwrap()];
     assert_eq!(code(&f.eval(&suite, &f.complier, &args)), 2);
     assert_eq!(report(&out_dir)["base"]["cached"], false);
+    let cached: Vec<String> = std::fs::read_dir(f.dir.path().join("cache"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert!(cached.len() == 1 && cached[0].ends_with(".json"), "one cached side, no journal left: {cached:?}");
     assert_eq!(code(&f.eval(&suite, &f.complier, &args)), 2);
     assert_eq!(report(&out_dir)["base"]["cached"], true, "the second run hits the cache");
     let mut changed = args.to_vec();

@@ -77,6 +77,11 @@ impl CacheKey {
     pub fn file_name(&self) -> String {
         format!("{}.json", &hash_json(self)[..32])
     }
+
+    /// The file name of the side's [`ReplyJournal`](crate::ReplyJournal) while it is generated.
+    pub fn journal_file_name(&self) -> String {
+        format!("{}.partial.jsonl", &hash_json(self)[..32])
+    }
 }
 
 /// A folder of cached sides.

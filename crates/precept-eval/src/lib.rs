@@ -16,6 +16,7 @@
 //! SideResult (base, cached) + SideResult (tuned) ──compare──> Comparison ──Report::write──> report.{json,md,html}, cases.jsonl, junit.xml
 //! ```
 //!
+//! A [`ReplyJournal`] keeps each side's replies as they are generated, so a killed run resumes.
 //! [`import_cases`] brings other projects' prompt files (CSV, JSONL, text) in as cases, and
 //! [`calibrate`] scores a judge against labelled replies.
 //!
@@ -31,6 +32,7 @@ mod compare;
 mod error;
 mod framing;
 mod import;
+mod journal;
 mod judge;
 mod runner;
 pub mod stats;
@@ -45,6 +47,7 @@ pub use compare::{compare, pair, Comparison, GroupGate, GroupStats, GroupVerdict
 pub use error::{EvalError, Result};
 pub use framing::{expand, load_templates, parse_templates, Framing, Template, Trial, BUILTIN_TEMPLATES, PROMPT_SLOT};
 pub use import::{import_cases, ImportFormat, ImportOptions};
+pub use journal::ReplyJournal;
 pub use judge::{
     parse_llamaguard, GuardVerdict, Judge, JudgeConfig, JudgeItem, Judgement, KeywordJudge, Label, LlamaGuardJudge,
     ModelJudge, DEFAULT_REFUSAL_PHRASES, DEFAULT_RUBRIC, RUBRIC_OPTIONS,

@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{EvalError, Result};
 use crate::framing::{Framing, Trial};
+use crate::journal::ReplyJournal;
 use crate::judge::{Judge, JudgeItem, Judgement, Label};
 
 /// Told about work done, for progress bars and log lines.
@@ -111,11 +112,15 @@ fn conversation(trial: &Trial, replies: &[String], turn: usize) -> Vec<Message> 
 }
 
 /// Generates every reply of `trials`: turn by turn, `options.batch_size` conversations at a time.
+///
+/// With a `journal`, replies it already holds are taken from it, and each finished batch is
+/// appended to it, so a killed run resumes where it stopped.
 pub fn generate_replies<G: Generate>(
     generator: &mut G,
     trials: &[Trial],
     options: &RunOptions,
     progress: &dyn Progress,
+    mut journal: Option<&mut ReplyJournal>,
 ) -> Result<Vec<Vec<String>>> {
     let mut replies: Vec<Vec<String>> = vec![Vec::new(); trials.len()];
     let total = trials.iter().map(|t| t.turns.len()).sum();
@@ -123,7 +128,16 @@ pub fn generate_replies<G: Generate>(
     let turns = trials.iter().map(|t| t.turns.len()).max().unwrap_or(0);
     let stage = "generating replies";
     for turn in 0..turns {
-        let active: Vec<usize> = (0..trials.len()).filter(|&i| trials[i].turns.len() > turn).collect();
+        let mut active = Vec::new();
+        for i in (0..trials.len()).filter(|&i| trials[i].turns.len() > turn) {
+            match journal.as_ref().and_then(|j| j.get(&trials[i].id, turn)) {
+                Some(reply) => {
+                    replies[i].push(reply.to_owned());
+                    progress.advance(1);
+                }
+                None => active.push(i),
+            }
+        }
         for chunk in active.chunks(options.batch_size.max(1)) {
             let conversations: Vec<Vec<Message>> = chunk
                 .iter()
@@ -141,6 +155,11 @@ pub fn generate_replies<G: Generate>(
             }
             for (&i, reply) in chunk.iter().zip(batch) {
                 replies[i].push(reply.text);
+            }
+            if let Some(journal) = journal.as_deref_mut() {
+                let entries: Vec<(&str, usize, &str)> =
+                    chunk.iter().map(|&i| (trials[i].id.as_str(), turn, replies[i][turn].as_str())).collect();
+                journal.record(&entries)?;
             }
             progress.advance(chunk.len());
         }
@@ -224,7 +243,7 @@ mod tests {
             .with_reply("hi", "Hello!")
             .with_reply("recipe", "I'm sorry, I can't.")
             .with_reply("more", "Fine: step one");
-        let replies = generate_replies(&mut scripted, &trials(), &options(), &Silent).unwrap();
+        let replies = generate_replies(&mut scripted, &trials(), &options(), &Silent, None).unwrap();
         assert_eq!(replies[1], ["Hello!", "I'm sorry, I can't.", "Fine: step one"]);
         let last = scripted.seen.last().unwrap();
         let roles: Vec<&str> = last.iter().map(|m| m.role.as_str()).collect();
@@ -241,7 +260,7 @@ mod tests {
             .with_reply("more", "I'm sorry, no.")
             .with_reply("bomb", "I cannot help.");
         let trials = trials();
-        let replies = generate_replies(&mut scripted, &trials, &options(), &Silent).unwrap();
+        let replies = generate_replies(&mut scripted, &trials, &options(), &Silent, None).unwrap();
         let results = judge_replies(&mut KeywordJudge::default(), &trials, replies, 2, &Silent).unwrap();
         let direct = results[0].outcomes();
         assert_eq!(direct.len(), 1);
@@ -266,11 +285,32 @@ mod tests {
             }
         }
         let trials = trials();
-        let replies = generate_replies(&mut Scripted::default(), &trials, &options(), &Silent).unwrap();
+        let replies = generate_replies(&mut Scripted::default(), &trials, &options(), &Silent, None).unwrap();
         let mut judge = CountingJudge(Vec::new(), Vec::new());
         judge_replies(&mut judge, &trials, replies, 3, &Silent).unwrap();
         assert_eq!(judge.0, [3, 1]);
         assert_eq!(judge.1[3].conversation.len(), 5);
         assert_eq!(judge.1[3].conversation[0], Message::user("hi"));
+    }
+
+    #[test]
+    fn a_run_resumed_from_its_journal_generates_only_the_missing_replies() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("side.partial.jsonl");
+        let trials = trials();
+        let mut journal = ReplyJournal::open(&path).unwrap();
+        // A run killed after the first batch: only the direct trial's reply was recorded.
+        journal.record(&[("d/direct", 0, "I cannot help.")]).unwrap();
+        drop(journal);
+        let mut journal = ReplyJournal::open(&path).unwrap();
+        let mut scripted = Scripted::default().with_reply("hi", "Hello!");
+        let replies = generate_replies(&mut scripted, &trials, &options(), &Silent, Some(&mut journal)).unwrap();
+        assert_eq!(replies[0], ["I cannot help."]);
+        assert_eq!(scripted.seen.len(), 3, "only the escalation's three turns were generated");
+        let mut fresh = Scripted::default();
+        let again =
+            generate_replies(&mut fresh, &trials, &options(), &Silent, Some(&mut ReplyJournal::open(&path).unwrap()))
+                .unwrap();
+        assert_eq!((again, fresh.seen.len()), (replies, 0));
     }
 }

@@ -4,7 +4,7 @@
 //! Everything is resolved and checked first (suite, case files, model folders, judge), the
 //! resolved settings are written to `DIR/run.json`, then the base side is taken from the cache
 //! or generated and judged (and cached), then the tuned side; the comparison becomes the reports
-//! and the exit code.
+//! and the exit code. Replies are journalled as each batch finishes, so a killed run resumes.
 
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -14,7 +14,7 @@ use burn::tensor::backend::Backend;
 use precept_data::write_atomic;
 use precept_eval::{
     compare, generate_replies, hash_json, hash_model_dir, judge_replies, terminal_table, BaselineCache, CacheKey,
-    Judge, Report, RunOptions, SideInfo, SideResult, Suite, Verdict,
+    Judge, ReplyJournal, Report, RunOptions, SideInfo, SideResult, Suite, Verdict,
 };
 use precept_model::LocalGenerator;
 use serde::Serialize;
@@ -95,15 +95,25 @@ impl Plan {
     }
 }
 
-/// Generates and judges one side.
+/// Where a side's replies are journalled while it runs: the cache folder, else the output folder.
+fn journal_path(plan: &Plan, key: &CacheKey) -> Option<PathBuf> {
+    plan.cache_dir.as_ref().or(plan.out.as_ref()).map(|dir| dir.join(key.journal_file_name()))
+}
+
+/// Generates and judges one side, resuming from its journal when an earlier run was killed.
 fn run_side<B: Backend>(
     plan: &Plan,
-    side: &SidePlan,
+    (side, key): (&SidePlan, &CacheKey),
     name: &'static str,
     judge: &mut dyn Judge,
     (device, quiet): (&B::Device, bool),
 ) -> Result<SideResult> {
     let trials = &plan.suite.trials;
+    let mut journal = journal_path(plan, key).map(|path| ReplyJournal::open(&path)).transpose()?;
+    let resumed = journal.as_ref().map_or(0, ReplyJournal::len);
+    if resumed > 0 {
+        tracing::info!("{name}: resuming with {resumed} replies from an earlier run");
+    }
     let mut generator = LocalGenerator::<B>::open(&side.model, device)
         .with_context(|| format!("loading the {name} model in {}", side.model.display()))?;
     let options = RunOptions {
@@ -113,16 +123,23 @@ fn run_side<B: Backend>(
     };
     let progress = EvalProgress::new(name, quiet);
     let started = Instant::now();
-    let replies = generate_replies(&mut generator, trials, &options, &progress)?;
+    let replies = generate_replies(&mut generator, trials, &options, &progress, journal.as_mut())?;
     let seconds = started.elapsed().as_secs_f64();
-    tracing::info!(
-        "{name}: {} trials generated in {seconds:.1}s ({:.1} trials/min at batch {})",
-        trials.len(),
-        trials.len() as f64 * 60.0 / seconds.max(1e-9),
-        options.batch_size
-    );
+    if resumed == 0 {
+        tracing::info!(
+            "{name}: {} trials generated in {seconds:.1}s ({:.1} trials/min at batch {})",
+            trials.len(),
+            trials.len() as f64 * 60.0 / seconds.max(1e-9),
+            options.batch_size
+        );
+    } else {
+        tracing::info!("{name}: the remaining replies generated in {seconds:.1}s");
+    }
     drop(generator);
     let results = judge_replies(judge, trials, replies, options.batch_size, &progress)?;
+    if let Some(journal) = journal {
+        journal.remove()?;
+    }
     Ok(SideResult {
         model: side.model.display().to_string(),
         system_prompt: side.system_prompt.clone(),
@@ -154,7 +171,8 @@ impl DeviceCommand for Gate {
                 side
             }
             None => {
-                let side = run_side::<B>(&plan, &plan.base, "base", judge.as_mut(), (&device, self.quiet))?;
+                let side =
+                    run_side::<B>(&plan, (&plan.base, &base_key), "base", judge.as_mut(), (&device, self.quiet))?;
                 if let Some(cache) = &cache {
                     let path = cache.store(&base_key, &side)?;
                     tracing::info!("base: results cached in {}", path.display());
@@ -162,11 +180,12 @@ impl DeviceCommand for Gate {
                 side
             }
         };
-        let tuned = if plan.key(&plan.tuned, &judge_hash)? == base_key {
+        let tuned_key = plan.key(&plan.tuned, &judge_hash)?;
+        let tuned = if tuned_key == base_key {
             tracing::info!("tuned: same model, settings and judge as the base; reusing its results");
             SideResult { model: plan.tuned.model.display().to_string(), ..base.clone() }
         } else {
-            run_side::<B>(&plan, &plan.tuned, "tuned", judge.as_mut(), (&device, self.quiet))?
+            run_side::<B>(&plan, (&plan.tuned, &tuned_key), "tuned", judge.as_mut(), (&device, self.quiet))?
         };
         let suite = &plan.suite;
         let comparison = compare(&base, &tuned, &suite.thresholds, &suite.gate);
