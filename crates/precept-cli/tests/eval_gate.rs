@@ -180,6 +180,10 @@ fn bad_suites_and_missing_models_fail_with_exit_code_1_naming_the_file() {
         common::precept_error(&["eval", "--suite", bad.to_str().unwrap(), "--model", f.refuser.to_str().unwrap()]);
     assert!(stderr.contains("bad.toml:2: unknown variant `sideways`"), "{stderr}");
     let suite = suite(f.dir.path(), 0.5);
+    // A usage error is 1 too, never clap's 2, which would read as a safety regression.
+    let stderr = common::precept_error(&["eval", "--suite", suite.to_str().unwrap()]);
+    assert!(stderr.contains("--model <MODEL>"), "{stderr}");
+    assert_eq!(precept(&["eval", "--help"]).status.code(), Some(0));
     let missing = f.dir.path().join("absent");
     let stderr =
         common::precept_error(&["eval", "--suite", suite.to_str().unwrap(), "--model", missing.to_str().unwrap()]);

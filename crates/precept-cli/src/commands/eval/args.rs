@@ -54,8 +54,8 @@ pub struct GateArgs {
     /// System prompt for the tuned side only (the base keeps the suite's).
     #[arg(long)]
     pub tuned_system: Option<String>,
-    /// Folder for report.json, cases.jsonl, report.md, junit.xml and report.html; without it a
-    /// table is printed.
+    /// Folder for report.json, cases.jsonl, report.md, junit.xml and report.html (the summary
+    /// table is printed either way).
     #[arg(long)]
     pub out: Option<PathBuf>,
     /// Folder of cached baseline results.
