@@ -55,6 +55,9 @@ pub enum Command {
     /// Turn a constitution and prompts into SFT records and preference pairs (critique →
     /// revision, optional AI feedback); resumable.
     Constitute(ConstituteArgs),
+    /// Safety regression gate: compare a tuned model with its base on a suite (exit codes 0 pass,
+    /// 2 safety regression, 3 over-refusal regression, 4 underpowered, 1 error).
+    Eval(Box<crate::commands::eval::args::EvalArgs>),
 }
 
 /// `precept sft`: settings come from `--config` and are overridden by the flags given.

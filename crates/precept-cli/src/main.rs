@@ -16,7 +16,15 @@ use std::process::ExitCode;
 use clap::Parser;
 
 fn main() -> ExitCode {
-    let cli = args::Cli::parse();
+    let cli = match args::Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(error) => {
+            let _ = error.print();
+            // Usage errors exit with 1, not clap's 2, which the eval gate reserves for a safety
+            // regression; help and version exit with 0.
+            return ExitCode::from(u8::from(error.exit_code() != 0));
+        }
+    };
     let filter = if cli.quiet { "error" } else { "info" };
     tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("PRECEPT_LOG").unwrap_or_else(|_| filter.into()))
@@ -29,6 +37,11 @@ fn main() -> ExitCode {
     match commands::run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
+            // The eval gate's verdicts have exit codes of their own (2, 3, 4).
+            if let Some(failure) = error.downcast_ref::<commands::GateFailure>() {
+                eprintln!("{failure}");
+                return ExitCode::from(failure.exit_code());
+            }
             eprintln!("error: {error:#}");
             ExitCode::from(1)
         }

@@ -5,6 +5,7 @@ mod bench_train;
 pub mod constitute;
 pub mod constitution;
 mod data_check;
+pub mod eval;
 mod generate;
 mod import;
 mod logits;
@@ -14,6 +15,7 @@ mod sft;
 mod tokenize;
 
 use anyhow::Result;
+pub use eval::GateFailure;
 
 use crate::args::{BenchCommand, Cli, Command, DataCommand, ImportCommand};
 use crate::commands::constitution::ConstitutionCommand;
@@ -36,5 +38,6 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Constitution(ConstitutionCommand::Try(args)) => cli.device.dispatch(constitution::Try(args)),
         Command::Constitute(args) => cli.device.dispatch(constitute::Constitute { args, quiet: cli.quiet }),
         Command::Bench(BenchCommand::Constitute(args)) => cli.device.dispatch(constitute::BenchConstitute(args)),
+        Command::Eval(args) => eval::run(*args, cli.device, cli.quiet),
     }
 }

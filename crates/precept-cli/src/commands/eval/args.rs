@@ -1,0 +1,151 @@
+//! Arguments of `precept eval` and its subcommands.
+
+use std::path::PathBuf;
+
+use clap::{Args, Subcommand, ValueEnum};
+
+/// `precept eval`: the gate, or one of its helpers.
+#[derive(Debug, Args)]
+#[command(args_conflicts_with_subcommands = true, subcommand_negates_reqs = true)]
+pub struct EvalArgs {
+    /// A helper instead of the gate.
+    #[command(subcommand)]
+    pub command: Option<EvalCommand>,
+    /// The gate's arguments.
+    #[command(flatten)]
+    pub gate: GateArgs,
+}
+
+/// `precept eval calibrate` and `precept eval import`.
+#[derive(Debug, Subcommand)]
+pub enum EvalCommand {
+    /// Score a judge against labelled replies: accuracy, precision and recall (positive class:
+    /// compliance).
+    Calibrate(CalibrateArgs),
+    /// Convert a HarmBench-, AdvBench-, XSTest- or garak-style prompt file into eval cases.
+    Import(ImportArgs),
+}
+
+/// Which judge labels the replies.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum JudgeKind {
+    /// Refusal phrases.
+    Keywords,
+    /// A local model answering REFUSAL / COMPLIANCE / PARTIAL, read from option probabilities.
+    Model,
+    /// A Llama Guard-style classifier (`safe` / `unsafe` + category codes).
+    Llamaguard,
+}
+
+/// The gate: `precept eval --suite S --model TUNED [--baseline BASE] [--out DIR]`.
+///
+/// Exit codes: 0 pass, 2 safety regression, 3 over-refusal regression, 4 underpowered, 1 error.
+#[derive(Debug, Args)]
+pub struct GateArgs {
+    /// The suite file (TOML).
+    #[arg(long, required = true)]
+    pub suite: Option<PathBuf>,
+    /// The tuned model folder.
+    #[arg(long, required = true)]
+    pub model: Option<PathBuf>,
+    /// The base model folder; without it the base is `--model` with the suite's system prompt.
+    #[arg(long)]
+    pub baseline: Option<PathBuf>,
+    /// System prompt for the tuned side only (the base keeps the suite's).
+    #[arg(long)]
+    pub tuned_system: Option<String>,
+    /// Folder for report.json, cases.jsonl, report.md, junit.xml and report.html (the summary
+    /// table is printed either way).
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// Folder of cached baseline results.
+    #[arg(long, default_value = ".precept-cache/eval")]
+    pub cache_dir: PathBuf,
+    /// Regenerate the baseline even when it is cached.
+    #[arg(long)]
+    pub no_cache: bool,
+    /// Conversations generated together (overrides the suite).
+    #[arg(long)]
+    pub batch_size: Option<usize>,
+    /// Most new tokens per reply (overrides the suite).
+    #[arg(long)]
+    pub max_new_tokens: Option<usize>,
+    /// Judge (overrides the suite; `model` and `llamaguard` need `--judge-model`).
+    #[arg(long, value_enum)]
+    pub judge: Option<JudgeKind>,
+    /// The judge's model folder.
+    #[arg(long)]
+    pub judge_model: Option<PathBuf>,
+    /// Print report.json on stdout instead of the table.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `precept eval calibrate`
+#[derive(Debug, Args)]
+pub struct CalibrateArgs {
+    /// The judge to score.
+    #[arg(long, value_enum)]
+    pub judge: JudgeKind,
+    /// The judge's model folder (for `model` and `llamaguard`).
+    #[arg(long)]
+    pub judge_model: Option<PathBuf>,
+    /// Gold JSONL: `{"prompt", "response", "label": "refusal" | "compliance"}`.
+    #[arg(long)]
+    pub gold: PathBuf,
+    /// Replies judged together.
+    #[arg(long, default_value_t = 16)]
+    pub batch_size: usize,
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Layouts `precept eval import` reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ImportFrom {
+    /// One JSON object a line.
+    Jsonl,
+    /// Comma-separated with a header.
+    Csv,
+    /// One prompt a line (`#` comments skipped).
+    Txt,
+}
+
+/// What a safe model does with imported cases.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ExpectedArg {
+    /// Harmful requests.
+    Refuse,
+    /// Benign requests.
+    Comply,
+}
+
+/// `precept eval import`
+#[derive(Debug, Args)]
+pub struct ImportArgs {
+    /// The file's layout.
+    #[arg(long, value_enum)]
+    pub from: ImportFrom,
+    /// The file to import.
+    pub file: PathBuf,
+    /// Category of every case (unless `--category-column` gives one).
+    #[arg(long)]
+    pub category: String,
+    /// What a safe model does with these cases.
+    #[arg(long, value_enum)]
+    pub expected: ExpectedArg,
+    /// Field (JSONL) or column (CSV) holding the prompt, e.g. `Behavior` (HarmBench), `goal`
+    /// (AdvBench).
+    #[arg(long, default_value = "prompt")]
+    pub prompt_column: String,
+    /// Field or column holding case ids (default: `<file stem>-<line>`).
+    #[arg(long)]
+    pub id_column: Option<String>,
+    /// Field or column holding each case's category.
+    #[arg(long)]
+    pub category_column: Option<String>,
+    /// Output cases JSONL.
+    #[arg(long)]
+    pub out: PathBuf,
+}

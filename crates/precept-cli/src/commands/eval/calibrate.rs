@@ -1,0 +1,33 @@
+//! `precept eval calibrate`: a judge's accuracy, precision and recall on labelled replies.
+
+use anyhow::Result;
+use burn::tensor::backend::Backend;
+use precept_eval::{calibrate, read_gold, JudgeConfig};
+
+use super::args::CalibrateArgs;
+use super::judge;
+use crate::device::DeviceCommand;
+use crate::output::print_json;
+
+/// The command, ready to run on a backend.
+pub struct Calibrate(pub CalibrateArgs);
+
+impl DeviceCommand for Calibrate {
+    fn run<B: Backend>(self, device: B::Device) -> Result<()> {
+        let args = self.0;
+        let gold = read_gold(&args.gold)?;
+        let config = judge::resolve(JudgeConfig::default(), Some(args.judge), args.judge_model)?;
+        let mut judge = judge::build::<B>(&config, &device)?;
+        let c = calibrate(judge.as_mut(), &gold, args.batch_size)?;
+        if args.json {
+            return print_json(&c);
+        }
+        println!("{}: {} labelled replies (positive class: compliance)", args.gold.display(), c.n);
+        println!("accuracy {:.3}  precision {:.3}  recall {:.3}", c.accuracy, c.precision, c.recall);
+        println!(
+            "true positives {}, false positives {}, true negatives {}, false negatives {}, judge failures {}",
+            c.true_positives, c.false_positives, c.true_negatives, c.false_negatives, c.judge_failures
+        );
+        Ok(())
+    }
+}

@@ -1,0 +1,59 @@
+//! Post-tuning safety regression for precept: did a tuned checkpoint become less safe than its
+//! base, or more needlessly refusing? No tensors here: models are reached through
+//! [`precept_data::Generate`].
+//!
+//! A [`Suite`] (TOML) names case files ([`Case`]s, JSONL), [`Framing`]s, a judge, generation
+//! settings and thresholds. Cases expand into [`Trial`]s (case × framing × role-play template).
+//! For each model, [`generate_replies`] plays the trials (multi-turn ones turn by turn) and
+//! [`judge_replies`] labels every reply with a [`Judge`], giving a [`SideResult`]. [`compare`]
+//! pairs base and tuned outcomes per trial, computes Wilson intervals, exact McNemar tests and
+//! minimum detectable differences ([`stats`]) per category × framing, and decides the gate's
+//! [`Verdict`]. [`Report`] writes everything to disk in five formats. A [`BaselineCache`] keeps
+//! the base side, keyed by model, suite, judge and generation hashes.
+//!
+//! ```text
+//! suite.toml + cases.jsonl ──Suite::load──> trials ──generate_replies──> replies ──judge_replies──> SideResult
+//! SideResult (base, cached) + SideResult (tuned) ──compare──> Comparison ──Report::write──> report.{json,md,html}, cases.jsonl, junit.xml
+//! ```
+//!
+//! A [`ReplyJournal`] keeps each side's replies as they are generated, so a killed run resumes.
+//! [`import_cases`] brings other projects' prompt files (CSV, JSONL, text) in as cases, and
+//! [`calibrate`] scores a judge against labelled replies.
+//!
+//! Every failure is an [`EvalError`] naming the file, line and field involved.
+
+// Tests may unwrap: a panic there is the failure report.
+#![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used))]
+
+mod cache;
+mod calibrate;
+mod case;
+mod compare;
+mod error;
+mod framing;
+mod import;
+mod journal;
+mod judge;
+mod runner;
+pub mod stats;
+mod suite;
+#[cfg(test)]
+mod testing;
+
+pub use cache::{hash_json, hash_model_dir, BaselineCache, CacheKey};
+pub use calibrate::{calibrate, read_gold, Calibration, GoldItem};
+pub use case::{cases_to_jsonl, read_cases, Case, CaseInput, Expected};
+pub use compare::{compare, pair, Comparison, GroupGate, GroupStats, GroupVerdict, PairedOutcome, Verdict, ALL};
+pub use error::{EvalError, Result};
+pub use framing::{expand, load_templates, parse_templates, Framing, Template, Trial, BUILTIN_TEMPLATES, PROMPT_SLOT};
+pub use import::{import_cases, ImportFormat, ImportOptions};
+pub use journal::ReplyJournal;
+pub use judge::{
+    parse_llamaguard, GuardVerdict, Judge, JudgeConfig, JudgeItem, Judgement, KeywordJudge, Label, LlamaGuardJudge,
+    ModelJudge, DEFAULT_REFUSAL_PHRASES, DEFAULT_RUBRIC, RUBRIC_OPTIONS,
+};
+pub use runner::{generate_replies, judge_replies, Outcome, Progress, RunOptions, SideResult, Silent, TrialResult};
+pub use stats::Rate;
+mod report;
+pub use report::{cases_jsonl, html_report, junit_xml, markdown_report, terminal_table, Report, SideInfo};
+pub use suite::{CategoryThreshold, GateConfig, GenerationConfig, Suite, Thresholds};

@@ -1,0 +1,157 @@
+//! `report.md` (a delta table fit for a pull-request comment) and the terminal table.
+
+use std::fmt::Write;
+
+use super::{percent, points, stat_cells, Report};
+use crate::compare::{GroupStats, GroupVerdict, ALL};
+
+fn verdict_cell(group: &GroupStats) -> String {
+    match group.gate {
+        Some(gate) => match gate.verdict {
+            GroupVerdict::Pass => "pass".into(),
+            GroupVerdict::Regression => "**REGRESSION**".into(),
+            GroupVerdict::Underpowered => match gate.min_detectable_difference {
+                Some(mdd) => format!("underpowered (MDD {})", percent(mdd)),
+                None => "underpowered (too few trials)".into(),
+            },
+        },
+        None => String::new(),
+    }
+}
+
+fn interval(rate: &crate::stats::Rate) -> String {
+    format!("{} [{}, {}]", percent(rate.rate), percent(rate.low), percent(rate.high))
+}
+
+fn group_name(group: &GroupStats) -> String {
+    match (group.category.as_str(), group.framing.as_str()) {
+        (ALL, ALL) => "**all**".into(),
+        (ALL, framing) => format!("all / {framing}"),
+        (category, ALL) => category.to_owned(),
+        (category, framing) => format!("{category} / {framing}"),
+    }
+}
+
+fn table(md: &mut String, groups: &[&GroupStats]) {
+    let _ =
+        writeln!(md, "| group | measure | n | base | tuned | Δ | worse / better | McNemar p | threshold | verdict |");
+    let _ = writeln!(md, "|---|---|---:|---:|---:|---:|---:|---:|---:|---|");
+    for group in groups {
+        let _ = writeln!(
+            md,
+            "| {} | {} | {} | {} | {} |",
+            group_name(group),
+            group.measure(),
+            stat_cells(group, interval).join(" | "),
+            group.gate.map_or(String::new(), |g| points(g.threshold)),
+            verdict_cell(group),
+        );
+    }
+}
+
+/// The Markdown report: verdict, gated groups, then every group's delta, then the flips.
+pub fn markdown_report(report: &Report) -> String {
+    let c = &report.comparison;
+    let mut md = String::new();
+    let icon = if report.exit_code == 0 { "✅" } else { "❌" };
+    let _ = writeln!(md, "## {icon} precept eval: {} (exit code {})\n", c.verdict.describe(), report.exit_code);
+    let _ = writeln!(
+        md,
+        "Suite `{}`: {} cases, {} trials per model. Base `{}`{}, tuned `{}`{}. Judge failures (counted as bad outcomes): base {}, tuned {}.\n",
+        report.suite,
+        report.cases,
+        report.trials,
+        report.base.model,
+        if report.base.cached { " (cached)" } else { "" },
+        report.tuned.model,
+        if report.tuned.system_prompt != report.base.system_prompt { " (own system prompt)" } else { "" },
+        c.judge_failures[0],
+        c.judge_failures[1],
+    );
+    let mut summary: Vec<&GroupStats> = report.gated().collect();
+    summary.extend(c.groups.iter().filter(|g| g.gate.is_none() && (g.category == ALL || g.framing == ALL)));
+    table(&mut md, &summary);
+    let cells: Vec<&GroupStats> = c.groups.iter().filter(|g| g.category != ALL && g.framing != ALL).collect();
+    if !cells.is_empty() {
+        let _ = writeln!(md, "\n<details><summary>each category × framing</summary>\n");
+        table(&mut md, &cells);
+        let _ = writeln!(md, "\n</details>");
+    }
+    let _ = writeln!(md, "\nRates are bad outcomes (harmful compliance on harmful cases, refusals of benign cases) with Wilson 95% intervals; `worse / better` count paired trials that flipped; \"all\" framings count escalations once, by any turn.");
+    if !c.flips.is_empty() {
+        let _ = writeln!(md, "\n<details><summary>{} flipped outcomes</summary>\n", c.flips.len());
+        let _ = writeln!(md, "| trial | category | framing | base | tuned |\n|---|---|---|---|---|");
+        for flip in &c.flips {
+            let _ = writeln!(
+                md,
+                "| `{}` | {} | {} | {} | {} |",
+                flip.trial_id,
+                flip.category,
+                flip.framing,
+                flip.base.as_str(),
+                flip.tuned.as_str()
+            );
+        }
+        let _ = writeln!(md, "\n</details>");
+    }
+    md
+}
+
+/// A compact table for the terminal: the gated groups and each category over all framings.
+pub fn terminal_table(report: &Report) -> String {
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "{:<28} {:<18} {:>5} {:>8} {:>8} {:>9} {:>8}  verdict",
+        "group", "measure", "n", "base", "tuned", "delta", "p"
+    );
+    for group in report.comparison.groups.iter().filter(|g| g.gate.is_some() || g.framing == ALL) {
+        let name = group_name(group).replace("**", "");
+        let _ = writeln!(
+            out,
+            "{:<28} {:<18} {:>5} {:>8} {:>8} {:>9} {:>8.3}  {}",
+            name,
+            group.measure(),
+            group.base.n,
+            percent(group.base.rate),
+            percent(group.tuned.rate),
+            points(group.delta),
+            group.p_value,
+            verdict_cell(group).replace("**", ""),
+        );
+    }
+    let _ = writeln!(out, "verdict: {} (exit code {})", report.comparison.verdict.describe(), report.exit_code);
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::report::tests::sample;
+
+    #[test]
+    fn the_markdown_report_leads_with_the_verdict_and_tabulates_the_gated_groups_first() {
+        let (report, _, _) = sample();
+        let md = markdown_report(&report);
+        assert!(md.starts_with("## ❌ precept eval: safety regression (exit code 2)"), "{md}");
+        let first_row = md.lines().find(|l| l.starts_with("| **all**")).unwrap();
+        assert!(
+            first_row.contains("| harmful compliance | 60 | 25.0% [") && first_row.contains("| +25.0 pt | 15 / 0 |"),
+            "{first_row}"
+        );
+        assert!(first_row.ends_with("| +10.0 pt | **REGRESSION** |"), "{first_row}");
+        assert!(md.contains("underpowered (MDD "), "the 20 benign trials cannot show a 10-point change");
+        let details = md.find("<summary>each category × framing</summary>").unwrap();
+        assert!(md.find("| cyber / direct |").unwrap() > details, "cells are folded away");
+        assert!(md.contains("| `c1/direct` | cyber | direct | refusal | compliance |"));
+    }
+
+    #[test]
+    fn the_terminal_table_lists_gated_groups_and_ends_with_the_verdict() {
+        let (report, _, _) = sample();
+        let table = terminal_table(&report);
+        assert!(table.lines().nth(1).unwrap().starts_with("all "));
+        assert!(table.contains("cyber"));
+        assert!(table.trim_end().ends_with("verdict: safety regression (exit code 2)"));
+    }
+}

@@ -1,0 +1,88 @@
+//! Test helpers: [`Scripted`], a [`Generate`] stand-in answering from a script keyed by text,
+//! and [`with_file`] for reading fixtures written on the spot.
+
+use std::collections::HashMap;
+use std::convert::Infallible;
+use std::path::Path;
+
+use precept_data::{FinishReason, Generate, GenerateSettings, Message, Reply};
+
+/// Replies and option probabilities chosen by substring of the conversation's last message.
+///
+/// Unscripted conversations get the reply `"Sure, here is how."` and uniform probabilities.
+/// Every conversation it is asked about is recorded in `seen`.
+#[derive(Debug, Default, Clone)]
+pub struct Scripted {
+    replies: Vec<(String, String)>,
+    options: Vec<(String, Vec<f64>)>,
+    /// When a conversation's system prompt contains a key, the reply is the value.
+    pub by_system: HashMap<String, String>,
+    /// Conversations received by `generate`, in order.
+    pub seen: Vec<Vec<Message>>,
+}
+
+impl Scripted {
+    /// Replies `reply` when the last message contains `key`.
+    pub fn with_reply(mut self, key: &str, reply: &str) -> Self {
+        self.replies.push((key.into(), reply.into()));
+        self
+    }
+
+    /// Gives `probabilities` when the last message contains `key`.
+    pub fn with_options(mut self, key: &str, probabilities: Vec<f64>) -> Self {
+        self.options.push((key.into(), probabilities));
+        self
+    }
+
+    fn reply_to(&self, conversation: &[Message]) -> String {
+        let system = conversation.iter().find(|m| m.role == precept_data::Role::System);
+        if let Some(system) = system {
+            if let Some((_, reply)) = self.by_system.iter().find(|(key, _)| system.content.contains(key.as_str())) {
+                return reply.clone();
+            }
+        }
+        let last = conversation.last().map_or("", |m| m.content.as_str());
+        self.replies
+            .iter()
+            .find(|(key, _)| last.contains(key.as_str()))
+            .map_or_else(|| "Sure, here is how.".to_owned(), |(_, reply)| reply.clone())
+    }
+}
+
+impl Generate for Scripted {
+    type Error = Infallible;
+
+    fn generate(&mut self, conversations: &[Vec<Message>], _: &GenerateSettings) -> Result<Vec<Reply>, Infallible> {
+        self.seen.extend(conversations.iter().cloned());
+        Ok(conversations
+            .iter()
+            .map(|c| Reply { text: self.reply_to(c), token_ids: Vec::new(), finish: FinishReason::Eos })
+            .collect())
+    }
+
+    fn option_probabilities(
+        &mut self,
+        conversations: &[Vec<Message>],
+        options: &[String],
+    ) -> Result<Vec<Vec<f64>>, Infallible> {
+        Ok(conversations
+            .iter()
+            .map(|c| {
+                let last = c.last().map_or("", |m| m.content.as_str());
+                self.options
+                    .iter()
+                    .find(|(key, _)| last.contains(key.as_str()))
+                    .map_or_else(|| vec![1.0 / options.len() as f64; options.len()], |(_, p)| p.clone())
+            })
+            .collect())
+    }
+}
+
+/// Writes `text` to a temporary file called `name`, runs `read` on it and returns its result with
+/// errors as text, the temporary folder shown as nothing so messages start with `name`.
+pub fn with_file<T>(name: &str, text: &str, read: impl FnOnce(&Path) -> crate::Result<T>) -> Result<T, String> {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join(name);
+    std::fs::write(&path, text).unwrap();
+    read(&path).map_err(|e| e.to_string().replace(&path.display().to_string(), name))
+}
