@@ -17,6 +17,13 @@ type A = Autodiff<Flex>;
 struct Quiet;
 impl TrainObserver for Quiet {}
 
+/// The backend's random generator is global: tests that seed it and draw from it (weight init,
+/// LoRA init, dropout) run one at a time so each sees only its own draws.
+fn serial() -> std::sync::MutexGuard<'static, ()> {
+    static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    SERIAL.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
 fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
 }
@@ -70,6 +77,7 @@ fn comparable(records: Vec<Value>) -> Vec<Value> {
 
 #[test]
 fn a_lora_run_lowers_the_loss_and_writes_metrics_checkpoints_and_a_peft_adapter() {
+    let _serial = serial();
     let dir = tempfile::tempdir().unwrap();
     let model = tiny_model_dir(dir.path());
     let run = dir.path().join("run");
@@ -105,6 +113,7 @@ fn a_lora_run_lowers_the_loss_and_writes_metrics_checkpoints_and_a_peft_adapter(
 /// Runs `config` through step 6 in one go, and again from a copy of its step-2 checkpoint,
 /// and compares the trained files byte for byte.
 fn assert_resume_is_bit_identical(method: Method, trained_file: &str) {
+    let _serial = serial();
     let dir = tempfile::tempdir().unwrap();
     let model = tiny_model_dir(dir.path());
     let whole = dir.path().join("whole");
@@ -143,6 +152,7 @@ fn a_resumed_full_fine_tune_ends_bit_identical_to_an_uninterrupted_one() {
 
 #[test]
 fn a_diverging_run_stops_with_its_step_and_keeps_the_last_good_checkpoint() {
+    let _serial = serial();
     let dir = tempfile::tempdir().unwrap();
     let model = tiny_model_dir(dir.path());
     let run = dir.path().join("run");
@@ -158,6 +168,7 @@ fn a_diverging_run_stops_with_its_step_and_keeps_the_last_good_checkpoint() {
 
 #[test]
 fn a_second_run_into_the_same_folder_needs_resume_and_the_same_settings() {
+    let _serial = serial();
     let dir = tempfile::tempdir().unwrap();
     let model = tiny_model_dir(dir.path());
     let run = dir.path().join("run");

@@ -6,6 +6,7 @@ use std::time::Instant;
 
 use burn::module::AutodiffModule;
 use burn::optim::{GradientsAccumulator, GradientsParams};
+use burn::tensor::activation::log_softmax;
 use burn::tensor::backend::Backend;
 use burn::tensor::ElementConversion;
 use precept_data::{prepare_file, PreparationStats, PrepareOptions, TokenizedExample, Tokenizer};
@@ -21,7 +22,7 @@ use super::batches::{BatchPlan, BatchTensors};
 use super::config::{Method, SftConfig};
 use crate::checkpoint::{load_optimizer, Checkpoints, TrainerState};
 use crate::error::{Result, TrainError};
-use crate::loss::{masked_next_token_loss, next_token_loss, CrossEntropyBackend, SftLoss};
+use crate::loss::{learnt_token_logits, next_token_loss, CrossEntropyBackend, LearntTokens, SftLoss};
 use crate::metrics::MetricsLog;
 use crate::optim::{clip_factor, global_grad_norm, AdamW};
 use crate::run_config::write_run_config;
@@ -257,15 +258,19 @@ fn save_trained<B: Backend>(
     Ok(())
 }
 
-/// Mean next-token loss over every evaluation row.
+/// Mean next-token loss over every evaluation row (logits only where a learnt token is
+/// predicted, as in training).
 fn evaluate<B: Backend>(model: &LlamaForCausalLM<B>, plan: &BatchPlan, device: &B::Device) -> f64 {
     let (mut sum, mut tokens) = (0.0f64, 0usize);
     for rows in plan.in_order() {
         let batch = BatchTensors::<B>::new(&rows, device);
-        let logits = model.forward(batch.ids.clone(), &batch.inputs, None);
-        let loss = masked_next_token_loss(logits, batch.ids, batch.loss_mask);
-        sum += loss.sum.into_scalar().elem::<f64>();
-        tokens += loss.tokens;
+        if let Ok(LearntTokens { logits, targets, rows }) =
+            learnt_token_logits(model, batch.ids, &batch.inputs, batch.loss_mask)
+        {
+            let picked = log_softmax(logits, 1).gather(1, targets.unsqueeze_dim(1));
+            sum -= picked.sum().into_scalar().elem::<f64>();
+            tokens += rows.len();
+        }
     }
     sum / tokens.max(1) as f64
 }
