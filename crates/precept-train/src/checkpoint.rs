@@ -182,3 +182,26 @@ pub fn load_optimizer<B: AutodiffBackend>(
     }
     Ok(AdamW::from_state(config, steps, moments))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn half_written_checkpoints_are_ignored_and_corrupt_state_is_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let checkpoints = Checkpoints::new(dir.path());
+        assert!(checkpoints.latest().unwrap().is_none());
+        let root = dir.path().join(CHECKPOINTS_DIR);
+        // A folder without its state file (a save killed half-way) does not count.
+        std::fs::create_dir_all(root.join("checkpoint-000004")).unwrap();
+        std::fs::create_dir_all(root.join("checkpoint-000002")).unwrap();
+        std::fs::write(root.join("checkpoint-000002").join(TRAINER_STATE_FILE), r#"{"step":2,"num_tokens":10}"#)
+            .unwrap();
+        let (found, state) = checkpoints.latest().unwrap().unwrap();
+        assert!(found.ends_with("checkpoint-000002") && state.step == 2);
+        std::fs::write(root.join("checkpoint-000004").join(TRAINER_STATE_FILE), b"{\"step\": ").unwrap();
+        let error = checkpoints.latest().unwrap_err().to_string();
+        assert!(error.contains("checkpoint-000004") && error.contains(TRAINER_STATE_FILE), "{error}");
+    }
+}

@@ -174,3 +174,40 @@ impl SftConfig {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn valid() -> SftConfig {
+        SftConfig { model: "m".into(), data: "d.jsonl".into(), out: "o".into(), ..SftConfig::default() }
+    }
+
+    #[test]
+    fn invalid_settings_name_the_setting() {
+        assert!(valid().validate().is_ok());
+        let cases: Vec<(SftConfig, &str)> = vec![
+            (SftConfig { data: "".into(), ..valid() }, "setting `data`: is required"),
+            (SftConfig { learning_rate: f64::NAN, ..valid() }, "setting `learning_rate`"),
+            (SftConfig { eval_ratio: 1.0, ..valid() }, "setting `eval_ratio`"),
+            (SftConfig { max_steps: Some(0), ..valid() }, "setting `max_steps`"),
+            (SftConfig { num_train_epochs: 0.0, ..valid() }, "setting `max_steps`"),
+            (SftConfig { per_device_train_batch_size: 0, ..valid() }, "setting `per_device_train_batch_size`"),
+            (SftConfig { max_length: 1, ..valid() }, "setting `max_length`: must be at least 2"),
+            (SftConfig { eval_steps: Some(0), ..valid() }, "setting `eval_steps`"),
+            (SftConfig { max_grad_norm: Some(-1.0), ..valid() }, "setting `max_grad_norm`"),
+            (SftConfig { lora: LoraConfig { r: 0, ..LoraConfig::default() }, ..valid() }, "setting `lora.r`"),
+            (SftConfig { method: Method::Full, merge: true, ..valid() }, "setting `merge`"),
+        ];
+        for (config, expected) in cases {
+            let message = config.validate().unwrap_err().to_string();
+            assert!(message.contains(expected), "{message}");
+        }
+    }
+
+    #[test]
+    fn unknown_keys_in_a_settings_file_are_errors() {
+        let error = toml::from_str::<SftConfig>("model = \"m\"\nlearning_rat = 1e-4\n").unwrap_err().to_string();
+        assert!(error.contains("learning_rat") && error.contains("line 2"), "{error}");
+    }
+}
