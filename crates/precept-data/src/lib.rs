@@ -33,6 +33,7 @@ mod atomic;
 mod chat_template;
 mod error;
 mod generate;
+mod hashing;
 mod hf_config;
 mod message;
 mod prefs;
@@ -47,8 +48,9 @@ pub use atomic::{write_atomic, write_atomic_with};
 pub use chat_template::ChatTemplate;
 pub use error::{DataError, Result};
 pub use generate::{normalise_log_probabilities, FinishReason, Generate, GenerateSettings, Reply};
+pub use hashing::{hash_json, hash_model_dir};
 pub use message::{Message, Role};
-pub use prefs::{tokenize_pair, PrefReader, PrefRecord, TokenizedPair};
+pub use prefs::{prepare_pairs_file, tokenize_pair, PrefReader, PrefRecord, TokenizedPair};
 pub use reply_text::ReplyText;
 pub use sft::{
     length_buckets, pack, prepare_file, tokenize_record, OnMismatch, PackedRow, PreparationStats, PrepareOptions,

@@ -40,7 +40,7 @@ mod suite;
 #[cfg(test)]
 mod testing;
 
-pub use cache::{hash_json, hash_model_dir, BaselineCache, CacheKey};
+pub use cache::{BaselineCache, CacheKey};
 pub use calibrate::{calibrate, read_gold, Calibration, GoldItem};
 pub use case::{cases_to_jsonl, read_cases, Case, CaseInput, Expected};
 pub use compare::{compare, pair, Comparison, GroupGate, GroupStats, GroupVerdict, PairedOutcome, Verdict, ALL};

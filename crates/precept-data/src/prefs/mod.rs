@@ -1,6 +1,7 @@
 //! Preference data: TRL's `{"prompt", "chosen", "rejected"}` records (strings or message lists)
 //! and the implicit form (two whole conversations sharing a prompt), read by [`PrefReader`] and
-//! tokenised by [`tokenize_pair`] with the same prefix check and masks as SFT data.
+//! tokenised by [`tokenize_pair`] with the same prefix check and masks as SFT data;
+//! [`prepare_pairs_file`] prepares a whole file.
 
 use std::fs::File;
 use std::io::BufReader;
@@ -10,7 +11,10 @@ use serde_json::Value;
 
 use crate::chat_template::ChatTemplate;
 use crate::error::Result;
-use crate::sft::{tokenize_record, JsonRecord, JsonlReader, SftRecord, TokenizedExample};
+use crate::sft::{
+    prepare_records, tokenize_record, JsonRecord, JsonlReader, PreparationStats, PrepareOptions, SftPreparer,
+    SftRecord, TokenizedExample,
+};
 use crate::tokenizer::Tokenizer;
 
 /// One preference pair: the same prompt answered twice, each answer trained.
@@ -57,6 +61,30 @@ pub fn tokenize_pair(
         chosen: tokenize_record(tokenizer, template, &record.chosen, path, line)?,
         rejected: tokenize_record(tokenizer, template, &record.rejected, path, line)?,
     })
+}
+
+/// Reads the preference JSONL file at `path` and prepares both sides of every pair as
+/// [`prepare_file`](crate::prepare_file) prepares SFT records (in parallel, in file order,
+/// stopping at the first error). A pair is kept only when both sides are; the counts are of
+/// conversations, two per pair.
+///
+/// # Errors
+/// Any error of [`PrefReader`] or [`SftPreparer::prepare`], naming the file and line.
+pub fn prepare_pairs_file(
+    path: &Path,
+    tokenizer: &Tokenizer,
+    template: &ChatTemplate,
+    options: PrepareOptions,
+) -> Result<(Vec<TokenizedPair>, PreparationStats)> {
+    let mut preparer = SftPreparer::new(tokenizer, template, options);
+    let records = prepare_records(PrefReader::open(path)?, path, &mut preparer, |pair: &PrefRecord| {
+        [&pair.chosen, &pair.rejected]
+    })?;
+    let pairs = records
+        .into_iter()
+        .filter_map(|(_, [chosen, rejected])| Some(TokenizedPair { chosen: chosen?, rejected: rejected? }))
+        .collect();
+    Ok((pairs, preparer.into_stats()))
 }
 
 #[cfg(test)]
@@ -123,5 +151,32 @@ mod tests {
             let message = parse(value).unwrap_err().to_string();
             assert!(message.contains(expected), "{message}");
         }
+    }
+
+    #[test]
+    fn a_file_of_pairs_keeps_pairs_whose_sides_both_fit_and_names_the_first_bad_line() {
+        use crate::sft::mask::tests::{chatml_tokenizer, template, SMOLLM2_TEMPLATE};
+        let tokenizer = chatml_tokenizer();
+        let chatml = template(SMOLLM2_TEMPLATE);
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("prefs.jsonl");
+        let long = "word ".repeat(400);
+        let lines = [
+            json!({"prompt": "Hi", "chosen": "Hello!", "rejected": "Go away."}),
+            json!({"prompt": long, "chosen": "Yes.", "rejected": "No."}),
+            json!({"prompt": "Bye", "chosen": "Goodbye!", "rejected": "Whatever."}),
+        ];
+        let text: String = lines.iter().map(|line| format!("{line}\n")).collect();
+        std::fs::write(&path, text).unwrap();
+        let options = PrepareOptions { max_length: Some(400), ..PrepareOptions::default() };
+        let (pairs, stats) = prepare_pairs_file(&path, &tokenizer, &chatml, options).unwrap();
+        assert_eq!(pairs.len(), 2);
+        assert_eq!((stats.records, stats.examples, stats.dropped_for_length), (6, 4, 2));
+        assert!(pairs[0].chosen.trained_tokens() > 0 && pairs[1].rejected.trained_tokens() > 0);
+        assert_eq!(pairs[0].chosen.input_ids[..4], pairs[0].rejected.input_ids[..4]);
+
+        std::fs::write(&path, format!("{}\n{{\"prompt\": \"Hi\", \"chosen\": \"A\"}}\n", lines[0])).unwrap();
+        let error = prepare_pairs_file(&path, &tokenizer, &chatml, options).unwrap_err().to_string();
+        assert!(error.contains("prefs.jsonl:2: field `rejected` is missing"), "{error}");
     }
 }

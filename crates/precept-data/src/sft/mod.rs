@@ -10,13 +10,14 @@
 
 mod batching;
 mod jsonl;
-mod mask;
+pub(crate) mod mask;
 mod prepare;
 mod record;
 
 pub use batching::{length_buckets, pack, PackedRow};
 pub use jsonl::{JsonRecord, JsonlReader, SftReader, MAX_LINE_BYTES};
 pub use mask::{tokenize_record, TokenizedExample};
+pub(crate) use prepare::prepare_records;
 pub use prepare::{prepare_file, OnMismatch, PreparationStats, PrepareOptions, SftPreparer};
 pub(crate) use record::preference_pair;
 pub use record::SftRecord;

@@ -89,7 +89,7 @@ impl<'a> SftPreparer<'a> {
     }
 
     /// The counting-free half of [`Self::prepare`], safe to run on many records in parallel.
-    fn tokenize(&self, record: &SftRecord, path: &Path, line: usize) -> Result<Option<TokenizedExample>> {
+    pub(crate) fn tokenize(&self, record: &SftRecord, path: &Path, line: usize) -> Result<Option<TokenizedExample>> {
         match tokenize_record(self.tokenizer, self.template, record, path, line) {
             Ok(example) => Ok(Some(example)),
             Err(DataError::MaskMismatch { .. }) if self.options.on_mismatch == OnMismatch::Warn => Ok(None),
@@ -99,7 +99,11 @@ impl<'a> SftPreparer<'a> {
 
     /// The counting half of [`Self::prepare`]: `None` from [`Self::tokenize`] is a skipped
     /// mismatch; examples are dropped or truncated for `max_length`.
-    fn count(&mut self, tokenized: Result<Option<TokenizedExample>>, line: usize) -> Result<Option<TokenizedExample>> {
+    pub(crate) fn count(
+        &mut self,
+        tokenized: Result<Option<TokenizedExample>>,
+        line: usize,
+    ) -> Result<Option<TokenizedExample>> {
         self.stats.records += 1;
         let Some(mut example) = tokenized? else {
             self.stats.mismatched_lines.push(line);
@@ -133,9 +137,6 @@ impl<'a> SftPreparer<'a> {
     }
 }
 
-/// Records tokenised in parallel at a time by [`prepare_file`].
-const PARALLEL_CHUNK: usize = 1024;
-
 /// Reads the SFT JSONL file at `path` and prepares every record, stopping at the first error.
 ///
 /// The file streams in chunks whose records are tokenised in parallel; results, counts and the
@@ -150,24 +151,50 @@ pub fn prepare_file(
     options: PrepareOptions,
 ) -> Result<(Vec<TokenizedExample>, PreparationStats)> {
     let mut preparer = SftPreparer::new(tokenizer, template, options);
-    let mut examples = Vec::new();
-    let mut reader = SftReader::open(path)?;
+    let records = prepare_records(SftReader::open(path)?, path, &mut preparer, |record: &SftRecord| [record])?;
+    let examples = records.into_iter().filter_map(|(_, [example])| example).collect();
+    Ok((examples, preparer.into_stats()))
+}
+
+/// Records tokenised in parallel at a time by [`prepare_records`].
+const PARALLEL_CHUNK: usize = 1024;
+
+/// Prepares the `N` conversations `sides` finds in each record of `reader` (one for SFT, chosen
+/// and rejected for preference pairs), in file order, stopping at the first error; each result
+/// comes with the record's line.
+pub(crate) fn prepare_records<T, const N: usize>(
+    mut reader: impl Iterator<Item = (usize, Result<T>)>,
+    path: &Path,
+    preparer: &mut SftPreparer<'_>,
+    sides: impl Fn(&T) -> [&SftRecord; N] + Sync,
+) -> Result<Vec<(usize, [Option<TokenizedExample>; N])>>
+where
+    T: Send,
+{
+    let mut prepared = Vec::new();
     loop {
-        let chunk: Vec<(usize, Result<SftRecord>)> = reader.by_ref().take(PARALLEL_CHUNK).collect();
+        let chunk: Vec<(usize, Result<T>)> = reader.by_ref().take(PARALLEL_CHUNK).collect();
         if chunk.is_empty() {
             break;
         }
-        let tokenized: Vec<(usize, Result<Option<TokenizedExample>>)> = chunk
+        let tokenized: Vec<(usize, Result<[Result<Option<TokenizedExample>>; N]>)> = chunk
             .into_par_iter()
-            .map(|(line, record)| (line, record.and_then(|record| preparer.tokenize(&record, path, line))))
+            .map(|(line, record)| {
+                let sides = record.map(|record| sides(&record).map(|side| preparer.tokenize(side, path, line)));
+                (line, sides)
+            })
             .collect();
-        for (line, tokenized) in tokenized {
-            if let Some(example) = preparer.count(tokenized, line)? {
-                examples.push(example);
+        for (line, sides) in tokenized {
+            let mut examples = Vec::with_capacity(N);
+            for side in sides? {
+                examples.push(preparer.count(side, line)?);
+            }
+            if let Ok(examples) = examples.try_into() {
+                prepared.push((line, examples));
             }
         }
     }
-    Ok((examples, preparer.into_stats()))
+    Ok(prepared)
 }
 
 #[cfg(test)]

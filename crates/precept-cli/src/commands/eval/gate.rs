@@ -12,9 +12,10 @@ use std::time::Instant;
 use anyhow::{bail, Context, Result};
 use burn::tensor::backend::Backend;
 use precept_data::write_atomic;
+use precept_data::{hash_json, hash_model_dir};
 use precept_eval::{
-    compare, generate_replies, hash_json, hash_model_dir, judge_replies, terminal_table, BaselineCache, CacheKey,
-    Judge, ReplyJournal, Report, RunOptions, SideInfo, SideResult, Suite, Verdict,
+    compare, generate_replies, judge_replies, terminal_table, BaselineCache, CacheKey, Judge, ReplyJournal, Report,
+    RunOptions, SideInfo, SideResult, Suite, Verdict,
 };
 use precept_model::LocalGenerator;
 use serde::Serialize;

@@ -4,7 +4,8 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 use burn::tensor::backend::Backend;
-use precept_eval::{hash_json, hash_model_dir, Judge, JudgeConfig, LlamaGuardJudge, ModelJudge};
+use precept_data::{hash_json, hash_model_dir};
+use precept_eval::{Judge, JudgeConfig, LlamaGuardJudge, ModelJudge};
 use precept_model::LocalGenerator;
 
 use super::args::JudgeKind;
