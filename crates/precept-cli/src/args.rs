@@ -46,7 +46,9 @@ pub enum Command {
     /// and GPU checks where real weights cannot travel).
     RandomWeights(RandomWeightsArgs),
     /// Supervised fine-tuning (LoRA or full) on TRL-format JSONL.
-    Sft(SftArgs),
+    Sft(TrainArgs),
+    /// Preference training (DPO and its family, SimPO, ORPO) on TRL-format preference JSONL.
+    Dpo(DpoArgs),
     /// Fold a PEFT LoRA adapter into its base model and save the result.
     Merge(MergeArgs),
     /// Author and inspect constitution files.
@@ -60,10 +62,11 @@ pub enum Command {
     Eval(Box<crate::commands::eval::args::EvalArgs>),
 }
 
-/// `precept sft`: settings come from `--config` and are overridden by the flags given.
+/// Flags of `precept sft` and `precept dpo`: settings come from `--config` and are overridden by
+/// the flags given.
 #[derive(Debug, Args)]
-pub struct SftArgs {
-    /// A TOML settings file (see `configs/sft.toml`).
+pub struct TrainArgs {
+    /// A TOML settings file (see `configs/sft.toml` and `configs/dpo.toml`).
     #[arg(long)]
     pub config: Option<PathBuf>,
     /// Base model folder.
@@ -80,7 +83,7 @@ pub struct SftArgs {
     pub out: Option<PathBuf>,
     /// LoRA adapters or every weight.
     #[arg(long, value_enum)]
-    pub method: Option<MethodArg>,
+    pub tuning: Option<TuningArg>,
     /// LoRA rank.
     #[arg(long)]
     pub lora_r: Option<usize>,
@@ -125,9 +128,57 @@ pub struct SftArgs {
     pub json: bool,
 }
 
-/// What SFT trains.
+/// `precept dpo`: the training flags plus the preference settings.
+#[derive(Debug, Args)]
+pub struct DpoArgs {
+    /// Settings shared with `precept sft`.
+    #[command(flatten)]
+    pub train: TrainArgs,
+    /// DPO with a reference, or a reference-free method.
+    #[arg(long, value_enum)]
+    pub method: Option<PreferenceMethodArg>,
+    /// Strength of the preference (TRL's `beta`).
+    #[arg(long)]
+    pub beta: Option<f64>,
+    /// DPO loss types, comma-separated (`sigmoid,sft`); weights come from the settings file.
+    #[arg(long, value_enum, value_delimiter = ',')]
+    pub loss: Vec<PreferenceLossArg>,
+    /// A separate reference model folder (default: the base model).
+    #[arg(long)]
+    pub ref_model: Option<PathBuf>,
+}
+
+/// Preference methods.
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]
-pub enum MethodArg {
+pub enum PreferenceMethodArg {
+    /// DPO and its family, against a reference model.
+    Dpo,
+    /// SimPO: length-normalised, reference-free, with a target margin.
+    Simpo,
+    /// ORPO: odds ratio plus the chosen answers' NLL, reference-free.
+    Orpo,
+}
+
+/// DPO loss types, named as TRL's `loss_type`.
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+#[allow(missing_docs)] // each name is TRL's, documented on `PreferenceLoss`
+pub enum PreferenceLossArg {
+    Sigmoid,
+    Hinge,
+    Ipo,
+    Robust,
+    BcoPair,
+    SppoHard,
+    NcaPair,
+    ApoZero,
+    ApoDown,
+    SigmoidNorm,
+    Sft,
+}
+
+/// What a training run trains.
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum TuningArg {
     /// LoRA adapters beside the frozen base.
     Lora,
     /// Every weight.
@@ -303,7 +354,7 @@ pub struct BenchTrainArgs {
     pub model: PathBuf,
     /// LoRA adapters (r 16, α 32, every projection) or every weight.
     #[arg(long, value_enum, default_value = "lora")]
-    pub method: MethodArg,
+    pub tuning: TuningArg,
     /// Rows per step.
     #[arg(long, default_value_t = 2)]
     pub batch: usize,

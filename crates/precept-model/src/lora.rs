@@ -185,6 +185,17 @@ impl<B: Backend> LlamaForCausalLM<B> {
         self
     }
 
+    /// The base model alone: every adapter removed, unmerged (what PEFT's `disable_adapter`
+    /// computes). The base weights are shared, not copied.
+    pub fn without_lora(mut self) -> Self {
+        for layer in &mut self.model.layers {
+            for (_, projection) in layer.projections_mut() {
+                projection.lora = None;
+            }
+        }
+        self
+    }
+
     /// Sets which parameters track gradients (a no-op on backends without autodiff).
     pub fn set_trainable(self, trainable: Trainable) -> Self {
         self.map(&mut GradientSwitch { trainable, path: TensorPath::default() })
@@ -277,6 +288,16 @@ mod tests {
         let merged = adapted.merge_lora();
         assert!(!merged.has_adapters());
         assert!(max_diff(logits(&merged), expected) < 1e-5);
+    }
+
+    #[test]
+    fn switching_adapters_off_gives_the_base_output_bit_for_bit() {
+        let base = tiny();
+        let adapted = perturb(base.clone().with_lora(&LoraConfig::default()).unwrap());
+        assert!(max_diff(logits(&adapted), logits(&base)) > 1e-3, "the perturbation changes the output");
+        let switched_off = adapted.without_lora();
+        assert!(!switched_off.has_adapters());
+        assert_eq!(max_diff(logits(&switched_off), logits(&base)), 0.0);
     }
 
     #[test]

@@ -9,12 +9,16 @@
 //! [`checkpoint::Checkpoints`] writes atomic checkpoints from which a run resumes bit for bit.
 
 pub mod checkpoint;
+pub mod dpo;
 mod error;
 pub mod loss;
 pub mod metrics;
 pub mod optim;
 pub mod run_config;
 pub mod schedule;
+mod settings;
 pub mod sft;
+pub mod trainer;
 
 pub use error::{Result, TrainError};
+pub use settings::{parse_settings, TrainConfig, Tuning};

@@ -9,7 +9,9 @@ use std::path::{Path, PathBuf};
 use burn::backend::{Autodiff, Flex};
 use precept_model::checkpoint::{save_model, SaveOptions};
 use precept_model::LlamaConfig;
-use precept_train::sft::{train_sft, Method, SftConfig, TrainObserver};
+use precept_train::sft::train_sft;
+use precept_train::trainer::TrainObserver;
+use precept_train::{TrainConfig, Tuning};
 use serde_json::Value;
 
 type A = Autodiff<Flex>;
@@ -42,18 +44,18 @@ fn tiny_model_dir(dir: &Path) -> PathBuf {
     out
 }
 
-fn config(model: &Path, out: &Path, method: Method) -> SftConfig {
-    let mut config = SftConfig {
+fn config(model: &Path, out: &Path, tuning: Tuning) -> TrainConfig {
+    let mut config = TrainConfig {
         model: model.to_path_buf(),
         data: root().join("data/sft/example.jsonl"),
         out: out.to_path_buf(),
-        method,
+        tuning,
         learning_rate: 1e-2,
         max_steps: Some(6),
         per_device_train_batch_size: 2,
         save_steps: 2,
         save_total_limit: 10,
-        ..SftConfig::default()
+        ..TrainConfig::default()
     };
     config.lora.r = 4;
     config
@@ -81,7 +83,7 @@ fn a_lora_run_lowers_the_loss_and_writes_metrics_checkpoints_and_a_peft_adapter(
     let dir = tempfile::tempdir().unwrap();
     let model = tiny_model_dir(dir.path());
     let run = dir.path().join("run");
-    let config = SftConfig { max_steps: Some(12), eval_ratio: 0.25, merge: true, ..config(&model, &run, Method::Lora) };
+    let config = TrainConfig { max_steps: Some(12), eval_ratio: 0.25, merge: true, ..config(&model, &run, Tuning::Lora) };
     let outcome = train_sft::<A>(&config, &Default::default(), false, &mut Quiet).unwrap();
     assert_eq!(outcome.steps, 12);
 
@@ -96,7 +98,7 @@ fn a_lora_run_lowers_the_loss_and_writes_metrics_checkpoints_and_a_peft_adapter(
         assert!(last.get(name).is_some(), "metric `{name}` missing from {last}");
     }
     assert!(records.iter().any(|r| r.get("eval_loss").is_some()), "no eval_loss logged");
-    assert!(outcome.eval_loss.is_some_and(f64::is_finite));
+    assert!(outcome.eval_loss().is_some_and(f64::is_finite));
 
     for file in ["adapter_config.json", "adapter_model.safetensors"] {
         assert!(run.join("adapter").join(file).is_file(), "{file} missing");
@@ -112,12 +114,12 @@ fn a_lora_run_lowers_the_loss_and_writes_metrics_checkpoints_and_a_peft_adapter(
 
 /// Runs `config` through step 6 in one go, and again from a copy of its step-2 checkpoint,
 /// and compares the trained files byte for byte.
-fn assert_resume_is_bit_identical(method: Method, trained_file: &str) {
+fn assert_resume_is_bit_identical(tuning: Tuning, trained_file: &str) {
     let _serial = serial();
     let dir = tempfile::tempdir().unwrap();
     let model = tiny_model_dir(dir.path());
     let whole = dir.path().join("whole");
-    let whole_config = config(&model, &whole, method);
+    let whole_config = config(&model, &whole, tuning);
     train_sft::<A>(&whole_config, &Default::default(), false, &mut Quiet).unwrap();
 
     // An interrupted run: its folder as it stood after the step-2 checkpoint (a metrics line
@@ -130,10 +132,10 @@ fn assert_resume_is_bit_identical(method: Method, trained_file: &str) {
         std::fs::read_to_string(whole.join("metrics.jsonl")).unwrap().lines().take(3).map(String::from).collect();
     std::fs::write(resumed.join("metrics.jsonl"), lines.join("\n") + "\n").unwrap();
 
-    let resumed_config = SftConfig { out: resumed.clone(), ..whole_config };
+    let resumed_config = TrainConfig { out: resumed.clone(), ..whole_config };
     let outcome = train_sft::<A>(&resumed_config, &Default::default(), true, &mut Quiet).unwrap();
     assert_eq!(outcome.steps, 6);
-    let output = if method == Method::Lora { "adapter" } else { "model" };
+    let output = if tuning == Tuning::Lora { "adapter" } else { "model" };
     let a = std::fs::read(whole.join(output).join(trained_file)).unwrap();
     let b = std::fs::read(resumed.join(output).join(trained_file)).unwrap();
     assert!(a == b, "resumed weights differ from the uninterrupted run's");
@@ -142,12 +144,12 @@ fn assert_resume_is_bit_identical(method: Method, trained_file: &str) {
 
 #[test]
 fn a_resumed_lora_run_ends_bit_identical_to_an_uninterrupted_one() {
-    assert_resume_is_bit_identical(Method::Lora, "adapter_model.safetensors");
+    assert_resume_is_bit_identical(Tuning::Lora, "adapter_model.safetensors");
 }
 
 #[test]
 fn a_resumed_full_fine_tune_ends_bit_identical_to_an_uninterrupted_one() {
-    assert_resume_is_bit_identical(Method::Full, "model.safetensors");
+    assert_resume_is_bit_identical(Tuning::Full, "model.safetensors");
 }
 
 #[test]
@@ -157,7 +159,7 @@ fn a_diverging_run_stops_with_its_step_and_keeps_the_last_good_checkpoint() {
     let model = tiny_model_dir(dir.path());
     let run = dir.path().join("run");
     let config =
-        SftConfig { learning_rate: 1e30, save_steps: 1, max_grad_norm: None, ..config(&model, &run, Method::Full) };
+        TrainConfig { learning_rate: 1e30, save_steps: 1, max_grad_norm: None, ..config(&model, &run, Tuning::Full) };
     let error = train_sft::<A>(&config, &Default::default(), false, &mut Quiet).unwrap_err().to_string();
     assert!(error.contains("is NaN") || error.contains("is inf"), "{error}");
     let step: u64 = error.strip_prefix("step ").unwrap().split(':').next().unwrap().parse().unwrap();
@@ -172,11 +174,11 @@ fn a_second_run_into_the_same_folder_needs_resume_and_the_same_settings() {
     let dir = tempfile::tempdir().unwrap();
     let model = tiny_model_dir(dir.path());
     let run = dir.path().join("run");
-    let config = SftConfig { max_steps: Some(2), ..config(&model, &run, Method::Lora) };
+    let config = TrainConfig { max_steps: Some(2), ..config(&model, &run, Tuning::Lora) };
     train_sft::<A>(&config, &Default::default(), false, &mut Quiet).unwrap();
     let again = train_sft::<A>(&config, &Default::default(), false, &mut Quiet).unwrap_err().to_string();
     assert!(again.contains("already holds a run; pass --resume"), "{again}");
-    let changed = SftConfig { learning_rate: 1e-3, ..config };
+    let changed = TrainConfig { learning_rate: 1e-3, ..config };
     let error = train_sft::<A>(&changed, &Default::default(), true, &mut Quiet).unwrap_err().to_string();
     assert!(error.contains("config.toml: the run was started with other settings"), "{error}");
 }

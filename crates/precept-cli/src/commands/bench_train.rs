@@ -14,7 +14,7 @@ use precept_train::loss::next_token_loss;
 use precept_train::optim::{AdamW, AdamWConfig};
 use serde::Serialize;
 
-use crate::args::{BenchTrainArgs, MethodArg};
+use crate::args::{BenchTrainArgs, TuningArg};
 use crate::device::DeviceCommand;
 use crate::loaded::load_weights;
 use crate::output::print_json;
@@ -55,9 +55,9 @@ impl DeviceCommand for BenchTrain {
         }
         let (config, model) = load_weights::<Autodiff<B>>(&args.model, &device)?;
         Autodiff::<B>::seed(&device, 0);
-        let (method, mut model) = match args.method {
-            MethodArg::Lora => ("lora", model.with_lora(&LoraConfig::default())?),
-            MethodArg::Full => ("full", model.set_trainable(Trainable::All)),
+        let (method, mut model) = match args.tuning {
+            TuningArg::Lora => ("lora", model.with_lora(&LoraConfig::default())?),
+            TuningArg::Full => ("full", model.set_trainable(Trainable::All)),
         };
         let tokens = args.batch * args.seq;
         let ids: Vec<i64> = (0..tokens).map(|i| 17 + ((i * 7919 + 13) % (config.vocab_size - 17)) as i64).collect();

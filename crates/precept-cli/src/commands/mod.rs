@@ -5,6 +5,7 @@ mod bench_train;
 pub mod constitute;
 pub mod constitution;
 mod data_check;
+mod dpo;
 pub mod eval;
 mod generate;
 mod import;
@@ -13,6 +14,7 @@ mod merge;
 mod random_weights;
 mod sft;
 mod tokenize;
+mod training;
 
 use anyhow::Result;
 pub use eval::GateFailure;
@@ -32,6 +34,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Data(DataCommand::Check(args)) => data_check::run(&args),
         Command::RandomWeights(args) => cli.device.dispatch(random_weights::RandomWeights(args)),
         Command::Sft(args) => cli.device.dispatch(sft::Sft::resolve(args, cli.quiet)?),
+        Command::Dpo(args) => cli.device.dispatch(dpo::Dpo::resolve(args, cli.quiet)?),
         Command::Merge(args) => cli.device.dispatch(merge::Merge(args)),
         Command::Constitution(ConstitutionCommand::Check(args)) => constitution::check(&args),
         Command::Constitution(ConstitutionCommand::Import(args)) => constitution::run_import(&args),

@@ -19,6 +19,13 @@ pub struct PackedRow {
     pub segments: Vec<usize>,
 }
 
+impl From<TokenizedExample> for PackedRow {
+    /// A row holding one example.
+    fn from(example: TokenizedExample) -> Self {
+        Self { segments: vec![example.len()], input_ids: example.input_ids, labels_mask: example.labels_mask }
+    }
+}
+
 /// Packs examples into rows of at most `max_length` tokens by best-fit decreasing: longest
 /// examples first, each into the fullest row it still fits. No example is split; one longer than
 /// `max_length` gets a row of its own (truncate before packing to avoid that).

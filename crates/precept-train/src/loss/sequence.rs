@@ -1,6 +1,8 @@
 //! Sequence log-probabilities for preference training: `Σ log π(token)` over each row's learnt
 //! (completion) tokens, differentiable, plus the counts and mean logits TRL reports.
 
+use burn::tensor::activation::log_softmax;
+use burn::tensor::backend::Backend;
 use burn::tensor::{Bool, Int, Tensor, TensorData};
 use precept_model::{AttentionInputs, LlamaForCausalLM};
 
@@ -60,9 +62,51 @@ pub fn sequence_logps<B: CrossEntropyBackend>(
     SequenceLogps { logps, tokens, mean_logits }
 }
 
+/// [`SequenceLogps`] as plain numbers, computed without gradients on any backend (reference
+/// log-probabilities and evaluation).
+#[derive(Debug, Clone, PartialEq)]
+pub struct SequenceValues {
+    /// `Σ log π(token)` over each row's learnt tokens.
+    pub logps: Vec<f64>,
+    /// Learnt tokens of each row.
+    pub tokens: Vec<usize>,
+    /// As [`SequenceLogps::mean_logits`].
+    pub mean_logits: Vec<f64>,
+}
+
+/// [`SequenceValues`] of every row of the batch through `model`.
+///
+/// # Shapes
+/// - ids, loss_mask: `[batch, seq]`
+pub fn sequence_logp_values<B: Backend>(
+    model: &LlamaForCausalLM<B>,
+    ids: Tensor<B, 2, Int>,
+    inputs: &AttentionInputs<B>,
+    loss_mask: Tensor<B, 2, Bool>,
+) -> SequenceValues {
+    let [batch, _] = ids.dims();
+    let mut values = SequenceValues { logps: vec![0.0; batch], tokens: vec![0; batch], mean_logits: vec![0.0; batch] };
+    let Ok(LearntTokens { logits, targets, rows }) = learnt_token_logits(model, ids, inputs, loss_mask) else {
+        return values;
+    };
+    let to_vec = |t: Tensor<B, 2>| t.into_data().convert::<f32>().into_vec::<f32>().unwrap_or_default();
+    let means = to_vec(logits.clone().mean_dim(1));
+    let picked = to_vec(log_softmax(logits, 1).gather(1, targets.unsqueeze_dim(1)));
+    for ((&row, &logp), &mean) in rows.iter().zip(&picked).zip(&means) {
+        values.logps[row] += f64::from(logp);
+        values.tokens[row] += 1;
+        values.mean_logits[row] += f64::from(mean);
+    }
+    for (mean, &tokens) in values.mean_logits.iter_mut().zip(&values.tokens) {
+        *mean /= tokens.max(1) as f64;
+    }
+    values
+}
+
 #[cfg(test)]
 mod tests {
     use burn::backend::{Autodiff, Flex};
+    use burn::module::AutodiffModule;
     use burn::tensor::backend::Backend;
     use precept_model::lora::Trainable;
     use precept_model::LlamaConfig;
@@ -91,6 +135,13 @@ mod tests {
             let logits = model.forward(one(ids.clone()), &AttentionInputs::causal(1, 6, 0, &device), None);
             let expected = -masked_next_token_loss(logits, one(ids.clone()), row_mask).sum.into_scalar();
             assert!((found - expected).abs() < 1e-4, "row {row}: {found} vs {expected}");
+        }
+        let plain_inputs = AttentionInputs::<Flex>::causal(3, 6, 0, &device);
+        let values = sequence_logp_values(&model.valid(), ids.inner(), &plain_inputs, mask.inner());
+        assert_eq!(values.tokens, found.tokens);
+        for (row, (&value, &logp)) in values.logps.iter().zip(&logps).enumerate() {
+            assert!((value - f64::from(logp)).abs() < 1e-4, "row {row}: {value} vs {logp}");
+            assert!((values.mean_logits[row] - found.mean_logits[row]).abs() < 1e-5);
         }
     }
 }

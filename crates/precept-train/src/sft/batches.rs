@@ -2,19 +2,61 @@
 //! of the seed (so a resumed run sees exactly the batches an uninterrupted one would), and how a
 //! micro-batch becomes tensors.
 
+use std::ops::Range;
+
 use burn::tensor::backend::Backend;
 use burn::tensor::{Bool, Int, Tensor, TensorData};
 use precept_data::{length_buckets, pack, PackedRow, TokenizedExample};
 use precept_model::AttentionInputs;
 
-/// Training rows and the seeded order in which batches of them are visited, epoch by epoch.
+/// The seeded order in which batches of items are visited, epoch by epoch: a pure function of
+/// the items' lengths, the batch size, the seed and the micro-batch's index.
 #[derive(Debug)]
-pub struct BatchPlan {
-    rows: Vec<PackedRow>,
+pub struct BatchOrder {
+    lengths: Vec<usize>,
     batch_size: usize,
     seed: u64,
     /// The batches of the epoch computed last, and that epoch's number.
     epoch_batches: Option<(u64, Vec<Vec<usize>>)>,
+}
+
+impl BatchOrder {
+    /// The order of items with token counts `lengths`.
+    pub fn new(lengths: Vec<usize>, batch_size: usize, seed: u64) -> Self {
+        Self { lengths, batch_size, seed, epoch_batches: None }
+    }
+
+    /// Micro-batches in one pass over the items.
+    pub fn batches_per_epoch(&self) -> usize {
+        self.lengths.len().div_ceil(self.batch_size)
+    }
+
+    /// The items of the run's `index`-th micro-batch (counting from zero across epochs): epoch
+    /// `e` visits length-bucketed batches shuffled with `seed + e`.
+    pub fn micro_batch(&mut self, index: u64) -> &[usize] {
+        let per_epoch = self.batches_per_epoch().max(1) as u64;
+        let epoch = index / per_epoch;
+        if self.epoch_batches.as_ref().map(|(e, _)| *e) != Some(epoch) {
+            let batches = length_buckets(&self.lengths, self.batch_size, self.seed.wrapping_add(epoch));
+            self.epoch_batches = Some((epoch, batches));
+        }
+        match &self.epoch_batches {
+            Some((_, batches)) => &batches[(index % per_epoch) as usize],
+            None => &[],
+        }
+    }
+
+    /// Every item, in order, in batches of the order's size (for evaluation).
+    pub fn in_order(&self) -> impl Iterator<Item = Range<usize>> + '_ {
+        (0..self.lengths.len()).step_by(self.batch_size.max(1)).map(|start| start..(start + self.batch_size).min(self.lengths.len()))
+    }
+}
+
+/// Training rows and the [`BatchOrder`] in which they are visited.
+#[derive(Debug)]
+pub struct BatchPlan {
+    rows: Vec<PackedRow>,
+    order: BatchOrder,
 }
 
 impl BatchPlan {
@@ -26,41 +68,26 @@ impl BatchPlan {
         batch_size: usize,
         seed: u64,
     ) -> Self {
-        let rows = if packing {
-            pack(&examples, max_length)
-        } else {
-            examples
-                .into_iter()
-                .map(|e| PackedRow { segments: vec![e.len()], input_ids: e.input_ids, labels_mask: e.labels_mask })
-                .collect()
-        };
-        Self { rows, batch_size, seed, epoch_batches: None }
+        let rows: Vec<PackedRow> =
+            if packing { pack(&examples, max_length) } else { examples.into_iter().map(PackedRow::from).collect() };
+        let lengths = rows.iter().map(|row| row.input_ids.len()).collect();
+        Self { rows, order: BatchOrder::new(lengths, batch_size, seed) }
     }
 
     /// Micro-batches in one pass over the rows.
     pub fn batches_per_epoch(&self) -> usize {
-        self.rows.len().div_ceil(self.batch_size)
+        self.order.batches_per_epoch()
     }
 
-    /// The rows of the run's `index`-th micro-batch (counting from zero across epochs): epoch
-    /// `e` visits length-bucketed batches shuffled with `seed + e`.
+    /// The rows of the run's `index`-th micro-batch (see [`BatchOrder::micro_batch`]).
     pub fn micro_batch(&mut self, index: u64) -> Vec<&PackedRow> {
-        let per_epoch = self.batches_per_epoch().max(1) as u64;
-        let epoch = index / per_epoch;
-        if self.epoch_batches.as_ref().map(|(e, _)| *e) != Some(epoch) {
-            let lengths: Vec<usize> = self.rows.iter().map(|row| row.input_ids.len()).collect();
-            self.epoch_batches =
-                Some((epoch, length_buckets(&lengths, self.batch_size, self.seed.wrapping_add(epoch))));
-        }
-        match &self.epoch_batches {
-            Some((_, batches)) => batches[(index % per_epoch) as usize].iter().map(|&i| &self.rows[i]).collect(),
-            None => Vec::new(),
-        }
+        let indices = self.order.micro_batch(index);
+        indices.iter().map(|&i| &self.rows[i]).collect()
     }
 
     /// Every row, in order, in batches of the plan's size (for evaluation).
     pub fn in_order(&self) -> impl Iterator<Item = Vec<&PackedRow>> {
-        self.rows.chunks(self.batch_size).map(|chunk| chunk.iter().collect())
+        self.order.in_order().map(|range| self.rows[range].iter().collect())
     }
 }
 

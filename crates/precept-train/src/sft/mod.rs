@@ -1,10 +1,8 @@
-//! Supervised fine-tuning: [`SftConfig`] (the settings), [`BatchPlan`] (which rows each step
-//! sees), and [`train_sft`] (the loop).
+//! Supervised fine-tuning: [`BatchPlan`] (which rows each step sees) and [`train_sft`] (SFT's
+//! objective on the shared loop).
 
 mod batches;
-mod config;
 mod train;
 
-pub use batches::{loss_tokens, BatchPlan, BatchTensors};
-pub use config::{Method, SftConfig};
-pub use train::{train_sft, RunPlan, SftOutcome, TrainObserver, ADAPTER_DIR, MERGED_DIR, MODEL_DIR};
+pub use batches::{loss_tokens, BatchOrder, BatchPlan, BatchTensors};
+pub use train::train_sft;

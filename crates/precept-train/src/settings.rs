@@ -1,19 +1,21 @@
-//! [`SftConfig`]: every setting of an SFT run, as `configs/sft.toml` spells it.
+//! [`TrainConfig`]: the settings every training run has (SFT's whole settings, and the shared
+//! part of DPO's), as `configs/sft.toml` spells them; [`parse_settings`] reads a settings file.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use precept_data::OnMismatch;
 use precept_model::lora::LoraConfig;
+use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Result, TrainError};
 use crate::optim::AdamWConfig;
 use crate::schedule::ScheduleKind;
 
-/// What an SFT run trains.
+/// What a training run trains.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(rename_all = "lowercase")]
-pub enum Method {
+pub enum Tuning {
     /// LoRA adapters beside the frozen base.
     #[default]
     Lora,
@@ -21,13 +23,15 @@ pub enum Method {
     Full,
 }
 
-/// The settings of one SFT run. Field names follow TRL's `SFTConfig` where one exists.
+/// The settings of one training run. Field names follow TRL's `SFTConfig` where one exists.
+/// Unknown keys are rejected by [`parse_settings`] (not by serde, so that DPO's settings can
+/// embed these).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct SftConfig {
+#[serde(default)]
+pub struct TrainConfig {
     /// The base model folder (Hugging Face layout).
     pub model: PathBuf,
-    /// Training data, TRL SFT JSONL.
+    /// Training data, TRL JSONL (SFT records, or preference pairs for DPO).
     pub data: PathBuf,
     /// Evaluation data; when absent, `eval_ratio` of `data` is held out instead.
     pub eval_data: Option<PathBuf>,
@@ -36,8 +40,8 @@ pub struct SftConfig {
     /// The run folder: resolved config, metrics, checkpoints, the final adapter or model.
     pub out: PathBuf,
     /// LoRA or full fine-tuning.
-    pub method: Method,
-    /// LoRA settings (used with `method = "lora"`).
+    pub tuning: Tuning,
+    /// LoRA settings (used with `tuning = "lora"`).
     pub lora: LoraConfig,
     /// AdamW settings.
     pub optimizer: AdamWConfig,
@@ -81,7 +85,7 @@ pub struct SftConfig {
     pub merge: bool,
 }
 
-impl Default for SftConfig {
+impl Default for TrainConfig {
     fn default() -> Self {
         Self {
             model: PathBuf::new(),
@@ -89,7 +93,7 @@ impl Default for SftConfig {
             eval_data: None,
             eval_ratio: 0.0,
             out: PathBuf::new(),
-            method: Method::Lora,
+            tuning: Tuning::Lora,
             lora: LoraConfig::default(),
             optimizer: AdamWConfig::default(),
             learning_rate: 2e-4,
@@ -115,7 +119,7 @@ impl Default for SftConfig {
     }
 }
 
-impl SftConfig {
+impl TrainConfig {
     /// Checks every setting before any work starts.
     pub fn validate(&self) -> Result<()> {
         let fail = |field: &str, message: &str| Err(TrainError::setting(field, message));
@@ -161,7 +165,7 @@ impl SftConfig {
         if self.max_grad_norm.is_some_and(|norm| norm.is_nan() || norm <= 0.0) {
             return fail("max_grad_norm", "must be positive");
         }
-        if self.method == Method::Lora {
+        if self.tuning == Tuning::Lora {
             self.lora.validate().map_err(|error| match error {
                 precept_model::ModelError::Lora { field, message } => {
                     TrainError::setting(&format!("lora.{field}"), message)
@@ -175,29 +179,91 @@ impl SftConfig {
     }
 }
 
+/// Parses the TOML settings file `path` holding `text` over `T::default()` (so defaults of
+/// embedded settings are `T`'s own); a key that `T` does not have, at any depth, is an error
+/// naming its line (and the closest known key).
+///
+/// # Errors
+/// [`TrainError::SettingsFile`] for invalid TOML, a wrong type or an unknown key.
+pub fn parse_settings<T: DeserializeOwned + Serialize + Default>(text: &str, path: &Path) -> Result<T> {
+    let fail = |message: String| TrainError::SettingsFile { path: path.to_owned(), message };
+    // Parsed once as written, for errors that name their line.
+    toml::from_str::<T>(text).map_err(|e| fail(e.to_string()))?;
+    let given: toml::Table = toml::from_str(text).map_err(|e| fail(e.to_string()))?;
+    let mut merged = toml::Table::try_from(T::default()).map_err(|e| fail(e.to_string()))?;
+    overlay(&mut merged, given.clone());
+    let settings: T = merged.try_into().map_err(|e: toml::de::Error| fail(e.to_string()))?;
+    let known = toml::Table::try_from(&settings).map_err(|e| fail(e.to_string()))?;
+    match first_unknown_key(&given, &known) {
+        None => Ok(settings),
+        Some((key, suggestion)) => {
+            let name = key.rsplit('.').next().unwrap_or(&key);
+            let line = text.lines().position(|line| line.trim_start().starts_with(name)).map_or(0, |i| i + 1);
+            let hint = suggestion.map(|s| format!(" (did you mean `{s}`?)")).unwrap_or_default();
+            Err(fail(format!("line {line}: unknown setting `{key}`{hint}")))
+        }
+    }
+}
+
+/// Writes `given` over `base`, table by table.
+fn overlay(base: &mut toml::Table, given: toml::Table) {
+    for (key, value) in given {
+        match (base.get_mut(&key), value) {
+            (Some(toml::Value::Table(inner)), toml::Value::Table(given_inner)) => overlay(inner, given_inner),
+            (_, value) => {
+                base.insert(key, value);
+            }
+        }
+    }
+}
+
+/// The first key of `given` that `known` lacks, with its dotted path and the closest known key.
+fn first_unknown_key(given: &toml::Table, known: &toml::Table) -> Option<(String, Option<String>)> {
+    for (key, value) in given {
+        match (value, known.get(key)) {
+            (_, None) => {
+                let closest = known
+                    .keys()
+                    .map(|k| (strsim::jaro_winkler(k, key), k))
+                    .filter(|(score, _)| *score > 0.85)
+                    .max_by(|a, b| a.0.total_cmp(&b.0))
+                    .map(|(_, k)| k.clone());
+                return Some((key.clone(), closest));
+            }
+            (toml::Value::Table(inner), Some(toml::Value::Table(known_inner))) => {
+                if let Some((path, closest)) = first_unknown_key(inner, known_inner) {
+                    return Some((format!("{key}.{path}"), closest));
+                }
+            }
+            _ => {}
+        }
+    }
+    None
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn valid() -> SftConfig {
-        SftConfig { model: "m".into(), data: "d.jsonl".into(), out: "o".into(), ..SftConfig::default() }
+    fn valid() -> TrainConfig {
+        TrainConfig { model: "m".into(), data: "d.jsonl".into(), out: "o".into(), ..TrainConfig::default() }
     }
 
     #[test]
     fn invalid_settings_name_the_setting() {
         assert!(valid().validate().is_ok());
-        let cases: Vec<(SftConfig, &str)> = vec![
-            (SftConfig { data: "".into(), ..valid() }, "setting `data`: is required"),
-            (SftConfig { learning_rate: f64::NAN, ..valid() }, "setting `learning_rate`"),
-            (SftConfig { eval_ratio: 1.0, ..valid() }, "setting `eval_ratio`"),
-            (SftConfig { max_steps: Some(0), ..valid() }, "setting `max_steps`"),
-            (SftConfig { num_train_epochs: 0.0, ..valid() }, "setting `max_steps`"),
-            (SftConfig { per_device_train_batch_size: 0, ..valid() }, "setting `per_device_train_batch_size`"),
-            (SftConfig { max_length: 1, ..valid() }, "setting `max_length`: must be at least 2"),
-            (SftConfig { eval_steps: Some(0), ..valid() }, "setting `eval_steps`"),
-            (SftConfig { max_grad_norm: Some(-1.0), ..valid() }, "setting `max_grad_norm`"),
-            (SftConfig { lora: LoraConfig { r: 0, ..LoraConfig::default() }, ..valid() }, "setting `lora.r`"),
-            (SftConfig { method: Method::Full, merge: true, ..valid() }, "setting `merge`"),
+        let cases: Vec<(TrainConfig, &str)> = vec![
+            (TrainConfig { data: "".into(), ..valid() }, "setting `data`: is required"),
+            (TrainConfig { learning_rate: f64::NAN, ..valid() }, "setting `learning_rate`"),
+            (TrainConfig { eval_ratio: 1.0, ..valid() }, "setting `eval_ratio`"),
+            (TrainConfig { max_steps: Some(0), ..valid() }, "setting `max_steps`"),
+            (TrainConfig { num_train_epochs: 0.0, ..valid() }, "setting `max_steps`"),
+            (TrainConfig { per_device_train_batch_size: 0, ..valid() }, "setting `per_device_train_batch_size`"),
+            (TrainConfig { max_length: 1, ..valid() }, "setting `max_length`: must be at least 2"),
+            (TrainConfig { eval_steps: Some(0), ..valid() }, "setting `eval_steps`"),
+            (TrainConfig { max_grad_norm: Some(-1.0), ..valid() }, "setting `max_grad_norm`"),
+            (TrainConfig { lora: LoraConfig { r: 0, ..LoraConfig::default() }, ..valid() }, "setting `lora.r`"),
+            (TrainConfig { tuning: Tuning::Full, merge: true, ..valid() }, "setting `merge`"),
         ];
         for (config, expected) in cases {
             let message = config.validate().unwrap_err().to_string();
@@ -206,8 +272,14 @@ mod tests {
     }
 
     #[test]
-    fn unknown_keys_in_a_settings_file_are_errors() {
-        let error = toml::from_str::<SftConfig>("model = \"m\"\nlearning_rat = 1e-4\n").unwrap_err().to_string();
-        assert!(error.contains("learning_rat") && error.contains("line 2"), "{error}");
+    fn unknown_keys_in_a_settings_file_are_errors_naming_the_line_and_the_closest_key() {
+        let parse = |text: &str| parse_settings::<TrainConfig>(text, Path::new("run.toml"));
+        let error = parse("model = \"m\"\nlearning_rat = 1e-4\n").unwrap_err().to_string();
+        assert!(error.contains("run.toml: line 2: unknown setting `learning_rat` (did you mean `learning_rate`?)"), "{error}");
+        let error = parse("model = \"m\"\n\n[lora]\nrank = 8\n").unwrap_err().to_string();
+        assert!(error.contains("line 4") && error.contains("`rank`"), "{error}");
+        let error = parse("max_steps = \"ten\"\n").unwrap_err().to_string();
+        assert!(error.contains("run.toml") && error.contains("max_steps"), "{error}");
+        assert_eq!(parse("model = \"m\"\n[lora]\nr = 8\n").unwrap().lora.r, 8);
     }
 }
