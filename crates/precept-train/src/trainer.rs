@@ -137,7 +137,7 @@ impl<B: Backend> RunFolder<B> {
     ///
     /// # Errors
     /// A folder that already holds a run when not resuming, settings that differ from the
-    /// resumed run's, and an unreadable model.
+    /// resumed run's, an unreadable model, and a `max_length` beyond the model's positions.
     pub fn open(config: &TrainConfig, settings: &impl Serialize, resume: bool, device: &B::Device) -> Result<Self> {
         let out = &config.out;
         std::fs::create_dir_all(out).map_err(|e| TrainError::io(out, e))?;
@@ -151,6 +151,15 @@ impl<B: Backend> RunFolder<B> {
         }
         write_run_config(settings, out, latest.is_some())?;
         let (model_config, base) = load_model::<B>(&config.model, device)?;
+        if config.max_length > model_config.max_position_embeddings {
+            return Err(TrainError::setting(
+                "max_length",
+                format!(
+                    "{} is more than the model's max_position_embeddings ({})",
+                    config.max_length, model_config.max_position_embeddings
+                ),
+            ));
+        }
         Ok(Self { checkpoints, latest, model_config, base })
     }
 

@@ -4,46 +4,13 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a failure should stop the test
 
-use std::path::{Path, PathBuf};
+mod common;
 
-use burn::backend::{Autodiff, Flex};
-use precept_model::checkpoint::{save_model, SaveOptions};
-use precept_model::LlamaConfig;
+use std::path::Path;
+
+use common::{comparable, copy_dir, metrics, root, serial, tiny_model_dir, Quiet, A};
 use precept_train::sft::train_sft;
-use precept_train::trainer::TrainObserver;
 use precept_train::{TrainConfig, Tuning};
-use serde_json::Value;
-
-type A = Autodiff<Flex>;
-
-struct Quiet;
-impl TrainObserver for Quiet {}
-
-/// The backend's random generator is global: tests that seed it and draw from it (weight init,
-/// LoRA init, dropout) run one at a time so each sees only its own draws.
-fn serial() -> std::sync::MutexGuard<'static, ()> {
-    static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
-    SERIAL.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
-}
-
-fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
-
-/// A tiny random model (2 layers, width 32) with SmolLM2's vocabulary, tokenizer and template.
-fn tiny_model_dir(dir: &Path) -> PathBuf {
-    let smollm2 = std::env::var_os("PRECEPT_SMOLLM2")
-        .map(PathBuf::from)
-        .unwrap_or(root().join("checkpoints/smollm2-135m-instruct"));
-    assert!(smollm2.join("tokenizer.json").is_file(), "{}: run scripts/fetch-smollm2.sh first", smollm2.display());
-    let config = LlamaConfig { vocab_size: 49152, ..LlamaConfig::tiny() }.with_tie_word_embeddings(true);
-    <Flex as burn::tensor::backend::Backend>::seed(&Default::default(), 3);
-    let model = config.init::<Flex>(&Default::default());
-    let out = dir.join("tiny");
-    save_model(&model, &config, &out, &SaveOptions { copy_from: Some(&smollm2), ..SaveOptions::default() }).unwrap();
-    out
-}
-
 fn config(model: &Path, out: &Path, tuning: Tuning) -> TrainConfig {
     let mut config = TrainConfig {
         model: model.to_path_buf(),
@@ -59,22 +26,6 @@ fn config(model: &Path, out: &Path, tuning: Tuning) -> TrainConfig {
     };
     config.lora.r = 4;
     config
-}
-
-fn metrics(run: &Path) -> Vec<Value> {
-    let text = std::fs::read_to_string(run.join("metrics.jsonl")).unwrap();
-    text.lines().map(|line| serde_json::from_str(line).unwrap()).collect()
-}
-
-/// Metrics without the wall-clock field, which differs between runs.
-fn comparable(records: Vec<Value>) -> Vec<Value> {
-    records
-        .into_iter()
-        .map(|mut record| {
-            record.as_object_mut().unwrap().remove("tokens_per_second");
-            record
-        })
-        .collect()
 }
 
 #[test]
@@ -181,12 +132,4 @@ fn a_second_run_into_the_same_folder_needs_resume_and_the_same_settings() {
     let changed = TrainConfig { learning_rate: 1e-3, ..config };
     let error = train_sft::<A>(&changed, &Default::default(), true, &mut Quiet).unwrap_err().to_string();
     assert!(error.contains("config.toml: the run was started with other settings"), "{error}");
-}
-
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for entry in std::fs::read_dir(from).unwrap() {
-        let entry = entry.unwrap();
-        std::fs::copy(entry.path(), to.join(entry.file_name())).unwrap();
-    }
 }
