@@ -43,6 +43,8 @@ pub struct DataSummary {
     pub eval_examples: usize,
     /// What preparing the training data kept, cut and skipped.
     pub stats: PreparationStats,
+    /// Tokens in the longest training or evaluation row.
+    pub longest_row: usize,
 }
 
 /// What one optimiser step of an objective produced.
@@ -137,7 +139,7 @@ impl<B: Backend> RunFolder<B> {
     ///
     /// # Errors
     /// A folder that already holds a run when not resuming, settings that differ from the
-    /// resumed run's, an unreadable model, and a `max_length` beyond the model's positions.
+    /// resumed run's, and an unreadable model.
     pub fn open(config: &TrainConfig, settings: &impl Serialize, resume: bool, device: &B::Device) -> Result<Self> {
         let out = &config.out;
         std::fs::create_dir_all(out).map_err(|e| TrainError::io(out, e))?;
@@ -151,15 +153,6 @@ impl<B: Backend> RunFolder<B> {
         }
         write_run_config(settings, out, latest.is_some())?;
         let (model_config, base) = load_model::<B>(&config.model, device)?;
-        if config.max_length > model_config.max_position_embeddings {
-            return Err(TrainError::setting(
-                "max_length",
-                format!(
-                    "{} is more than the model's max_position_embeddings ({})",
-                    config.max_length, model_config.max_position_embeddings
-                ),
-            ));
-        }
         Ok(Self { checkpoints, latest, model_config, base })
     }
 
@@ -174,8 +167,8 @@ impl<B: Backend> RunFolder<B> {
 /// run ends with the weights an uninterrupted one would have had.
 ///
 /// # Errors
-/// Unwritable checkpoints or metrics, and a non-finite loss or gradient (the last checkpoint
-/// is kept).
+/// Rows longer than the model's positions, unwritable checkpoints or metrics, and a
+/// non-finite loss or gradient (the last checkpoint is kept).
 pub fn train<B: AutodiffBackend, O: Objective<B>>(
     config: &TrainConfig,
     folder: RunFolder<B>,
@@ -184,6 +177,16 @@ pub fn train<B: AutodiffBackend, O: Objective<B>>(
     observer: &mut dyn TrainObserver,
 ) -> Result<TrainOutcome> {
     let RunFolder { checkpoints, latest, model_config, base } = folder;
+    let data = objective.data();
+    if data.longest_row > model_config.max_position_embeddings {
+        return Err(TrainError::setting(
+            "max_length",
+            format!(
+                "rows of up to {} tokens are longer than the model's max_position_embeddings ({}); lower it",
+                data.longest_row, model_config.max_position_embeddings
+            ),
+        ));
+    }
     let accumulation = config.gradient_accumulation_steps as u64;
     let per_epoch = objective.batches_per_epoch() as u64;
     let total_steps = config
@@ -211,7 +214,7 @@ pub fn train<B: AutodiffBackend, O: Objective<B>>(
         }
     };
     let mut report = Reporter { metrics: MetricsLog::open(&config.out, state.step)?, observer };
-    report.observer.on_start(&RunPlan { start_step: state.step, total_steps, data: objective.data() });
+    report.observer.on_start(&RunPlan { start_step: state.step, total_steps, data });
 
     let mut final_loss = f64::NAN;
     let mut eval = Map::new();

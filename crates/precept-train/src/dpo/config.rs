@@ -154,6 +154,17 @@ mod tests {
     }
 
     #[test]
+    fn the_shipped_settings_files_parse_and_validate() {
+        let sft: TrainConfig =
+            parse_settings(include_str!("../../../../configs/sft.toml"), Path::new("configs/sft.toml")).unwrap();
+        sft.validate().unwrap();
+        let dpo: DpoConfig =
+            parse_settings(include_str!("../../../../configs/dpo.toml"), Path::new("configs/dpo.toml")).unwrap();
+        dpo.validate().unwrap();
+        assert_eq!((dpo.train.max_steps, dpo.beta, dpo.train.tuning), (Some(30), 0.1, crate::Tuning::Lora));
+    }
+
+    #[test]
     fn a_settings_file_mixes_training_and_preference_settings_over_dpo_defaults() {
         let text = "model = \"m\"\nbeta = 0.2\nloss = [\"sigmoid\", \"sft\"]\nloss_weights = [1.0, 0.2]\n\n[lora]\nr = 8\n";
         let config: DpoConfig = parse_settings(text, Path::new("dpo.toml")).unwrap();

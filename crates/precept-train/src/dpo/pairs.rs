@@ -42,6 +42,11 @@ impl PairPlan {
         hash_json(&rows)
     }
 
+    /// Tokens of the longest row (of either side).
+    pub fn longest(&self) -> usize {
+        self.order.longest()
+    }
+
     /// Micro-batches in one pass over the pairs.
     pub fn batches_per_epoch(&self) -> usize {
         self.order.batches_per_epoch()

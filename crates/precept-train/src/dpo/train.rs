@@ -41,7 +41,12 @@ pub fn train_dpo<B: CrossEntropyBackend>(
     let train_plan = PairPlan::new(train_pairs, batch_size, config.train.seed);
     let eval_plan = PairPlan::new(eval_pairs, batch_size, config.train.seed);
     let reference = Reference::prepare(config, &folder.base.valid(), [&train_plan, &eval_plan], device, observer)?;
-    let data = DataSummary { train_examples: train_plan.len(), eval_examples: eval_plan.len(), stats };
+    let data = DataSummary {
+        train_examples: train_plan.len(),
+        eval_examples: eval_plan.len(),
+        stats,
+        longest_row: train_plan.longest().max(eval_plan.longest()),
+    };
     let mut objective = PreferenceObjective::<B> {
         settings: PreferenceSettings::new(config),
         train: train_plan,

@@ -26,6 +26,11 @@ impl BatchOrder {
         Self { lengths, batch_size, seed, epoch_batches: None }
     }
 
+    /// Tokens of the longest item.
+    pub fn longest(&self) -> usize {
+        self.lengths.iter().copied().max().unwrap_or(0)
+    }
+
     /// Micro-batches in one pass over the items.
     pub fn batches_per_epoch(&self) -> usize {
         self.lengths.len().div_ceil(self.batch_size)
@@ -72,6 +77,11 @@ impl BatchPlan {
             if packing { pack(&examples, max_length) } else { examples.into_iter().map(PackedRow::from).collect() };
         let lengths = rows.iter().map(|row| row.input_ids.len()).collect();
         Self { rows, order: BatchOrder::new(lengths, batch_size, seed) }
+    }
+
+    /// Tokens of the longest row.
+    pub fn longest(&self) -> usize {
+        self.order.longest()
     }
 
     /// Micro-batches in one pass over the rows.

@@ -46,10 +46,12 @@ struct SftObjective<B: Backend> {
 impl<B: Backend> SftObjective<B> {
     fn new(config: &TrainConfig, device: B::Device) -> Result<Self> {
         let (train, eval, stats) = prepare_data(config)?;
-        let data = DataSummary { train_examples: train.len(), eval_examples: eval.len(), stats };
+        let (train_examples, eval_examples) = (train.len(), eval.len());
         let batch_size = config.per_device_train_batch_size;
         let plan = BatchPlan::new(train, config.packing, config.max_length, batch_size, config.seed);
         let eval_plan = BatchPlan::new(eval, config.packing, config.max_length, batch_size, config.seed);
+        let longest_row = plan.longest().max(eval_plan.longest());
+        let data = DataSummary { train_examples, eval_examples, stats, longest_row };
         Ok(Self { plan, eval_plan, data, device })
     }
 }
