@@ -174,8 +174,10 @@ impl TrainObserver for Progress {
             bar.set_message(what.to_string());
             bar
         });
+        let before = bar.position() as usize;
         bar.set_position(done as u64);
-        if bar.is_hidden() && (done == total || done % 256 < 8) {
+        // Without a bar, a line at every tenth.
+        if bar.is_hidden() && (done == total || before * 10 / total.max(1) != done * 10 / total.max(1)) {
             tracing::info!("{what}: {done}/{total}");
         }
     }
