@@ -364,6 +364,15 @@ pub struct BenchTrainArgs {
     /// Timed steps (the median is reported); one untimed warm-up step runs first.
     #[arg(long, default_value_t = 3)]
     pub repeat: usize,
+    /// Time a DPO step instead (sigmoid loss, β 0.1, the shape of the PyTorch peer script):
+    /// `--batch` pairs, both sides of `--seq` tokens sharing a 64-token prompt, loss on the
+    /// answers; the reference is the base (LoRA adapters off, or a frozen copy).
+    #[arg(long)]
+    pub dpo: bool,
+    /// With `--dpo`: reference log-probabilities precomputed (`precompute_ref_log_probs`), so no
+    /// reference forward runs in the step.
+    #[arg(long, requires = "dpo")]
+    pub cached_reference: bool,
     /// Print JSON.
     #[arg(long)]
     pub json: bool,

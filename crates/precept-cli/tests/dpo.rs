@@ -107,7 +107,10 @@ fn bad_preference_data_and_settings_are_clear_errors() {
         file
     };
     let cases: Vec<(PathBuf, &str)> = vec![
-        (write("missing.jsonl", br#"{"prompt":"Hi","chosen":"Hello."}"#), "missing.jsonl:1: field `rejected` is missing"),
+        (
+            write("missing.jsonl", br#"{"prompt":"Hi","chosen":"Hello."}"#),
+            "missing.jsonl:1: field `rejected` is missing",
+        ),
         (write("sft.jsonl", br#"{"prompt":"Hi","completion":"Hello."}"#), "sft.jsonl:1: field `chosen` is missing"),
         (write("utf8.jsonl", b"{\"prompt\":\"\xff\",\"chosen\":\"a\",\"rejected\":\"b\"}\n"), "utf8.jsonl:1"),
     ];
@@ -121,7 +124,8 @@ fn bad_preference_data_and_settings_are_clear_errors() {
     let config = write("bad.toml", b"model = \"m\"\nbetta = 0.1\n");
     let error = precept_error(&["dpo", "--config", path(&config)]);
     assert!(error.contains("bad.toml: line 2: unknown setting `betta` (did you mean `beta`?)"), "{error}");
-    let error = precept_error(&["dpo", "--model", "m", "--data", "d", "--out", "o", "--method", "simpo", "--loss", "ipo"]);
+    let error =
+        precept_error(&["dpo", "--model", "m", "--data", "d", "--out", "o", "--method", "simpo", "--loss", "ipo"]);
     assert!(error.contains("setting `loss`"), "{error}");
     let error = precept_error(&["dpo", "--model", "m", "--data", "d", "--out", "o", "--beta", "0"]);
     assert!(error.contains("setting `beta`: must be a positive number"), "{error}");

@@ -54,8 +54,11 @@ fn thirty_dpo_lora_steps_after_a_short_sft_learn_the_training_preferences() {
     assert!(log.contains("computed in") && log.contains("cached in"), "{log}");
 
     let metrics = std::fs::read_to_string(dir.path().join("dpo/metrics.jsonl")).unwrap();
-    let steps: Vec<Value> =
-        metrics.lines().map(|l| serde_json::from_str::<Value>(l).unwrap()).filter(|r| r.get("loss").is_some()).collect();
+    let steps: Vec<Value> = metrics
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).unwrap())
+        .filter(|r| r.get("loss").is_some())
+        .collect();
     assert_eq!(steps.len(), 30);
     let series = |name: &str| steps.iter().map(|r| r[name].as_f64().unwrap()).collect::<Vec<f64>>();
     let (margins, accuracies, losses) = (series("rewards/margins"), series("rewards/accuracies"), series("loss"));

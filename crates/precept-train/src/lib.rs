@@ -1,12 +1,18 @@
-//! Training for precept: losses, the optimiser and schedules, checkpoints, metrics, and the SFT
-//! loop.
+//! Training for precept: losses, the optimiser and schedules, checkpoints, metrics, and one
+//! training loop for SFT and preference optimisation.
 //!
-//! [`sft::train_sft`] reads an [`sft::SftConfig`], prepares the data (precept-data), loads the
-//! model and adds LoRA adapters or unfreezes it (precept-model), then steps: micro-batches from
-//! [`sft::BatchPlan`], [`loss::masked_next_token_loss`] normalised over the tokens of the whole
-//! accumulated batch, [`optim::AdamW`] with global-norm clipping at the rate of
+//! [`trainer::train`] runs any [`trainer::Objective`] under a [`TrainConfig`]: it opens the run
+//! folder ([`trainer::RunFolder`], resolved settings first), adds LoRA adapters or unfreezes the
+//! model (precept-model), then steps: the objective's loss and gradients over the step's
+//! micro-batches, [`optim::AdamW`] with global-norm clipping at the rate of
 //! [`schedule::LrSchedule`]. [`metrics::MetricsLog`] records each step with TRL's names and
 //! [`checkpoint::Checkpoints`] writes atomic checkpoints from which a run resumes bit for bit.
+//!
+//! ```text
+//! sft.jsonl   ─prepare─> BatchPlan ─> sft::train_sft  (masked next-token cross-entropy) ─┐
+//! prefs.jsonl ─prepare─> PairPlan  ─> dpo::train_dpo  (DPO family, SimPO, ORPO;           ├─> trainer::train
+//!                        Reference: cached log-probabilities, adapters off, or a model)  ─┘
+//! ```
 
 pub mod checkpoint;
 pub mod dpo;

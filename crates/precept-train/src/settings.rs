@@ -275,7 +275,10 @@ mod tests {
     fn unknown_keys_in_a_settings_file_are_errors_naming_the_line_and_the_closest_key() {
         let parse = |text: &str| parse_settings::<TrainConfig>(text, Path::new("run.toml"));
         let error = parse("model = \"m\"\nlearning_rat = 1e-4\n").unwrap_err().to_string();
-        assert!(error.contains("run.toml: line 2: unknown setting `learning_rat` (did you mean `learning_rate`?)"), "{error}");
+        assert!(
+            error.contains("run.toml: line 2: unknown setting `learning_rat` (did you mean `learning_rate`?)"),
+            "{error}"
+        );
         let error = parse("model = \"m\"\n\n[lora]\nrank = 8\n").unwrap_err().to_string();
         assert!(error.contains("line 4") && error.contains("`rank`"), "{error}");
         let error = parse("max_steps = \"ten\"\n").unwrap_err().to_string();

@@ -135,12 +135,15 @@ fn a_resumed_dpo_run_ends_bit_identical_to_an_uninterrupted_one() {
     std::fs::copy(whole.join("config.toml"), resumed.join("config.toml")).unwrap();
     // Without its cache the reference is recomputed, to the same numbers.
     std::fs::remove_dir_all(&cache).unwrap();
-    let resumed_config = DpoConfig { train: TrainConfig { out: resumed.clone(), ..whole_config.train.clone() }, ..whole_config };
+    let resumed_config =
+        DpoConfig { train: TrainConfig { out: resumed.clone(), ..whole_config.train.clone() }, ..whole_config };
     let outcome = train_dpo::<A>(&resumed_config, &Default::default(), true, &mut Quiet).unwrap();
     assert_eq!(outcome.steps, 6);
     let file = "adapter/adapter_model.safetensors";
     assert!(std::fs::read(whole.join(file)).unwrap() == std::fs::read(resumed.join(file)).unwrap());
-    let tail = |records: Vec<Value>| comparable(records).into_iter().filter(|r| r["step"].as_u64() > Some(2)).collect::<Vec<_>>();
+    let tail = |records: Vec<Value>| {
+        comparable(records).into_iter().filter(|r| r["step"].as_u64() > Some(2)).collect::<Vec<_>>()
+    };
     assert_eq!(tail(metrics(&resumed)), tail(metrics(&whole)));
 }
 
@@ -186,11 +189,21 @@ fn a_full_fine_tune_against_a_separate_reference_model_runs_and_bad_settings_are
     let missing = DpoConfig { train: TrainConfig { out: other, ..missing.train.clone() }, ..missing };
     let error = format!("{:#}", train_dpo::<A>(&missing, &Default::default(), false, &mut Quiet).unwrap_err());
     assert!(error.contains("absent"), "{error}");
-    let too_long = DpoConfig { train: TrainConfig { max_length: 512, out: dir.path().join("long"), ..config.train.clone() }, ..config.clone() };
+    let too_long = DpoConfig {
+        train: TrainConfig { max_length: 512, out: dir.path().join("long"), ..config.train.clone() },
+        ..config.clone()
+    };
     let error = train_dpo::<A>(&too_long, &Default::default(), false, &mut Quiet).unwrap_err().to_string();
-    assert!(error.contains("setting `max_length`: rows of up to") && error.contains("max_position_embeddings (128)"), "{error}");
+    assert!(
+        error.contains("setting `max_length`: rows of up to") && error.contains("max_position_embeddings (128)"),
+        "{error}"
+    );
     let sft_data = DpoConfig {
-        train: TrainConfig { data: root().join("data/sft/example.jsonl"), out: dir.path().join("sft"), ..config.train.clone() },
+        train: TrainConfig {
+            data: root().join("data/sft/example.jsonl"),
+            out: dir.path().join("sft"),
+            ..config.train.clone()
+        },
         ..config
     };
     let error = train_dpo::<A>(&sft_data, &Default::default(), false, &mut Quiet).unwrap_err().to_string();

@@ -34,7 +34,8 @@ fn a_lora_run_lowers_the_loss_and_writes_metrics_checkpoints_and_a_peft_adapter(
     let dir = tempfile::tempdir().unwrap();
     let model = tiny_model_dir(dir.path());
     let run = dir.path().join("run");
-    let config = TrainConfig { max_steps: Some(12), eval_ratio: 0.25, merge: true, ..config(&model, &run, Tuning::Lora) };
+    let config =
+        TrainConfig { max_steps: Some(12), eval_ratio: 0.25, merge: true, ..config(&model, &run, Tuning::Lora) };
     let outcome = train_sft::<A>(&config, &Default::default(), false, &mut Quiet).unwrap();
     assert_eq!(outcome.steps, 12);
 

@@ -116,7 +116,11 @@ impl Progress {
         names
             .filter_map(|(name, label)| {
                 let value = record.get(&name)?.as_f64()?;
-                Some(if value.abs() >= 1e-2 || value == 0.0 { format!("{label} {value:.4}") } else { format!("{label} {value:.2e}") })
+                Some(if value.abs() >= 1e-2 || value == 0.0 {
+                    format!("{label} {value:.4}")
+                } else {
+                    format!("{label} {value:.2e}")
+                })
             })
             .collect::<Vec<_>>()
             .join(" ")

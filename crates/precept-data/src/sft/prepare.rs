@@ -156,6 +156,10 @@ pub fn prepare_file(
     Ok((examples, preparer.into_stats()))
 }
 
+/// One conversation tokenised: `None` when skipped for a mask mismatch under
+/// [`OnMismatch::Warn`].
+type Prepared = Result<Option<TokenizedExample>>;
+
 /// Records tokenised in parallel at a time by [`prepare_records`].
 const PARALLEL_CHUNK: usize = 1024;
 
@@ -177,7 +181,7 @@ where
         if chunk.is_empty() {
             break;
         }
-        let tokenized: Vec<(usize, Result<[Result<Option<TokenizedExample>>; N]>)> = chunk
+        let tokenized: Vec<(usize, Result<[Prepared; N]>)> = chunk
             .into_par_iter()
             .map(|(line, record)| {
                 let sides = record.map(|record| sides(&record).map(|side| preparer.tokenize(side, path, line)));

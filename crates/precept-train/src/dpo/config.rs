@@ -127,7 +127,8 @@ mod tests {
     use crate::settings::parse_settings;
 
     fn valid() -> DpoConfig {
-        let train = TrainConfig { model: "m".into(), data: "p.jsonl".into(), out: "o".into(), ..DpoConfig::default().train };
+        let train =
+            TrainConfig { model: "m".into(), data: "p.jsonl".into(), out: "o".into(), ..DpoConfig::default().train };
         DpoConfig { train, ..DpoConfig::default() }
     }
 
@@ -143,9 +144,15 @@ mod tests {
                 DpoConfig { method: PreferenceMethod::Simpo, loss: vec![PreferenceLoss::Ipo], ..valid() },
                 "setting `loss`: loss types apply to method = \"dpo\" only",
             ),
-            (DpoConfig { method: PreferenceMethod::Orpo, ref_model: Some("r".into()), ..valid() }, "setting `ref_model`"),
+            (
+                DpoConfig { method: PreferenceMethod::Orpo, ref_model: Some("r".into()), ..valid() },
+                "setting `ref_model`",
+            ),
             (DpoConfig { train: TrainConfig { packing: true, ..valid().train }, ..valid() }, "setting `packing`"),
-            (DpoConfig { train: TrainConfig { max_steps: Some(0), ..valid().train }, ..valid() }, "setting `max_steps`"),
+            (
+                DpoConfig { train: TrainConfig { max_steps: Some(0), ..valid().train }, ..valid() },
+                "setting `max_steps`",
+            ),
         ];
         for (config, expected) in cases {
             let message = config.validate().unwrap_err().to_string();
@@ -166,7 +173,8 @@ mod tests {
 
     #[test]
     fn a_settings_file_mixes_training_and_preference_settings_over_dpo_defaults() {
-        let text = "model = \"m\"\nbeta = 0.2\nloss = [\"sigmoid\", \"sft\"]\nloss_weights = [1.0, 0.2]\n\n[lora]\nr = 8\n";
+        let text =
+            "model = \"m\"\nbeta = 0.2\nloss = [\"sigmoid\", \"sft\"]\nloss_weights = [1.0, 0.2]\n\n[lora]\nr = 8\n";
         let config: DpoConfig = parse_settings(text, Path::new("dpo.toml")).unwrap();
         assert_eq!(config.beta, 0.2);
         assert_eq!(config.weighted_losses(), [(PreferenceLoss::Sigmoid, 1.0), (PreferenceLoss::Sft, 0.2)]);

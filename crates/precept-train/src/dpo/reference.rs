@@ -37,7 +37,7 @@ pub enum Reference<B: Backend> {
     /// weights).
     AdaptersOff,
     /// A separate model kept in memory, at every step.
-    Model(LlamaForCausalLM<B>),
+    Model(Box<LlamaForCausalLM<B>>),
 }
 
 /// What a cache file's log-probabilities depend on; each part is a hash.
@@ -78,8 +78,8 @@ impl<B: Backend> Reference<B> {
         if !config.precompute_ref_log_probs {
             return Ok(match (&config.ref_model, config.train.tuning) {
                 (None, Tuning::Lora) => Self::AdaptersOff,
-                (None, Tuning::Full) => Self::Model(base.clone()),
-                (Some(dir), _) => Self::Model(load_model::<B>(dir, device)?.1),
+                (None, Tuning::Full) => Self::Model(Box::new(base.clone())),
+                (Some(dir), _) => Self::Model(Box::new(load_model::<B>(dir, device)?.1)),
             });
         }
         let key = CacheKey {

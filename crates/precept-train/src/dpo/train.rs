@@ -7,7 +7,7 @@ use burn::module::AutodiffModule;
 use burn::optim::{GradientsAccumulator, GradientsParams};
 use burn::tensor::backend::Backend;
 use burn::tensor::{ElementConversion, Tensor, TensorData};
-use precept_data::{prepare_pairs_file, PreparationStats, PrepareOptions, Tokenizer, TokenizedPair};
+use precept_data::{prepare_pairs_file, PreparationStats, PrepareOptions, TokenizedPair, Tokenizer};
 use precept_model::LlamaForCausalLM;
 use serde_json::{json, Map, Value};
 
@@ -136,7 +136,12 @@ impl<'a> PairNumbers<'a> {
     fn new(logps: &'a [f64], reference: &'a [PairReference], tokens: &'a [usize], mean_logits: &'a [f64]) -> Self {
         let pairs = reference.len();
         let halves = |v: &'a [f64]| [&v[..pairs], &v[pairs..]];
-        Self { policy: halves(logps), reference, tokens: [&tokens[..pairs], &tokens[pairs..]], mean_logits: halves(mean_logits) }
+        Self {
+            policy: halves(logps),
+            reference,
+            tokens: [&tokens[..pairs], &tokens[pairs..]],
+            mean_logits: halves(mean_logits),
+        }
     }
 }
 
@@ -157,8 +162,8 @@ impl PairMetrics {
         for i in 0..pair.reference.len() {
             let rewards = settings.rewards(pair, i);
             self.correct += usize::from(rewards[0] > rewards[1]);
-            for side in 0..2 {
-                self.rewards[side] += rewards[side];
+            for (side, reward) in rewards.into_iter().enumerate() {
+                self.rewards[side] += reward;
                 self.logps[side] += pair.policy[side][i];
                 self.logit_sums[side] += pair.mean_logits[side][i] * pair.tokens[side][i] as f64;
                 self.tokens[side] += pair.tokens[side][i];
@@ -287,9 +292,11 @@ impl<B: CrossEntropyBackend> Objective<B> for PreferenceObjective<B> {
             let reference = self.reference(Split::Eval, &indices, || model.clone());
             let batch = self.eval.tensors::<B::InnerBackend>(&indices, &self.device);
             let values = sequence_logp_values(model, batch.ids, &batch.inputs, batch.loss_mask);
-            metrics.add(&PairNumbers::new(&values.logps, &reference, &values.tokens, &values.mean_logits), &self.settings);
+            metrics
+                .add(&PairNumbers::new(&values.logps, &reference, &values.tokens, &values.mean_logits), &self.settings);
             let policy: Vec<f32> = values.logps.iter().map(|&v| v as f32).collect();
-            let policy = Tensor::<B::InnerBackend, 1>::from_data(TensorData::new(policy, [values.logps.len()]), &self.device);
+            let policy =
+                Tensor::<B::InnerBackend, 1>::from_data(TensorData::new(policy, [values.logps.len()]), &self.device);
             let batch_loss = self.settings.loss(&pair_logps(policy, &reference, &values.tokens));
             loss += batch_loss.into_scalar().elem::<f64>() * indices.len() as f64;
         }

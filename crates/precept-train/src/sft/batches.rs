@@ -53,7 +53,9 @@ impl BatchOrder {
 
     /// Every item, in order, in batches of the order's size (for evaluation).
     pub fn in_order(&self) -> impl Iterator<Item = Range<usize>> + '_ {
-        (0..self.lengths.len()).step_by(self.batch_size.max(1)).map(|start| start..(start + self.batch_size).min(self.lengths.len()))
+        (0..self.lengths.len())
+            .step_by(self.batch_size.max(1))
+            .map(|start| start..(start + self.batch_size).min(self.lengths.len()))
     }
 }
 

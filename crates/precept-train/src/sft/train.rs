@@ -132,4 +132,3 @@ fn prepare_data(config: &TrainConfig) -> Result<(Vec<TokenizedExample>, Vec<Toke
     }
     Ok((train, eval, stats))
 }
-
