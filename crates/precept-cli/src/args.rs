@@ -49,6 +49,9 @@ pub enum Command {
     Sft(TrainArgs),
     /// Preference training (DPO and its family, SimPO, ORPO) on TRL-format preference JSONL.
     Dpo(DpoArgs),
+    /// Principles to a safer model in one command: constitute → sft → dpo → eval in one run
+    /// folder; finished stages are skipped and a killed one resumes.
+    Pipeline(crate::commands::pipeline::PipelineArgs),
     /// Fold a PEFT LoRA adapter into its base model and save the result.
     Merge(MergeArgs),
     /// Author and inspect constitution files.

@@ -155,11 +155,6 @@ impl<B: Backend> RunFolder<B> {
         let (model_config, base) = load_model::<B>(&config.model, device)?;
         Ok(Self { checkpoints, latest, model_config, base })
     }
-
-    /// Whether the run continues from a checkpoint.
-    pub fn is_resumed(&self) -> bool {
-        self.latest.is_some()
-    }
 }
 
 /// Trains `folder.base` on `objective` as `config` says: fresh adapters (or every weight)

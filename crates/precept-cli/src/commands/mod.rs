@@ -11,6 +11,7 @@ mod generate;
 mod import;
 mod logits;
 mod merge;
+pub mod pipeline;
 mod random_weights;
 mod sft;
 mod tokenize;
@@ -35,6 +36,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::RandomWeights(args) => cli.device.dispatch(random_weights::RandomWeights(args)),
         Command::Sft(args) => cli.device.dispatch(sft::Sft::resolve(args, cli.quiet)?),
         Command::Dpo(args) => cli.device.dispatch(dpo::Dpo::resolve(args, cli.quiet)?),
+        Command::Pipeline(args) => cli.device.dispatch(pipeline::Pipeline::resolve(args, cli.quiet)?),
         Command::Merge(args) => cli.device.dispatch(merge::Merge(args)),
         Command::Constitution(ConstitutionCommand::Check(args)) => constitution::check(&args),
         Command::Constitution(ConstitutionCommand::Import(args)) => constitution::run_import(&args),

@@ -40,7 +40,7 @@ pub enum JudgeKind {
 /// The gate: `precept eval --suite S --model TUNED [--baseline BASE] [--out DIR]`.
 ///
 /// Exit codes: 0 pass, 2 safety regression, 3 over-refusal regression, 4 underpowered, 1 error.
-#[derive(Debug, Args)]
+#[derive(Debug, Args, Clone)]
 pub struct GateArgs {
     /// The suite file (TOML).
     #[arg(long, required = true)]

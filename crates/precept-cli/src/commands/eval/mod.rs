@@ -3,7 +3,7 @@
 
 pub mod args;
 mod calibrate;
-mod gate;
+pub mod gate;
 mod import;
 mod judge;
 mod progress;

@@ -1,0 +1,232 @@
+//! The pipeline's settings file: the base model, the run folder, and one table per stage.
+//! `[sft]` and `[dpo]` hold the settings of `precept sft` and `precept dpo`; `[constitute]` and
+//! `[eval]` hold the flags of `precept constitute` and `precept eval` (`max_new_tokens = 64` is
+//! `--max-new-tokens 64`). The pipeline fills in every model, data and output path itself.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context, Result};
+use clap::Parser;
+use precept_train::dpo::DpoConfig;
+use precept_train::{parse_settings, TrainConfig};
+use serde::Deserialize;
+
+use crate::commands::constitute::ConstituteArgs;
+use crate::commands::eval::args::GateArgs;
+
+/// The file as written.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PipelineFile {
+    model: PathBuf,
+    out: PathBuf,
+    constitute: toml::Table,
+    #[serde(default)]
+    sft: toml::Table,
+    #[serde(default)]
+    dpo: toml::Table,
+    eval: toml::Table,
+}
+
+/// Every stage's settings, resolved and validated before any stage runs.
+#[derive(Debug)]
+pub struct PipelineConfig {
+    /// The run folder.
+    pub out: PathBuf,
+    /// Prompt files of the constitution loop (concatenated into the run folder).
+    pub prompts: Vec<PathBuf>,
+    /// `precept constitute`'s arguments.
+    pub constitute: ConstituteArgs,
+    /// SFT's settings.
+    pub sft: TrainConfig,
+    /// DPO's settings.
+    pub dpo: DpoConfig,
+    /// The gate's arguments.
+    pub eval: GateArgs,
+}
+
+#[derive(Parser)]
+#[command(no_binary_name = true)]
+struct ConstituteFlags {
+    #[command(flatten)]
+    args: ConstituteArgs,
+}
+
+#[derive(Parser)]
+#[command(no_binary_name = true)]
+struct GateFlags {
+    #[command(flatten)]
+    args: GateArgs,
+}
+
+/// Stage folders inside the run folder.
+pub fn stage_dir(out: &Path, stage: super::stage::Stage) -> PathBuf {
+    out.join(stage.name())
+}
+
+impl PipelineConfig {
+    /// Reads and resolves the settings file at `path`.
+    ///
+    /// # Errors
+    /// Unreadable or invalid TOML, unknown keys and invalid settings of any stage, each
+    /// naming the file and the stage's table.
+    pub fn read(path: &Path) -> Result<Self> {
+        let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+        let file: PipelineFile =
+            toml::from_str(&text).with_context(|| format!("{}: invalid settings", path.display()))?;
+        let at = |table: &str| format!("{} [{table}]", path.display());
+        let (out, model) = (file.out.clone(), file.model.clone());
+        let dir = |stage| stage_dir(&out, stage);
+        use super::stage::Stage;
+
+        let mut constitute_table = file.constitute;
+        let prompts: Vec<PathBuf> = match constitute_table.remove("prompts") {
+            Some(toml::Value::String(one)) => vec![PathBuf::from(one)],
+            Some(toml::Value::Array(many)) => many
+                .into_iter()
+                .map(|v| {
+                    v.as_str()
+                        .map(PathBuf::from)
+                        .with_context(|| format!("{}: `prompts` must list paths", at("constitute")))
+                })
+                .collect::<Result<_>>()?,
+            _ => bail!("{}: `prompts` (a file or a list of files) is required", at("constitute")),
+        };
+        let mut flags = table_flags(&constitute_table, &at("constitute"), &["model", "out"])?;
+        flags.extend(path_flags(&[
+            ("prompts", &prompts_file(&out)),
+            ("model", &model),
+            ("out", &dir(Stage::Constitute)),
+        ]));
+        let constitute = ConstituteFlags::try_parse_from(flags).with_context(|| at("constitute"))?.args;
+
+        let mut sft: TrainConfig = parse_table(file.sft, &at("sft"))?;
+        sft.model.clone_from(&model);
+        sft.data = dir(Stage::Constitute).join("sft.jsonl");
+        sft.out = dir(Stage::Sft);
+        sft.merge = true;
+        sft.validate().with_context(|| at("sft"))?;
+
+        let mut dpo: DpoConfig = parse_table(file.dpo, &at("dpo"))?;
+        dpo.train.model = dir(Stage::Sft).join(precept_train::trainer::MERGED_DIR);
+        dpo.train.data = dir(Stage::Constitute).join("prefs.jsonl");
+        dpo.train.out = dir(Stage::Dpo);
+        dpo.train.merge = true;
+        dpo.validate().with_context(|| at("dpo"))?;
+
+        let mut flags = table_flags(&file.eval, &at("eval"), &["model", "baseline", "out"])?;
+        let tuned = dir(Stage::Dpo).join(precept_train::trainer::MERGED_DIR);
+        flags.extend(path_flags(&[("model", &tuned), ("baseline", &model), ("out", &dir(Stage::Eval))]));
+        let eval = GateFlags::try_parse_from(flags).with_context(|| at("eval"))?.args;
+
+        Ok(Self { out, prompts, constitute, sft, dpo, eval })
+    }
+}
+
+/// The constitution loop's prompts, all files together.
+pub fn prompts_file(out: &Path) -> PathBuf {
+    out.join("prompts.jsonl")
+}
+
+/// Parses a stage table as that stage's settings, over their defaults.
+fn parse_table<T: serde::de::DeserializeOwned + serde::Serialize + Default>(table: toml::Table, at: &str) -> Result<T> {
+    let text = toml::to_string(&table).with_context(|| at.to_string())?;
+    Ok(parse_settings(&text, Path::new(at))?)
+}
+
+/// `key = value` pairs as command-line flags: `--key value`, `--key` for `true`, nothing for
+/// `false`, lists joined by commas. `reserved` keys are the pipeline's to set.
+fn table_flags(table: &toml::Table, at: &str, reserved: &[&str]) -> Result<Vec<String>> {
+    let mut flags = Vec::new();
+    for (key, value) in table {
+        if reserved.contains(&key.as_str()) {
+            bail!("{at}: `{key}` is set by the pipeline; remove it");
+        }
+        let flag = format!("--{}", key.replace('_', "-"));
+        let scalar = |value: &toml::Value| match value {
+            toml::Value::String(s) => Ok(s.clone()),
+            toml::Value::Integer(i) => Ok(i.to_string()),
+            toml::Value::Float(f) => Ok(f.to_string()),
+            other => bail!("{at}: `{key}` = {other} is not a string, number or list of them"),
+        };
+        match value {
+            toml::Value::Boolean(true) => flags.push(flag),
+            toml::Value::Boolean(false) => {}
+            toml::Value::Array(items) => {
+                let items: Vec<String> = items.iter().map(scalar).collect::<Result<_>>()?;
+                flags.extend([flag, items.join(",")]);
+            }
+            other => flags.extend([flag, scalar(other)?]),
+        }
+    }
+    Ok(flags)
+}
+
+fn path_flags(pairs: &[(&str, &Path)]) -> Vec<String> {
+    pairs.iter().flat_map(|(name, path)| [format!("--{name}"), path.to_string_lossy().into_owned()]).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn write(dir: &Path, text: &str) -> PathBuf {
+        let path = dir.join("pipeline.toml");
+        std::fs::write(&path, text).unwrap();
+        path
+    }
+
+    const GOOD: &str = r#"
+model = "base"
+out = "run"
+[constitute]
+constitution = "c.toml"
+prompts = ["a.jsonl", "b.jsonl"]
+feedback = true
+max_new_tokens = 32
+clamp = [0.4, 0.6]
+[sft]
+max_steps = 3
+[sft.lora]
+r = 4
+[dpo]
+beta = 0.2
+max_steps = 2
+[eval]
+suite = "s.toml"
+batch_size = 4
+"#;
+
+    #[test]
+    fn stage_tables_become_each_stage_s_settings_with_the_paths_filled_in() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = PipelineConfig::read(&write(dir.path(), GOOD)).unwrap();
+        assert_eq!(config.prompts, [PathBuf::from("a.jsonl"), PathBuf::from("b.jsonl")]);
+        assert!(config.constitute.feedback && config.constitute.max_new_tokens == 32);
+        assert_eq!(config.constitute.prompts, PathBuf::from("run/prompts.jsonl"));
+        assert_eq!(config.constitute.out, PathBuf::from("run/constitute"));
+        assert_eq!((config.sft.max_steps, config.sft.lora.r, config.sft.merge), (Some(3), 4, true));
+        assert_eq!(config.sft.data, PathBuf::from("run/constitute/sft.jsonl"));
+        assert_eq!(config.dpo.train.model, PathBuf::from("run/sft/merged"));
+        assert_eq!((config.dpo.beta, config.dpo.train.learning_rate), (0.2, 1e-6));
+        assert_eq!(config.eval.model, Some(PathBuf::from("run/dpo/merged")));
+        assert_eq!(config.eval.baseline, Some(PathBuf::from("base")));
+    }
+
+    #[test]
+    fn unknown_and_reserved_keys_are_errors_naming_the_table() {
+        let dir = tempfile::tempdir().unwrap();
+        let cases = [
+            (GOOD.replace("feedback = true", "feedbak = true"), "[constitute]"),
+            (GOOD.replace("max_steps = 3", "max_step = 3"), "unknown setting `max_step`"),
+            (GOOD.replace("beta = 0.2", "beta = -1.0"), "setting `beta`"),
+            (GOOD.replace("batch_size = 4", "model = \"x\""), "`model` is set by the pipeline"),
+            (GOOD.replace("out = \"run\"", "out = \"run\"\nextra = 1"), "extra"),
+            (GOOD.replace("prompts = [\"a.jsonl\", \"b.jsonl\"]", ""), "`prompts`"),
+        ];
+        for (text, expected) in cases {
+            let error = format!("{:#}", PipelineConfig::read(&write(dir.path(), &text)).unwrap_err());
+            assert!(error.contains(expected), "{expected}: {error}");
+        }
+    }
+}

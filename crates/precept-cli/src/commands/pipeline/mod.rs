@@ -1,0 +1,166 @@
+//! `precept pipeline`: constitute → sft → dpo → eval in one run folder, from one settings file.
+//!
+//! Each stage works in its own folder, which carries a [`stage::Marker`]: the hash of the
+//! stage's settings chained with every upstream stage's, and whether it finished. A rerun skips
+//! finished stages whose hash is unchanged, continues a killed one where it stopped (the stages
+//! resume by themselves: constitute's journal, the trainers' checkpoints, eval's reply journal),
+//! and restarts a stage whose settings changed. The gate always runs (its baseline is cached),
+//! so the exit code always carries its verdict.
+
+mod config;
+mod held_out;
+mod stage;
+
+use std::path::PathBuf;
+
+use anyhow::{bail, Context, Result};
+use burn::backend::Autodiff;
+use burn::tensor::backend::Backend;
+use clap::Args;
+use precept_data::hash_json;
+use precept_eval::Suite;
+use precept_train::checkpoint::Checkpoints;
+use precept_train::dpo::train_dpo;
+use precept_train::sft::train_sft;
+
+use self::config::{prompts_file, stage_dir, PipelineConfig};
+use self::stage::{action, read_marker, write_marker, Action, Marker, Stage};
+use super::constitute::Constitute;
+use super::eval::gate::Gate;
+use super::training::Progress;
+use crate::device::DeviceCommand;
+
+/// `precept pipeline`
+#[derive(Debug, Args)]
+pub struct PipelineArgs {
+    /// The settings file (see `configs/quickstart.toml`).
+    #[arg(long)]
+    pub config: PathBuf,
+    /// Start at this stage, rerunning it even when finished (earlier stages must have finished).
+    #[arg(long, value_enum, conflicts_with = "only")]
+    pub from: Option<Stage>,
+    /// Run only this stage, rerunning it even when finished (earlier stages must have finished).
+    #[arg(long, value_enum)]
+    pub only: Option<Stage>,
+}
+
+/// The resolved pipeline, ready to run on a backend.
+pub struct Pipeline {
+    config: PipelineConfig,
+    from: Option<Stage>,
+    only: Option<Stage>,
+    quiet: bool,
+}
+
+/// Step metrics shown while training.
+const COLUMNS: &[(&str, &str)] =
+    &[("loss", "loss"), ("rewards/accuracies", "acc"), ("rewards/margins", "margin"), ("mean_token_accuracy", "acc")];
+
+impl Pipeline {
+    /// Reads the settings and checks them, and the held-out rule, before any stage runs.
+    pub fn resolve(args: PipelineArgs, quiet: bool) -> Result<Self> {
+        let config = PipelineConfig::read(&args.config)?;
+        let suite_path = config.eval.suite.clone().context("[eval] needs `suite`")?;
+        let suite = Suite::load(&suite_path)?;
+        held_out::check_held_out(&config.prompts, &suite)?;
+        Ok(Self { config, from: args.from, only: args.only, quiet })
+    }
+
+    /// Whether `stage` runs in this invocation, and whether it reruns when finished.
+    fn selection(&self, stage: Stage) -> (bool, bool) {
+        match (self.only, self.from) {
+            (Some(only), _) => (stage == only, stage == only),
+            (None, Some(from)) => (stage >= from, stage == from),
+            (None, None) => (true, false),
+        }
+    }
+
+    /// The settings hash of each stage, chained with its upstream stages'.
+    fn hashes(&self) -> Result<[String; 4]> {
+        let config = &self.config;
+        let mut inputs = vec![std::fs::read_to_string(&config.constitute.constitution)
+            .with_context(|| format!("reading {}", config.constitute.constitution.display()))?];
+        for file in &config.prompts {
+            inputs.push(std::fs::read_to_string(file).with_context(|| format!("reading {}", file.display()))?);
+        }
+        let constitute = hash_json(&(format!("{:?}", config.constitute), inputs));
+        let sft = hash_json(&(&constitute, &config.sft));
+        let dpo = hash_json(&(&sft, &config.dpo));
+        let eval = hash_json(&(&dpo, format!("{:?}", config.eval)));
+        Ok([constitute, sft, dpo, eval])
+    }
+}
+
+impl DeviceCommand for Pipeline {
+    fn run<B: Backend>(self, device: B::Device) -> Result<()> {
+        let hashes = self.hashes()?;
+        let out = self.config.out.clone();
+        for (stage, hash) in Stage::ALL.into_iter().zip(hashes) {
+            let dir = stage_dir(&out, stage);
+            let (selected, forced) = self.selection(stage);
+            let marker = read_marker(&dir);
+            if !selected {
+                if marker.as_ref().is_none_or(|m| !m.complete || m.hash != hash) && stage < self.first_selected() {
+                    bail!("stage `{}` has not finished with these settings; run it first", stage.name());
+                }
+                continue;
+            }
+            let mut todo = action(marker.as_ref(), &hash, forced);
+            if stage == Stage::Eval && todo == Action::Skip {
+                todo = Action::Resume;
+            }
+            match todo {
+                Action::Skip => {
+                    tracing::info!("{}: finished with these settings; skipped", stage.name());
+                    continue;
+                }
+                Action::Start if dir.exists() => {
+                    std::fs::remove_dir_all(&dir).with_context(|| format!("clearing {}", dir.display()))?;
+                }
+                _ => {}
+            }
+            tracing::info!("{}: {}", stage.name(), if todo == Action::Resume { "continuing" } else { "starting" });
+            write_marker(&dir, &Marker { hash: hash.clone(), complete: false })?;
+            let ran = self.run_stage::<B>(stage, &device);
+            // The gate's verdict (a failing exit code) still leaves a finished stage.
+            if ran.is_ok() || ran.as_ref().is_err_and(|e| e.downcast_ref::<super::GateFailure>().is_some()) {
+                write_marker(&dir, &Marker { hash, complete: true })?;
+            }
+            ran?;
+        }
+        tracing::info!("report: {}", stage_dir(&out, Stage::Eval).join("report.html").display());
+        Ok(())
+    }
+}
+
+impl Pipeline {
+    /// The first stage this invocation runs.
+    fn first_selected(&self) -> Stage {
+        self.only.or(self.from).unwrap_or(Stage::Constitute)
+    }
+
+    fn run_stage<B: Backend>(&self, stage: Stage, device: &B::Device) -> Result<()> {
+        let config = &self.config;
+        match stage {
+            Stage::Constitute => {
+                held_out::concatenate(&config.prompts, &prompts_file(&config.out))?;
+                Constitute { args: config.constitute.clone(), quiet: self.quiet }.run::<B>(device.clone())
+            }
+            Stage::Sft => {
+                let resume = Checkpoints::new(&config.sft.out).latest()?.is_some();
+                let mut progress = Progress::new(self.quiet, COLUMNS);
+                train_sft::<Autodiff<B>>(&config.sft, device, resume, &mut progress).context("sft")?;
+                progress.finish();
+                Ok(())
+            }
+            Stage::Dpo => {
+                let resume = Checkpoints::new(&config.dpo.train.out).latest()?.is_some();
+                let mut progress = Progress::new(self.quiet, COLUMNS);
+                train_dpo::<Autodiff<B>>(&config.dpo, device, resume, &mut progress).context("dpo")?;
+                progress.finish();
+                Ok(())
+            }
+            Stage::Eval => Gate { args: config.eval.clone(), quiet: self.quiet }.run::<B>(device.clone()),
+        }
+    }
+}
