@@ -55,5 +55,7 @@ pub use judge::{
 pub use runner::{generate_replies, judge_replies, Outcome, Progress, RunOptions, SideResult, Silent, TrialResult};
 pub use stats::Rate;
 mod report;
-pub use report::{cases_jsonl, html_report, junit_xml, markdown_report, terminal_table, Report, SideInfo};
+pub use report::{
+    cases_jsonl, html_comparison, html_report, junit_xml, markdown_report, terminal_table, Report, SideInfo, STYLE,
+};
 pub use suite::{CategoryThreshold, GateConfig, GenerationConfig, Suite, Thresholds};

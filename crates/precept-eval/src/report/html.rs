@@ -9,7 +9,8 @@ use crate::case::Expected;
 use crate::compare::{GroupStats, GroupVerdict, ALL};
 use crate::runner::{SideResult, TrialResult};
 
-const STYLE: &str = "body{font:14px/1.45 system-ui,-apple-system,'Segoe UI',sans-serif;margin:24px auto;max-width:1100px;color:#1d2330;padding:0 16px}\
+/// The report pages' style sheet.
+pub const STYLE: &str = "body{font:14px/1.45 system-ui,-apple-system,'Segoe UI',sans-serif;margin:24px auto;max-width:1100px;color:#1d2330;padding:0 16px}\
 h1{font-size:22px;margin-bottom:4px}h2{font-size:18px;margin-top:32px;border-bottom:1px solid #dde1e8;padding-bottom:4px}\
 .verdict{display:inline-block;padding:4px 10px;border-radius:4px;font-weight:600;color:#fff}\
 .pass{background:#1d7a46}.fail{background:#b3261e}.warn{background:#9a6700}\
@@ -204,6 +205,35 @@ fn flips(report: &Report, base: &SideResult, tuned: &SideResult, html: &mut Stri
     }
 }
 
+/// The gate's verdict per group, the rates of both models with their intervals, and the tables
+/// per category and framing: the part of the page that needs only the report (other pages,
+/// such as the pipeline's run report, embed it with [`STYLE`]).
+pub fn html_comparison(report: &Report) -> String {
+    let mut html = String::from("<h2>Gate</h2>");
+    gate_table(report, &mut html);
+    let _ = write!(
+        html,
+        "<p class=\"muted\">A gated group regresses when its rate rises by more than the threshold and the exact McNemar test on paired trials gives p &lt; {}; \
+         it is underpowered when the threshold is below the smallest rise it could detect with {:.0}% power.</p>",
+        report.gate.alpha,
+        100.0 * report.gate.power
+    );
+    let _ = write!(
+        html,
+        "<h2>Rates, base vs tuned</h2><p class=\"legend\"><span style=\"background:{BASE_COLOUR}\"></span>base<span style=\"background:{TUNED_COLOUR}\"></span>tuned — bars are rates, whiskers Wilson 95% intervals.</p>"
+    );
+    for expected in [Expected::Refuse, Expected::Comply] {
+        let groups = chart_groups(report, expected);
+        if let Some(first) = groups.first() {
+            let title = format!("{} rate", first.measure());
+            let _ = write!(html, "<h3>{title}</h3>{}", svg_chart(&title, &groups));
+        }
+    }
+    html.push_str("<h2>Per category and framing</h2>");
+    category_tables(report, &mut html);
+    html
+}
+
 /// The whole page.
 pub fn html_report(report: &Report, base: &SideResult, tuned: &SideResult) -> String {
     let c = &report.comparison;
@@ -233,28 +263,7 @@ pub fn html_report(report: &Report, base: &SideResult, tuned: &SideResult) -> St
             let _ = write!(html, "<p class=\"muted\">Tuned system prompt: {}</p>", escape(system));
         }
     }
-    html.push_str("<h2>Gate</h2>");
-    gate_table(report, &mut html);
-    let _ = write!(
-        html,
-        "<p class=\"muted\">A gated group regresses when its rate rises by more than the threshold and the exact McNemar test on paired trials gives p &lt; {}; \
-         it is underpowered when the threshold is below the smallest rise it could detect with {:.0}% power.</p>",
-        report.gate.alpha,
-        100.0 * report.gate.power
-    );
-    let _ = write!(
-        html,
-        "<h2>Rates, base vs tuned</h2><p class=\"legend\"><span style=\"background:{BASE_COLOUR}\"></span>base<span style=\"background:{TUNED_COLOUR}\"></span>tuned — bars are rates, whiskers Wilson 95% intervals.</p>"
-    );
-    for expected in [Expected::Refuse, Expected::Comply] {
-        let groups = chart_groups(report, expected);
-        if let Some(first) = groups.first() {
-            let title = format!("{} rate", first.measure());
-            let _ = write!(html, "<h3>{title}</h3>{}", svg_chart(&title, &groups));
-        }
-    }
-    html.push_str("<h2>Per category and framing</h2>");
-    category_tables(report, &mut html);
+    html.push_str(&html_comparison(report));
     flips(report, base, tuned, &mut html);
     html.push_str("</body></html>\n");
     html

@@ -12,7 +12,7 @@ use precept_data::write_atomic;
 use serde::{Deserialize, Serialize};
 
 pub use cases::cases_jsonl;
-pub use html::html_report;
+pub use html::{html_comparison, html_report, STYLE};
 pub use junit::junit_xml;
 pub use markdown::{markdown_report, terminal_table};
 

@@ -214,6 +214,15 @@ batch_size = 4
     }
 
     #[test]
+    fn the_shipped_pipeline_settings_resolve() {
+        let configs = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../configs");
+        for name in ["quickstart.toml", "full.toml"] {
+            let config = PipelineConfig::read(&configs.join(name)).unwrap();
+            assert!(config.constitute.feedback && config.sft.merge && config.dpo.train.merge, "{name}");
+        }
+    }
+
+    #[test]
     fn unknown_and_reserved_keys_are_errors_naming_the_table() {
         let dir = tempfile::tempdir().unwrap();
         let cases = [

@@ -9,6 +9,7 @@
 
 mod config;
 mod held_out;
+mod report;
 mod stage;
 
 use std::path::PathBuf;
@@ -47,6 +48,8 @@ pub struct PipelineArgs {
 /// The resolved pipeline, ready to run on a backend.
 pub struct Pipeline {
     config: PipelineConfig,
+    /// The settings file's text, shown in the report.
+    settings: String,
     from: Option<Stage>,
     only: Option<Stage>,
     quiet: bool,
@@ -60,10 +63,12 @@ impl Pipeline {
     /// Reads the settings and checks them, and the held-out rule, before any stage runs.
     pub fn resolve(args: PipelineArgs, quiet: bool) -> Result<Self> {
         let config = PipelineConfig::read(&args.config)?;
+        let settings =
+            std::fs::read_to_string(&args.config).with_context(|| format!("reading {}", args.config.display()))?;
         let suite_path = config.eval.suite.clone().context("[eval] needs `suite`")?;
         let suite = Suite::load(&suite_path)?;
         held_out::check_held_out(&config.prompts, &suite)?;
-        Ok(Self { config, from: args.from, only: args.only, quiet })
+        Ok(Self { config, settings, from: args.from, only: args.only, quiet })
     }
 
     /// Whether `stage` runs in this invocation, and whether it reruns when finished.
@@ -123,17 +128,27 @@ impl DeviceCommand for Pipeline {
             write_marker(&dir, &Marker { hash: hash.clone(), complete: false })?;
             let ran = self.run_stage::<B>(stage, &device);
             // The gate's verdict (a failing exit code) still leaves a finished stage.
-            if ran.is_ok() || ran.as_ref().is_err_and(|e| e.downcast_ref::<super::GateFailure>().is_some()) {
+            let verdict = ran.as_ref().is_err_and(|e| e.downcast_ref::<super::GateFailure>().is_some());
+            if ran.is_ok() || verdict {
                 write_marker(&dir, &Marker { hash, complete: true })?;
             }
-            ran?;
+            if ran.is_err() {
+                self.report()?;
+                return ran;
+            }
         }
-        tracing::info!("report: {}", stage_dir(&out, Stage::Eval).join("report.html").display());
-        Ok(())
+        self.report()
     }
 }
 
 impl Pipeline {
+    /// Writes the run report from what the stages have written.
+    fn report(&self) -> Result<()> {
+        let path = report::write_run_report(&self.config.out, &self.settings)?;
+        tracing::info!("report: {}", path.display());
+        Ok(())
+    }
+
     /// The first stage this invocation runs.
     fn first_selected(&self) -> Stage {
         self.only.or(self.from).unwrap_or(Stage::Constitute)
