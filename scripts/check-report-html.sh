@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Opens a `precept eval` report.html in headless Chromium and checks that it renders offline:
-# no network request from the page (Chromium's net log lists none with the page as initiator), no
-# console error, and the parsed page holds the verdict, the rate charts (SVG) and the tables.
+# Opens a `precept eval` report.html, or a pipeline's run report, in headless Chromium and checks
+# that it renders offline: no network request from the page (Chromium's net log lists none with
+# the page as initiator), no console error, and the parsed page holds the verdict, the rate charts
+# (SVG) and the tables (and, for a run report, the examples and the training curves).
 # Writes a screenshot beside the report (report.png) to look at.
 #
 #   scripts/check-report-html.sh eval-report/report.html
@@ -41,7 +42,13 @@ if grep -E 'CONSOLE|Uncaught|ERROR:.*(file://|render)' "$work/stderr.txt" | grep
   echo "FAIL: console or render errors (listed above)" >&2
   status=1
 fi
-for needed in '<svg' 'exit code' 'Per category and framing' 'Flipped cases'; do
+# A pipeline's run report, or a `precept eval` report.
+if grep -q '<title>precept run' "$report"; then
+  needed=('<svg' 'exit code' 'Per category and framing' 'Critique → revision' 'DPO rewards/margins')
+else
+  needed=('<svg' 'exit code' 'Per category and framing' 'Flipped cases')
+fi
+for needed in "${needed[@]}"; do
   grep -q "$needed" "$work/dom.html" || { echo "FAIL: the rendered page lacks \`$needed\`" >&2; status=1; }
 done
 [ -s "${report%.html}.png" ] || { echo "FAIL: no screenshot was written" >&2; status=1; }
