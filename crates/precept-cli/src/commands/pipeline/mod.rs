@@ -94,6 +94,43 @@ impl Pipeline {
         let eval = hash_json(&(&dpo, format!("{:?}", config.eval)));
         Ok([constitute, sft, dpo, eval])
     }
+
+    /// Writes the run report from what the stages have written.
+    fn report(&self) -> Result<()> {
+        let path = report::write_run_report(&self.config.out, &self.settings)?;
+        tracing::info!("report: {}", path.display());
+        Ok(())
+    }
+
+    /// The first stage this invocation runs.
+    fn first_selected(&self) -> Stage {
+        self.only.or(self.from).unwrap_or(Stage::Constitute)
+    }
+
+    fn run_stage<B: Backend>(&self, stage: Stage, device: &B::Device) -> Result<()> {
+        let config = &self.config;
+        match stage {
+            Stage::Constitute => {
+                held_out::concatenate(&config.prompts, &prompts_file(&config.out))?;
+                Constitute { args: config.constitute.clone(), quiet: self.quiet }.run::<B>(device.clone())
+            }
+            Stage::Sft => {
+                let resume = Checkpoints::new(&config.sft.out).latest()?.is_some();
+                let mut progress = Progress::new(self.quiet, COLUMNS);
+                train_sft::<Autodiff<B>>(&config.sft, device, resume, &mut progress).context("sft")?;
+                progress.finish();
+                Ok(())
+            }
+            Stage::Dpo => {
+                let resume = Checkpoints::new(&config.dpo.train.out).latest()?.is_some();
+                let mut progress = Progress::new(self.quiet, COLUMNS);
+                train_dpo::<Autodiff<B>>(&config.dpo, device, resume, &mut progress).context("dpo")?;
+                progress.finish();
+                Ok(())
+            }
+            Stage::Eval => Gate { args: config.eval.clone(), quiet: self.quiet }.run::<B>(device.clone()),
+        }
+    }
 }
 
 impl DeviceCommand for Pipeline {
@@ -138,44 +175,5 @@ impl DeviceCommand for Pipeline {
             }
         }
         self.report()
-    }
-}
-
-impl Pipeline {
-    /// Writes the run report from what the stages have written.
-    fn report(&self) -> Result<()> {
-        let path = report::write_run_report(&self.config.out, &self.settings)?;
-        tracing::info!("report: {}", path.display());
-        Ok(())
-    }
-
-    /// The first stage this invocation runs.
-    fn first_selected(&self) -> Stage {
-        self.only.or(self.from).unwrap_or(Stage::Constitute)
-    }
-
-    fn run_stage<B: Backend>(&self, stage: Stage, device: &B::Device) -> Result<()> {
-        let config = &self.config;
-        match stage {
-            Stage::Constitute => {
-                held_out::concatenate(&config.prompts, &prompts_file(&config.out))?;
-                Constitute { args: config.constitute.clone(), quiet: self.quiet }.run::<B>(device.clone())
-            }
-            Stage::Sft => {
-                let resume = Checkpoints::new(&config.sft.out).latest()?.is_some();
-                let mut progress = Progress::new(self.quiet, COLUMNS);
-                train_sft::<Autodiff<B>>(&config.sft, device, resume, &mut progress).context("sft")?;
-                progress.finish();
-                Ok(())
-            }
-            Stage::Dpo => {
-                let resume = Checkpoints::new(&config.dpo.train.out).latest()?.is_some();
-                let mut progress = Progress::new(self.quiet, COLUMNS);
-                train_dpo::<Autodiff<B>>(&config.dpo, device, resume, &mut progress).context("dpo")?;
-                progress.finish();
-                Ok(())
-            }
-            Stage::Eval => Gate { args: config.eval.clone(), quiet: self.quiet }.run::<B>(device.clone()),
-        }
     }
 }
