@@ -1,13 +1,15 @@
-//! `precept pipeline` end to end on the real SmolLM2-135M-Instruct with tiny settings: every
-//! stage runs into its folder, a rerun skips the finished stages, and the shipped quickstart
-//! settings resolve with their eval cases held out of the training prompts.
+//! `precept pipeline` end to end on the real SmolLM2-135M-Instruct with tiny settings: a pipeline
+//! killed with SIGKILL during SFT continues at that stage and step, every stage writes its
+//! folder, a rerun skips the finished stages, and the shipped quickstart settings resolve with
+//! their eval cases held out of the training prompts.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a failure should stop the test
 
 mod common;
 
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
 
 use common::{repo_root, smollm2_dir};
 
@@ -52,7 +54,7 @@ fn a_tiny_pipeline_runs_every_stage_and_a_rerun_skips_the_finished_ones() {
     let settings = format!(
         "model = {model:?}\nout = {out:?}\n\
          [constitute]\nconstitution = {constitution:?}\nprompts = [{prompts:?}]\nfeedback = true\nmax_new_tokens = 160\nno_few_shot = true\nbatch = 3\n\
-         [sft]\nmax_steps = 2\nper_device_train_batch_size = 2\nlearning_rate = 1e-4\n\
+         [sft]\nmax_steps = 3\nsave_steps = 1\nper_device_train_batch_size = 2\nlearning_rate = 1e-4\n\
          [dpo]\nmax_steps = 2\nper_device_train_batch_size = 1\nlearning_rate = 1e-5\n\
          [eval]\nsuite = {suite:?}\ncache_dir = {cache:?}\n",
         model = smollm2_dir(),
@@ -62,8 +64,31 @@ fn a_tiny_pipeline_runs_every_stage_and_a_rerun_skips_the_finished_ones() {
     );
     let config = write("pipeline.toml", &settings);
 
-    let log = assert_finished(&pipeline(&config, &[]));
+    // Killed once SFT has written its first checkpoint.
     let run = dir.path().join("run");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_precept"))
+        .args(["pipeline", "--config", config.to_str().unwrap()])
+        .current_dir(repo_root())
+        .env("PRECEPT_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let started = Instant::now();
+    while !run.join("sft/checkpoints/checkpoint-000001").is_dir() {
+        assert!(started.elapsed() < Duration::from_secs(600), "SFT wrote no checkpoint");
+        assert!(child.try_wait().unwrap().is_none(), "the pipeline ended before it could be killed");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    child.kill().unwrap(); // SIGKILL
+    child.wait().unwrap();
+
+    let log = assert_finished(&pipeline(&config, &[]));
+    assert!(
+        log.contains("constitute: finished with these settings; skipped") && log.contains("sft: continuing"),
+        "{log}"
+    );
+    assert!(log.contains("..3") && !log.contains("steps 0..3"), "SFT continues after its checkpoint: {log}");
     for (stage, file) in [
         ("constitute", "sft.jsonl"),
         ("sft", "merged/model.safetensors"),

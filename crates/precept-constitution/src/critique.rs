@@ -15,7 +15,7 @@
 //! Every stage is one batched [`Generate::generate`] call over all prompts still alive; a reply
 //! that [`filter::check`](crate::filter::check) finds degenerate drops its prompt with the reason.
 
-use precept_data::{Generate, GenerateSettings, Message, Reply, Role};
+use precept_data::{FinishReason, Generate, GenerateSettings, Message, Reply, Role};
 use serde::{Deserialize, Serialize};
 
 use crate::constitution::{Constitution, Principle};
@@ -220,7 +220,7 @@ pub fn critique_and_revise<G: Generate>(
     let conversations: Vec<Vec<Message>> = needs.iter().map(|&i| prompts[rows[i].index].context().to_vec()).collect();
     let replies = generate_checked(generator, &conversations, &config.settings)?;
     for (&i, reply) in needs.iter().zip(&replies) {
-        match check(reply, None) {
+        match degenerate(reply, None, Stage::Answer) {
             Some(reason) => {
                 outcomes[rows[i].index] = Some(Revised::Filtered {
                     stage: Stage::Answer,
@@ -278,6 +278,16 @@ pub fn critique_and_revise<G: Generate>(
 }
 
 /// Generates the next reply of every row; `None` (and a recorded outcome) where it is degenerate.
+/// Why `reply`, made at `stage`, ends its prompt. A truncated answer or critique is still used:
+/// the records train on the revision, which must be complete, and only quote the others; the
+/// other checks still apply to what was written.
+fn degenerate(reply: &Reply, revised: Option<&str>, stage: Stage) -> Option<Degenerate> {
+    if reply.finish == FinishReason::Length && stage != Stage::Revision {
+        return check(&Reply { finish: FinishReason::Eos, ..reply.clone() }, revised);
+    }
+    check(reply, revised)
+}
+
 fn stage<G: Generate>(
     generator: &mut G,
     rows: &[Row],
@@ -297,7 +307,7 @@ fn stage<G: Generate>(
                 let earlier = row.conversation.iter().map(|m| m.content.as_str());
                 copies_earlier(&reply.text, earlier).then_some(Degenerate::Copied)
             };
-            match check(&reply, revised).or_else(copied) {
+            match degenerate(&reply, revised, stage).or_else(copied) {
                 Some(reason) => {
                     // A critique's round is not complete yet: it is not among the finished rounds.
                     let mut rounds = row.rounds.clone();
@@ -323,8 +333,6 @@ fn stage<G: Generate>(
 #[cfg(test)]
 mod tests {
     use std::path::Path;
-
-    use precept_data::FinishReason;
 
     use super::*;
     use crate::testing::{eos, Scripted};
@@ -459,6 +467,9 @@ revision = "EX revision"
                 ("cut", "c") => {
                     Reply { text: "a critique that".into(), token_ids: vec![], finish: FinishReason::Length }
                 }
+                ("long", "a") => {
+                    Reply { text: "an answer that".into(), token_ids: vec![], finish: FinishReason::Length }
+                }
                 ("loop", "r") => eos(&"sorry I can not ".repeat(8)),
                 ("same", "a") => eos("Same text."),
                 ("same", "r") => eos("same  text."),
@@ -468,8 +479,10 @@ revision = "EX revision"
                 _ => eos("fine revision"),
             }
         });
-        let prompts: Vec<PromptRecord> =
-            ["empty", "cut", "loop", "same", "good", "echo"].iter().map(|p| PromptRecord::user(*p, *p)).collect();
+        let prompts: Vec<PromptRecord> = ["empty", "cut", "loop", "same", "good", "echo", "long"]
+            .iter()
+            .map(|p| PromptRecord::user(*p, *p))
+            .collect();
         let outcomes =
             critique_and_revise(&mut generator, &c, &prompts, &LoopConfig { few_shot: false, ..config(1) }).unwrap();
         let reasons: Vec<Option<(Stage, usize, Degenerate)>> = outcomes
@@ -480,19 +493,22 @@ revision = "EX revision"
             })
             .collect();
         assert_eq!(reasons[0], Some((Stage::Answer, 0, Degenerate::Empty)));
-        assert_eq!(reasons[1], Some((Stage::Critique, 1, Degenerate::Truncated)));
+        assert_eq!(reasons[1], None, "a truncated critique still leads to a revision");
         assert_eq!(reasons[2], Some((Stage::Revision, 1, Degenerate::Repetitive)));
         assert_eq!(reasons[3], Some((Stage::Revision, 1, Degenerate::Unrevised)));
         assert_eq!(reasons[5], Some((Stage::Critique, 1, Degenerate::Copied)));
         // The filtered outcome keeps what was made before and the degenerate text.
-        let Revised::Filtered { text, answer, rounds, .. } = &outcomes[1] else { panic!() };
-        assert_eq!((text.as_str(), answer.as_deref(), rounds.len()), ("a critique that", Some("fine answer"), 0));
+        let Revised::Filtered { text, answer, rounds, .. } = &outcomes[5] else { panic!() };
+        assert_eq!((answer.as_deref(), rounds.len()), (Some("fine answer"), 0));
+        assert!(!text.is_empty(), "the copied critique is kept");
         let Revised::Filtered { text, .. } = &outcomes[3] else { panic!() };
         assert_eq!(text, "same  text.");
         assert!(matches!(outcomes[4], Revised::Done { .. }));
-        // Filtered prompts leave the batch: 5 answers survive to the critique, 3 to the revision.
+        // A truncated answer is not degenerate: it is critiqued and revised like any other.
+        assert!(matches!(outcomes[6], Revised::Done { .. }), "{:?}", outcomes[6]);
+        // Filtered prompts leave the batch: 6 answers survive to the critique, 5 to the revision.
         let sizes: Vec<usize> = generator.batches.iter().map(Vec::len).collect();
-        assert_eq!(sizes, [6, 5, 3]);
+        assert_eq!(sizes, [7, 6, 5]);
     }
 
     #[test]
