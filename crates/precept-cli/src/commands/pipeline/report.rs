@@ -30,7 +30,7 @@ pub fn write_run_report(out: &Path, settings: &str) -> Result<PathBuf> {
         let _ = write!(
             html,
             "<p>Gate: <strong>{}</strong> (exit code {}).</p>",
-            escape(&report.comparison.verdict.describe()),
+            escape(report.comparison.verdict.describe()),
             report.exit_code
         );
     }
@@ -40,7 +40,7 @@ pub fn write_run_report(out: &Path, settings: &str) -> Result<PathBuf> {
         Some(report) => html.push_str(&format!("<h2>Safety: base vs tuned</h2>{}", html_comparison(report))),
         None => html.push_str("<h2>Safety: base vs tuned</h2><p class=\"muted\">The gate has not run yet.</p>"),
     }
-    let _ = write!(html, "<h2>Settings</h2><pre>{}</pre></body></html>\n", escape(settings));
+    let _ = writeln!(html, "<h2>Settings</h2><pre>{}</pre></body></html>", escape(settings));
     let path = out.join(REPORT_FILE);
     precept_data::write_atomic(&path, html.as_bytes()).with_context(|| format!("writing {}", path.display()))?;
     Ok(path)
