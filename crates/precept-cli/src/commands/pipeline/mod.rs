@@ -163,7 +163,9 @@ impl DeviceCommand for Pipeline {
             }
             tracing::info!("{}: {}", stage.name(), if todo == Action::Resume { "continuing" } else { "starting" });
             write_marker(&dir, &Marker { hash: hash.clone(), complete: false })?;
+            let started = std::time::Instant::now();
             let ran = self.run_stage::<B>(stage, &device);
+            tracing::info!("{}: ran for {:.1} min", stage.name(), started.elapsed().as_secs_f64() / 60.0);
             // The gate's verdict (a failing exit code) still leaves a finished stage.
             let verdict = ran.as_ref().is_err_and(|e| e.downcast_ref::<super::GateFailure>().is_some());
             if ran.is_ok() || verdict {
