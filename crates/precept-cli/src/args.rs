@@ -58,10 +58,13 @@ pub enum Command {
     #[command(subcommand)]
     Constitution(ConstitutionCommand),
     /// Turn a constitution and prompts into SFT records and preference pairs (critique →
-    /// revision, optional AI feedback); resumable.
+    /// revision, optional AI feedback); resumable. `--config FILE` takes the flags from a file.
+    #[command(args_override_self = true)]
     Constitute(ConstituteArgs),
     /// Safety regression gate: compare a tuned model with its base on a suite (exit codes 0 pass,
-    /// 2 safety regression, 3 over-refusal regression, 4 underpowered, 1 error).
+    /// 2 safety regression, 3 over-refusal regression, 4 underpowered, 1 error). `--config FILE`
+    /// takes the gate's flags from a file.
+    #[command(args_override_self = true)]
     Eval(Box<crate::commands::eval::args::EvalArgs>),
 }
 

@@ -7,6 +7,7 @@ pub mod constitution;
 mod data_check;
 mod dpo;
 pub mod eval;
+pub mod flag_config;
 mod generate;
 mod import;
 mod logits;

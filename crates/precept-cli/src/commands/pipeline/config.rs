@@ -13,6 +13,7 @@ use serde::Deserialize;
 
 use crate::commands::constitute::ConstituteArgs;
 use crate::commands::eval::args::GateArgs;
+use crate::commands::flag_config::table_flags;
 
 /// The file as written.
 #[derive(Debug, Deserialize)]
@@ -132,34 +133,6 @@ pub fn prompts_file(out: &Path) -> PathBuf {
 fn parse_table<T: serde::de::DeserializeOwned + serde::Serialize + Default>(table: toml::Table, at: &str) -> Result<T> {
     let text = toml::to_string(&table).with_context(|| at.to_string())?;
     Ok(parse_settings(&text, Path::new(at))?)
-}
-
-/// `key = value` pairs as command-line flags: `--key value`, `--key` for `true`, nothing for
-/// `false`, lists joined by commas. `reserved` keys are the pipeline's to set.
-fn table_flags(table: &toml::Table, at: &str, reserved: &[&str]) -> Result<Vec<String>> {
-    let mut flags = Vec::new();
-    for (key, value) in table {
-        if reserved.contains(&key.as_str()) {
-            bail!("{at}: `{key}` is set by the pipeline; remove it");
-        }
-        let flag = format!("--{}", key.replace('_', "-"));
-        let scalar = |value: &toml::Value| match value {
-            toml::Value::String(s) => Ok(s.clone()),
-            toml::Value::Integer(i) => Ok(i.to_string()),
-            toml::Value::Float(f) => Ok(f.to_string()),
-            other => bail!("{at}: `{key}` = {other} is not a string, number or list of them"),
-        };
-        match value {
-            toml::Value::Boolean(true) => flags.push(flag),
-            toml::Value::Boolean(false) => {}
-            toml::Value::Array(items) => {
-                let items: Vec<String> = items.iter().map(scalar).collect::<Result<_>>()?;
-                flags.extend([flag, items.join(",")]);
-            }
-            other => flags.extend([flag, scalar(other)?]),
-        }
-    }
-    Ok(flags)
 }
 
 fn path_flags(pairs: &[(&str, &Path)]) -> Vec<String> {

@@ -46,7 +46,8 @@ pub fn write_run_report(out: &Path, settings: &str) -> Result<PathBuf> {
     Ok(path)
 }
 
-const CHART_STYLE: &str = "pre{white-space:pre-wrap;overflow-wrap:anywhere;background:#f6f8fa;padding:6px;margin:4px 0}\
+const CHART_STYLE: &str =
+    "pre{white-space:pre-wrap;overflow-wrap:anywhere;background:#f6f8fa;padding:6px;margin:4px 0}\
 .curves{display:flex;flex-wrap:wrap;gap:16px}.curve{border:1px solid #dde1e8;border-radius:4px;padding:8px}\
 .example{border:1px solid #dde1e8;border-radius:4px;margin:8px 0;padding:8px}";
 
