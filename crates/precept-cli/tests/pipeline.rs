@@ -8,10 +8,9 @@
 mod common;
 
 use std::path::Path;
-use std::process::{Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Command, Output};
 
-use common::{repo_root, smollm2_dir};
+use common::{kill_when_ready, repo_root, smollm2_dir};
 
 fn pipeline(config: &Path, extra: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_precept"))
@@ -66,22 +65,8 @@ fn a_tiny_pipeline_runs_every_stage_and_a_rerun_skips_the_finished_ones() {
 
     // Killed once SFT has written its first checkpoint.
     let run = dir.path().join("run");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_precept"))
-        .args(["pipeline", "--config", config.to_str().unwrap()])
-        .current_dir(repo_root())
-        .env("PRECEPT_LOG", "warn")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let started = Instant::now();
-    while !run.join("sft/checkpoints/checkpoint-000001").is_dir() {
-        assert!(started.elapsed() < Duration::from_secs(600), "SFT wrote no checkpoint");
-        assert!(child.try_wait().unwrap().is_none(), "the pipeline ended before it could be killed");
-        std::thread::sleep(Duration::from_millis(5));
-    }
-    child.kill().unwrap(); // SIGKILL
-    child.wait().unwrap();
+    let args = ["pipeline", "--config", config.to_str().unwrap()].map(String::from);
+    kill_when_ready(&args, &repo_root(), &run.join("sft/checkpoints/checkpoint-000001"));
 
     let log = assert_finished(&pipeline(&config, &[]));
     assert!(

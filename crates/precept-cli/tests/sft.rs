@@ -7,10 +7,9 @@
 mod common;
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant, SystemTime};
+use std::time::SystemTime;
 
-use common::{precept, precept_error, repo_root, tiny_chat_model};
+use common::{kill_when_ready, precept, precept_error, repo_root, tiny_chat_model};
 
 const STEPS: u64 = 12;
 
@@ -58,21 +57,7 @@ fn a_run_killed_at_a_random_step_resumes_to_the_same_adapter_bytes() {
     let nanos = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).unwrap().subsec_nanos() as u64;
     let kill_after = 2 + nanos % (STEPS - 4);
     let killed = dir.path().join("killed");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_precept"))
-        .args(sft_args(&model, &data, &killed, STEPS))
-        .env("PRECEPT_LOG", "warn")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let started = Instant::now();
-    while !checkpoint(&killed, kill_after).is_dir() {
-        assert!(started.elapsed() < Duration::from_secs(120), "no checkpoint {kill_after} appeared");
-        assert!(child.try_wait().unwrap().is_none(), "the run ended before it could be killed");
-        std::thread::sleep(Duration::from_millis(5));
-    }
-    child.kill().unwrap(); // SIGKILL
-    child.wait().unwrap();
+    kill_when_ready(&sft_args(&model, &data, &killed, STEPS), &repo_root(), &checkpoint(&killed, kill_after));
     assert!(!killed.join("adapter").exists(), "killed at step {kill_after}, yet the run had finished");
 
     let mut resume = sft_args(&model, &data, &killed, STEPS);

@@ -81,3 +81,29 @@ pub fn tiny_chat_model(dir: &std::path::Path) -> PathBuf {
 pub fn repo_root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
 }
+
+/// Starts `precept args` in `dir`, waits until `ready` exists (a checkpoint folder), and kills the
+/// process with SIGKILL.
+///
+/// # Panics
+/// When `ready` does not appear within ten minutes or the run ends before it does.
+pub fn kill_when_ready(args: &[String], dir: &std::path::Path, ready: &std::path::Path) {
+    use std::process::Stdio;
+    use std::time::{Duration, Instant};
+    let mut child = Command::new(env!("CARGO_BIN_EXE_precept"))
+        .args(args)
+        .current_dir(dir)
+        .env("PRECEPT_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("the precept binary runs");
+    let started = Instant::now();
+    while !ready.exists() {
+        assert!(started.elapsed() < Duration::from_secs(600), "{} did not appear", ready.display());
+        assert!(child.try_wait().expect("the child's status").is_none(), "the run ended before it could be killed");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    child.kill().expect("SIGKILL");
+    child.wait().expect("the killed child is reaped");
+}

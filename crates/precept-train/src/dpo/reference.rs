@@ -2,7 +2,7 @@
 //! made of the reference model's hash and the tokenised pairs' hash (so a rerun or a resumed run
 //! reads them back), or a reference run beside the policy at every step.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Instant;
 
 use burn::tensor::backend::Backend;
@@ -149,11 +149,31 @@ fn read_cache(path: &Path, key: &CacheKey, plans: [&PairPlan; 2]) -> Option<Cach
     (file.key == *key && file.train.len() == plans[0].len() && file.eval.len() == plans[1].len()).then_some(file)
 }
 
-fn write_cache(path: &PathBuf, file: &CacheFile) -> Result<()> {
+fn write_cache(path: &Path, file: &CacheFile) -> Result<()> {
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir).map_err(|e| TrainError::io(dir, e))?;
     }
     // Plain numbers and strings always serialise.
     let text = serde_json::to_string(file).unwrap_or_default();
     write_atomic(path, text.as_bytes()).map_err(|e| TrainError::io(path, e))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_corrupt_absent_or_foreign_cache_file_is_a_miss_and_a_good_one_is_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("cache.json");
+        let (train, eval) = (PairPlan::new(Vec::new(), 1, 0), PairPlan::new(Vec::new(), 1, 0));
+        let key = CacheKey { format: 1, model: "m".into(), data: "d".into() };
+        assert!(read_cache(&path, &key, [&train, &eval]).is_none());
+        std::fs::write(&path, "{\"key\": ").unwrap();
+        assert!(read_cache(&path, &key, [&train, &eval]).is_none());
+        write_cache(&path, &CacheFile { key: key.clone(), train: vec![], eval: vec![] }).unwrap();
+        assert!(read_cache(&path, &key, [&train, &eval]).is_some());
+        let other = CacheKey { model: "other".into(), ..key };
+        assert!(read_cache(&path, &other, [&train, &eval]).is_none());
+    }
 }
