@@ -51,7 +51,19 @@ pub struct Generation {
     pub finish: FinishReason,
 }
 
-/// Decodes every prompt in one batch.
+/// One prompt with its own decoding settings, for [`generate_each`].
+#[derive(Debug, Clone)]
+pub struct RowRequest {
+    /// Prompt token ids.
+    pub prompt: Vec<u32>,
+    /// Most new tokens for this row.
+    pub max_new_tokens: usize,
+    /// How this row's next token is chosen (its own seeded generator).
+    pub sampling: SamplingConfig,
+}
+
+/// Decodes every prompt in one batch, all with `config`'s settings and one shared random
+/// generator.
 ///
 /// `observe(row, token)` is called for each new token in order; returning `true` stops that row
 /// (for stop strings and streaming). Rows that finish leave the batch, so the rest decode
@@ -62,7 +74,40 @@ pub fn generate<B: Backend>(
     config: &GenerationConfig,
     mut observe: impl FnMut(usize, u32) -> bool,
 ) -> Result<Vec<Generation>> {
-    check_prompts(model, prompts, config)?;
+    let limits = vec![config.max_new_tokens; prompts.len()];
+    let mut sampler = Sampler::new(config.sampling.clone());
+    let choose = |_: usize, logits: &mut [f32], context: &[u32]| sampler.next_token(logits, context);
+    decode(model, (prompts, &limits), &config.eos_token_ids, choose, |row, token, _| observe(row, token))
+}
+
+/// Decodes rows that each bring their own token limit and sampling settings (a server's
+/// requests sharing forward passes).
+///
+/// `observe(row, token, logits)` sees each new token with the row's raw logits of that step
+/// (before penalties and temperature), for log-probabilities; returning `true` stops the row.
+/// Errors only on empty or over-long prompts.
+pub fn generate_each<B: Backend>(
+    model: &LlamaForCausalLM<B>,
+    rows: &[RowRequest],
+    eos_token_ids: &[u32],
+    observe: impl FnMut(usize, u32, &[f32]) -> bool,
+) -> Result<Vec<Generation>> {
+    let prompts: Vec<Vec<u32>> = rows.iter().map(|r| r.prompt.clone()).collect();
+    let limits: Vec<usize> = rows.iter().map(|r| r.max_new_tokens).collect();
+    let mut samplers: Vec<Sampler> = rows.iter().map(|r| Sampler::new(r.sampling.clone())).collect();
+    let choose = |row: usize, logits: &mut [f32], context: &[u32]| samplers[row].next_token(logits, context);
+    decode(model, (&prompts, &limits), eos_token_ids, choose, observe)
+}
+
+/// The decoding loop: `choose(row, logits, context)` picks each token from a copy of the logits.
+fn decode<B: Backend>(
+    model: &LlamaForCausalLM<B>,
+    (prompts, limits): (&[Vec<u32>], &[usize]),
+    eos_token_ids: &[u32],
+    mut choose: impl FnMut(usize, &mut [f32], &[u32]) -> u32,
+    mut observe: impl FnMut(usize, u32, &[f32]) -> bool,
+) -> Result<Vec<Generation>> {
+    check_prompts(model, prompts, limits)?;
     let device = model.model.embed_tokens.weight.device();
     let longest = prompts.iter().map(Vec::len).max().unwrap_or(0);
     let mut pads: Vec<usize> = prompts.iter().map(|p| longest - p.len()).collect();
@@ -74,28 +119,38 @@ pub fn generate<B: Backend>(
     let mut rows: Vec<Row> =
         prompts.iter().map(|p| Row { context: p.clone(), generated: Vec::new(), finish: None }).collect();
     // Original indices of the rows still in the batch, in batch order.
-    let mut active: Vec<usize> = (0..prompts.len()).collect();
-    let mut sampler = Sampler::new(config.sampling.clone());
+    let mut active: Vec<usize> = (0..prompts.len()).filter(|&i| limits[i] > 0).collect();
+    for (row, _) in rows.iter_mut().zip(limits).filter(|(_, &limit)| limit == 0) {
+        row.finish = Some(FinishReason::Length);
+    }
+    if active.is_empty() {
+        return Ok(rows.into_iter().map(Row::into_generation).collect());
+    }
     let mut cache = model.new_cache();
     let mut step_tokens = Tensor::<B, 2, Int>::from_data(TensorData::new(ids, [prompts.len(), longest]), &device);
     let mut step_inputs = AttentionInputs::left_padded(&pads, longest, 0, &device);
-    for step in 0..config.max_new_tokens {
+    if active.len() < prompts.len() {
+        step_tokens = step_tokens.select(0, row_indices::<B>(&active, &device));
+        pads = active.iter().map(|&i| pads[i]).collect();
+        step_inputs = AttentionInputs::left_padded(&pads, longest, 0, &device);
+    }
+    for step in 0.. {
         let logits = last_logits(model, step_tokens, &step_inputs, &mut cache);
         let vocab = logits.len() / active.len();
         let mut kept = Vec::with_capacity(active.len());
         let mut next = Vec::with_capacity(active.len());
         for (position, &index) in active.iter().enumerate() {
             let row = &mut rows[index];
-            let token =
-                sampler.next_token(&mut logits[position * vocab..(position + 1) * vocab].to_vec(), &row.context);
+            let raw = &logits[position * vocab..(position + 1) * vocab];
+            let token = choose(index, &mut raw.to_vec(), &row.context);
             row.context.push(token);
             row.generated.push(token);
-            let stopped = observe(index, token);
-            row.finish = if config.eos_token_ids.contains(&token) {
+            let stopped = observe(index, token, raw);
+            row.finish = if eos_token_ids.contains(&token) {
                 Some(FinishReason::Eos)
             } else if stopped {
                 Some(FinishReason::Stopped)
-            } else if step + 1 == config.max_new_tokens {
+            } else if step + 1 == limits[index] {
                 Some(FinishReason::Length)
             } else {
                 kept.push(position);
@@ -114,10 +169,13 @@ pub fn generate<B: Backend>(
         step_tokens = Tensor::from_data(TensorData::new(next, [active.len(), 1]), &device);
         step_inputs = AttentionInputs::left_padded(&pads, 1, cache.len(), &device);
     }
-    Ok(rows
-        .into_iter()
-        .map(|row| Generation { ids: row.generated, finish: row.finish.unwrap_or(FinishReason::Length) })
-        .collect())
+    Ok(rows.into_iter().map(Row::into_generation).collect())
+}
+
+/// `indices` as a 1-D int tensor, for `select`.
+fn row_indices<B: Backend>(indices: &[usize], device: &B::Device) -> Tensor<B, 1, Int> {
+    let ids: Vec<i64> = indices.iter().map(|&i| i as i64).collect();
+    Tensor::from_data(TensorData::new(ids, [indices.len()]), device)
 }
 
 /// One prompt's decoding state.
@@ -125,6 +183,12 @@ struct Row {
     context: Vec<u32>,
     generated: Vec<u32>,
     finish: Option<FinishReason>,
+}
+
+impl Row {
+    fn into_generation(self) -> Generation {
+        Generation { ids: self.generated, finish: self.finish.unwrap_or(FinishReason::Length) }
+    }
 }
 
 /// Runs one step and returns the last position's logits of every row, `[rows · vocab]`.
@@ -141,22 +205,19 @@ fn last_logits<B: Backend>(
     model.logits(last).into_data().convert::<f32>().into_vec::<f32>().unwrap_or_default()
 }
 
-/// Rejects empty prompts and prompts that cannot grow by `max_new_tokens` within the model.
-fn check_prompts<B: Backend>(
-    model: &LlamaForCausalLM<B>,
-    prompts: &[Vec<u32>],
-    config: &GenerationConfig,
-) -> Result<()> {
+/// Rejects empty prompts and prompts that cannot grow by their token limit within the model.
+fn check_prompts<B: Backend>(model: &LlamaForCausalLM<B>, prompts: &[Vec<u32>], limits: &[usize]) -> Result<()> {
     if let Some(row) = prompts.iter().position(Vec::is_empty) {
         return Err(ModelError::Generation { row, message: "the prompt is empty".into() });
     }
-    let longest = prompts.iter().map(Vec::len).max().unwrap_or(0);
-    if longest + config.max_new_tokens > model.max_positions() {
+    let too_long = prompts.iter().zip(limits).position(|(p, &limit)| p.len() + limit > model.max_positions());
+    if let Some(row) = too_long {
         return Err(ModelError::Generation {
-            row: prompts.iter().position(|p| p.len() == longest).unwrap_or(0),
+            row,
             message: format!(
-                "prompt of {longest} tokens + {} new tokens exceeds the model's {} positions",
-                config.max_new_tokens,
+                "prompt of {} tokens + {} new tokens exceeds the model's {} positions",
+                prompts[row].len(),
+                limits[row],
                 model.max_positions()
             ),
         });

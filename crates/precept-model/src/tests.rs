@@ -105,6 +105,33 @@ fn rows_leaving_the_batch_at_eos_do_not_change_the_others() {
 }
 
 #[test]
+fn rows_with_their_own_settings_decode_as_they_would_alone() {
+    use crate::generate::{generate_each, RowRequest};
+    use crate::sampling::SamplingConfig;
+    let config = LlamaConfig::tiny();
+    let model = tiny_model(&config);
+    let rows: Vec<RowRequest> = (0..5)
+        .map(|i| RowRequest {
+            prompt: (0..(2 + i % 3)).map(|j| (i * 13 + j * 7) as u32 % 97).collect(),
+            max_new_tokens: 3 + i,
+            sampling: SamplingConfig { temperature: (i % 2) as f32, seed: i as u64, ..SamplingConfig::default() },
+        })
+        .collect();
+    let mut raw_logits = vec![Vec::new(); rows.len()];
+    let together = generate_each(&model, &rows, &[], |row, token, logits| {
+        raw_logits[row].push((token, logits.len()));
+        false
+    })
+    .unwrap();
+    for (i, (row, generation)) in rows.iter().zip(&together).enumerate() {
+        assert_eq!(generation.ids.len(), row.max_new_tokens, "row {i}");
+        let alone = generate_each(&model, std::slice::from_ref(row), &[], |_, _, _| false).unwrap();
+        assert_eq!(alone[0], *generation, "row {i}");
+        assert!(raw_logits[i].iter().all(|&(_, vocab)| vocab == config.vocab_size));
+    }
+}
+
+#[test]
 fn generation_stops_at_eos_and_when_the_observer_asks() {
     let config = LlamaConfig::tiny();
     let model = tiny_model(&config);

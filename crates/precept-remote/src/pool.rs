@@ -1,0 +1,173 @@
+//! Spreading requests over endpoints: at most `concurrency` in flight per endpoint, failed
+//! attempts retried with exponential backoff on whichever endpoint is free next.
+
+use std::collections::VecDeque;
+use std::sync::{Condvar, Mutex};
+use std::time::Duration;
+
+use crate::error::RemoteError;
+
+/// How one attempt at a request failed.
+#[derive(Debug)]
+pub enum Failure {
+    /// Worth another try (timeout, refused connection, 5xx, 429): `url` and why.
+    Transient(String, String),
+    /// Final (4xx, a malformed answer).
+    Fatal(RemoteError),
+}
+
+/// Retry and concurrency limits of a [`run_all`].
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// Endpoints to spread over.
+    pub endpoints: usize,
+    /// Requests in flight per endpoint.
+    pub concurrency: usize,
+    /// Attempts per request after the first.
+    pub retries: usize,
+    /// Wait before the first retry; doubled each time, at most 16 times as long.
+    pub backoff: Duration,
+}
+
+struct State<T> {
+    queue: VecDeque<(usize, usize)>,
+    results: Vec<Option<T>>,
+    pending: usize,
+    error: Option<RemoteError>,
+}
+
+/// Runs `attempt(item, endpoint)` for items `0..count` and returns the results in item order,
+/// or the first final error.
+pub fn run_all<T: Send>(
+    count: usize,
+    limits: Limits,
+    attempt: impl Fn(usize, usize) -> Result<T, Failure> + Sync,
+) -> Result<Vec<T>, RemoteError> {
+    let state = Mutex::new(State {
+        queue: (0..count).map(|item| (item, 0)).collect(),
+        results: (0..count).map(|_| None).collect(),
+        pending: count,
+        error: None,
+    });
+    let changed = Condvar::new();
+    let workers = (limits.endpoints * limits.concurrency.max(1)).min(count);
+    std::thread::scope(|scope| {
+        for worker in 0..workers {
+            let (state, changed, attempt) = (&state, &changed, &attempt);
+            scope.spawn(move || work(worker % limits.endpoints, limits, (state, changed), attempt));
+        }
+    });
+    let state = state.into_inner().unwrap_or_else(|poisoned| poisoned.into_inner());
+    match state.error {
+        Some(error) => Err(error),
+        // Every item has a result once nothing is pending and no error was recorded.
+        None => Ok(state.results.into_iter().flatten().collect()),
+    }
+}
+
+fn work<T>(
+    endpoint: usize,
+    limits: Limits,
+    (state, changed): (&Mutex<State<T>>, &Condvar),
+    attempt: &impl Fn(usize, usize) -> Result<T, Failure>,
+) {
+    let lock = || state.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+    loop {
+        let (item, tries) = {
+            let mut guard = lock();
+            loop {
+                if guard.error.is_some() || guard.pending == 0 {
+                    return;
+                }
+                if let Some(next) = guard.queue.pop_front() {
+                    break next;
+                }
+                guard = changed.wait(guard).unwrap_or_else(|poisoned| poisoned.into_inner());
+            }
+        };
+        let outcome = attempt(item, endpoint);
+        let mut guard = lock();
+        match outcome {
+            Ok(value) => {
+                guard.results[item] = Some(value);
+                guard.pending -= 1;
+            }
+            Err(Failure::Fatal(error)) => {
+                guard.error.get_or_insert(error);
+            }
+            Err(Failure::Transient(url, message)) if tries >= limits.retries => {
+                guard.error.get_or_insert(RemoteError::Unreachable { url, attempts: tries + 1, message });
+            }
+            Err(Failure::Transient(url, message)) => {
+                drop(guard);
+                let wait = limits.backoff * 2u32.pow(tries.min(4) as u32);
+                tracing::warn!(
+                    "{url}: {message}; retrying in {:.1}s ({} of {})",
+                    wait.as_secs_f64(),
+                    tries + 1,
+                    limits.retries
+                );
+                std::thread::sleep(wait);
+                guard = lock();
+                guard.queue.push_back((item, tries + 1));
+            }
+        }
+        drop(guard);
+        changed.notify_all();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    fn limits(endpoints: usize, retries: usize) -> Limits {
+        Limits { endpoints, concurrency: 2, retries, backoff: Duration::from_millis(1) }
+    }
+
+    #[test]
+    fn results_come_back_in_item_order_and_use_every_endpoint() {
+        let used: Vec<AtomicUsize> = (0..3).map(|_| AtomicUsize::new(0)).collect();
+        let got = run_all(40, limits(3, 0), |item, endpoint| {
+            used[endpoint].fetch_add(1, Ordering::Relaxed);
+            std::thread::sleep(Duration::from_millis(2));
+            Ok(item * 10)
+        })
+        .unwrap();
+        assert_eq!(got, (0..40).map(|i| i * 10).collect::<Vec<_>>());
+        assert!(used.iter().all(|n| n.load(Ordering::Relaxed) > 0));
+    }
+
+    #[test]
+    fn a_transient_failure_is_retried_on_another_endpoint_until_it_succeeds() {
+        // Endpoint 0 always fails; every item ends up answered by endpoint 1.
+        let got = run_all(6, limits(2, 10), |item, endpoint| match endpoint {
+            0 => Err(Failure::Transient("http://down".into(), "connection refused".into())),
+            _ => Ok(item),
+        })
+        .unwrap();
+        assert_eq!(got, (0..6).collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn retries_run_out_into_an_error_naming_the_url_and_attempts() {
+        let err = run_all(3, limits(1, 2), |_, _| -> Result<(), _> {
+            Err(Failure::Transient("http://down/v1/chat/completions".into(), "timed out".into()))
+        })
+        .unwrap_err();
+        assert_eq!(err.to_string(), "http://down/v1/chat/completions: no answer after 3 attempts; last: timed out");
+    }
+
+    #[test]
+    fn a_fatal_failure_stops_at_once() {
+        let calls = AtomicUsize::new(0);
+        let err = run_all(50, limits(1, 5), |_, _| -> Result<(), _> {
+            calls.fetch_add(1, Ordering::Relaxed);
+            Err(Failure::Fatal(RemoteError::Rejected { url: "u".into(), status: 400, message: "bad".into() }))
+        })
+        .unwrap_err();
+        assert!(matches!(err, RemoteError::Rejected { status: 400, .. }));
+        assert!(calls.load(Ordering::Relaxed) <= 2, "workers stop after the first fatal error");
+    }
+}
