@@ -66,6 +66,9 @@ pub enum Command {
     /// takes the gate's flags from a file.
     #[command(args_override_self = true)]
     Eval(Box<crate::commands::eval::args::EvalArgs>),
+    /// Serve a model over an OpenAI-compatible HTTP API (`/v1/chat/completions`, streaming and
+    /// logprobs; `/v1/models`), batching concurrent requests.
+    Serve(crate::commands::serve::ServeArgs),
 }
 
 /// Flags of `precept sft` and `precept dpo`: settings come from `--config` and are overridden by

@@ -11,20 +11,7 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{precept, precept_error};
-
-const CONFIG: &str = r#"{"model_type":"llama","vocab_size":16,"hidden_size":64,"intermediate_size":128,
-  "num_hidden_layers":2,"num_attention_heads":4,"num_key_value_heads":2,"max_position_embeddings":512,
-  "rms_norm_eps":1e-5,"rope_theta":10000.0,"tie_word_embeddings":true}"#;
-
-/// A word-level tokenizer: `<end>` (id 0) ends a turn.
-const TOKENIZER: &str = r#"{"version":"1.0","truncation":null,"padding":null,
-  "added_tokens":[{"id":0,"content":"<end>","single_word":false,"lstrip":false,"rstrip":false,"normalized":false,"special":true}],
-  "normalizer":null,"pre_tokenizer":{"type":"Whitespace"},"post_processor":null,"decoder":null,
-  "model":{"type":"WordLevel","vocab":{"<end>":0,"user":1,"assistant":2,"system":3,"yes":4,"no":5,"maybe":6,"is":7,
-  "it":8,"good":9,"bad":10,"fix":11,"why":12,"(":13,")":14,"[UNK]":15},"unk_token":"[UNK]"}}"#;
-
-const TOKENIZER_CONFIG: &str = r#"{"chat_template":"{% for m in messages %}{{ m.role }} {{ m.content }} <end> {% endfor %}{% if add_generation_prompt %}assistant {% endif %}","eos_token":"<end>"}"#;
+use common::{precept, precept_error, tiny_word_model};
 
 const CONSTITUTION: &str = r#"
 name = "tiny"
@@ -45,14 +32,7 @@ question = "is it good"
 
 /// Writes a random tiny model and a constitution into `dir`.
 fn setup(dir: &Path) {
-    let model = dir.join("model");
-    std::fs::create_dir_all(&model).unwrap();
-    std::fs::write(model.join("config.json"), CONFIG).unwrap();
-    std::fs::write(model.join("tokenizer.json"), TOKENIZER).unwrap();
-    std::fs::write(model.join("tokenizer_config.json"), TOKENIZER_CONFIG).unwrap();
-    let config = model.join("config.json");
-    let out = precept(&["random-weights", "--config", s(&config), "--out", s(&model), "--seed", "5"]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    tiny_word_model(&dir.join("model"));
     std::fs::write(dir.join("tiny.toml"), CONSTITUTION).unwrap();
 }
 

@@ -12,9 +12,9 @@ use precept_constitution::{
     constitute, read_prompts, Constitution, FeedbackConfig, Manifest, RunConfig, RunProgress, RunSettings,
 };
 use precept_data::GenerateSettings;
-use precept_model::LocalGenerator;
 use serde::Serialize;
 
+use super::remote::{ModelSource, RemoteConnection, RemoteSpec};
 use crate::device::DeviceCommand;
 use crate::output::print_json;
 use crate::progress::progress_bar;
@@ -28,9 +28,19 @@ pub struct ConstituteArgs {
     /// Prompts JSONL: `{"id":…,"prompt":"…"}` or `{"id":…,"messages":[…]}` per line.
     #[arg(long)]
     pub prompts: PathBuf,
-    /// Model folder (Hugging Face layout).
+    /// Model folder (Hugging Face layout); not needed with `--remote`.
+    #[arg(long, required_unless_present = "remote")]
+    pub model: Option<PathBuf>,
+    /// Generate with OpenAI-compatible servers instead (vLLM, TGI, llama.cpp server, `precept
+    /// serve`): their base URLs, comma-separated.
+    #[arg(long, value_delimiter = ',', value_name = "URL[,URL…]")]
+    pub remote: Option<Vec<String>>,
+    /// The model name the `--remote` servers serve.
     #[arg(long)]
-    pub model: PathBuf,
+    pub remote_model: Option<String>,
+    /// How the servers are reached.
+    #[command(flatten)]
+    pub connection: RemoteConnection,
     /// Output folder; a rerun into it resumes.
     #[arg(long)]
     pub out: PathBuf,
@@ -70,6 +80,14 @@ pub struct ConstituteArgs {
 }
 
 impl ConstituteArgs {
+    /// The generator: `--remote` servers, else the `--model` folder.
+    pub fn source(&self) -> Result<ModelSource> {
+        match RemoteSpec::from_flags("remote", self.remote.as_ref(), self.remote_model.as_ref())? {
+            Some(spec) => Ok(ModelSource::Remote(spec)),
+            None => self.model.clone().map(ModelSource::Folder).context("--model or --remote is required"),
+        }
+    }
+
     fn run_config(&self) -> Result<RunConfig> {
         let clamp = match self.clamp.as_deref() {
             None => None,
@@ -90,7 +108,7 @@ impl ConstituteArgs {
         });
         Ok(RunConfig {
             out: self.out.clone(),
-            model: self.model.display().to_string(),
+            model: self.source()?.identity(),
             prompts_file: self.prompts.display().to_string(),
             batch: self.batch,
             settings: RunSettings {
@@ -142,8 +160,7 @@ fn run_on<B: Backend>(args: &ConstituteArgs, device: &B::Device, quiet: bool) ->
     let prompts = read_prompts(&args.prompts)?;
     let config = args.run_config()?;
     config.validate(&constitution)?;
-    let mut generator = LocalGenerator::<B>::open(&args.model, device)
-        .with_context(|| format!("loading the model in {}", args.model.display()))?;
+    let mut generator = args.source()?.open::<B>(&args.connection, device)?;
     let mut display = ProgressDisplay::new(prompts.len(), quiet);
     let manifest = constitute(&mut generator, &constitution, &prompts, &config, &mut |p| display.update(p))?;
     display.finish();
@@ -253,7 +270,10 @@ impl DeviceCommand for BenchConstitute {
         let run = ConstituteArgs {
             constitution: args.constitution.clone(),
             prompts: limited.clone(),
-            model: args.model.clone(),
+            model: Some(args.model.clone()),
+            remote: None,
+            remote_model: None,
+            connection: RemoteConnection::default(),
             out: out.clone(),
             rounds: 1,
             feedback: false,
@@ -314,6 +334,7 @@ mod tests {
     use precept_model::LlamaConfig;
 
     use super::*;
+    use precept_model::LocalGenerator;
 
     const TOKENIZER: &str = r#"{"version":"1.0","truncation":null,"padding":null,
       "added_tokens":[{"id":0,"content":"<end>","single_word":false,"lstrip":false,"rstrip":false,"normalized":false,"special":true}],

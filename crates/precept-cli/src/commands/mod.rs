@@ -14,6 +14,8 @@ mod logits;
 mod merge;
 pub mod pipeline;
 mod random_weights;
+pub mod remote;
+pub mod serve;
 mod sft;
 mod tokenize;
 mod training;
@@ -45,5 +47,6 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Constitute(args) => cli.device.dispatch(constitute::Constitute { args, quiet: cli.quiet }),
         Command::Bench(BenchCommand::Constitute(args)) => cli.device.dispatch(constitute::BenchConstitute(args)),
         Command::Eval(args) => eval::run(*args, cli.device, cli.quiet),
+        Command::Serve(args) => cli.device.dispatch(serve::Serve(args)),
     }
 }

@@ -107,3 +107,72 @@ pub fn kill_when_ready(args: &[String], dir: &std::path::Path, ready: &std::path
     child.kill().expect("SIGKILL");
     child.wait().expect("the killed child is reaped");
 }
+
+/// A random tiny model (2 layers, width 64) over a 16-word word-level vocabulary whose `<end>`
+/// (id 0) ends a turn, written into `dir` by `precept random-weights --seed 5`.
+pub fn tiny_word_model(dir: &std::path::Path) -> PathBuf {
+    const CONFIG: &str = r#"{"model_type":"llama","vocab_size":16,"hidden_size":64,"intermediate_size":128,
+      "num_hidden_layers":2,"num_attention_heads":4,"num_key_value_heads":2,"max_position_embeddings":512,
+      "rms_norm_eps":1e-5,"rope_theta":10000.0,"tie_word_embeddings":true}"#;
+    const TOKENIZER: &str = r#"{"version":"1.0","truncation":null,"padding":null,
+      "added_tokens":[{"id":0,"content":"<end>","single_word":false,"lstrip":false,"rstrip":false,"normalized":false,"special":true}],
+      "normalizer":null,"pre_tokenizer":{"type":"Whitespace"},"post_processor":null,"decoder":null,
+      "model":{"type":"WordLevel","vocab":{"<end>":0,"user":1,"assistant":2,"system":3,"yes":4,"no":5,"maybe":6,"is":7,
+      "it":8,"good":9,"bad":10,"fix":11,"why":12,"(":13,")":14,"[UNK]":15},"unk_token":"[UNK]"}}"#;
+    const TOKENIZER_CONFIG: &str = r#"{"chat_template":"{% for m in messages %}{{ m.role }} {{ m.content }} <end> {% endfor %}{% if add_generation_prompt %}assistant {% endif %}","eos_token":"<end>"}"#;
+    std::fs::create_dir_all(dir).expect("create the model folder");
+    std::fs::write(dir.join("config.json"), CONFIG).expect("write config.json");
+    std::fs::write(dir.join("tokenizer.json"), TOKENIZER).expect("write tokenizer.json");
+    std::fs::write(dir.join("tokenizer_config.json"), TOKENIZER_CONFIG).expect("write tokenizer_config.json");
+    let path = dir.to_str().expect("UTF-8 path");
+    let made = precept(&["random-weights", "--config", &format!("{path}/config.json"), "--out", path, "--seed", "5"]);
+    assert!(made.status.success(), "{}", String::from_utf8_lossy(&made.stderr));
+    dir.to_path_buf()
+}
+
+/// A running `precept serve` and its base URL; killed (SIGKILL) when dropped.
+pub struct Served {
+    /// The server process.
+    pub child: std::process::Child,
+    /// `http://127.0.0.1:PORT`.
+    pub url: String,
+}
+
+impl Served {
+    /// Starts `precept serve --model model --addr 127.0.0.1:0 --served-model-name name` and waits
+    /// until it logs its address.
+    ///
+    /// # Panics
+    /// When the server exits or logs no address within a minute.
+    pub fn start(model: &std::path::Path, name: &str) -> Self {
+        use std::io::BufRead;
+        let mut child = Command::new(env!("CARGO_BIN_EXE_precept"))
+            .args(["serve", "--model", model.to_str().expect("UTF-8 path"), "--addr", "127.0.0.1:0"])
+            .args(["--served-model-name", name])
+            .env("PRECEPT_LOG", "info")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("the precept binary runs");
+        let stderr = child.stderr.take().expect("piped stderr");
+        let (found, url) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            // Keep reading so the server never blocks on a full pipe.
+            for line in std::io::BufReader::new(stderr).lines().map_while(Result::ok) {
+                if let Some(at) = line.find("http://") {
+                    let address: String = line[at..].chars().take_while(|c| !c.is_whitespace()).collect();
+                    let _ = found.send(address.trim_end_matches("/v1").to_owned());
+                }
+            }
+        });
+        let url = url.recv_timeout(std::time::Duration::from_secs(60)).expect("the server logs its address");
+        Self { child, url }
+    }
+}
+
+impl Drop for Served {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

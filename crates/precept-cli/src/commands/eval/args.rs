@@ -4,6 +4,8 @@ use std::path::PathBuf;
 
 use clap::{Args, Subcommand, ValueEnum};
 
+use crate::commands::remote::RemoteConnection;
+
 /// `precept eval`: the gate, or one of its helpers.
 #[derive(Debug, Args)]
 #[command(args_conflicts_with_subcommands = true, subcommand_negates_reqs = true)]
@@ -45,12 +47,25 @@ pub struct GateArgs {
     /// The suite file (TOML).
     #[arg(long, required = true)]
     pub suite: Option<PathBuf>,
-    /// The tuned model folder.
-    #[arg(long, required = true)]
+    /// The tuned model folder (or `--remote`).
+    #[arg(long, required_unless_present = "remote")]
     pub model: Option<PathBuf>,
-    /// The base model folder; without it the base is `--model` with the suite's system prompt.
+    /// The tuned model behind OpenAI-compatible servers instead: their base URLs.
+    #[arg(long, value_delimiter = ',', value_name = "URL[,URL…]")]
+    pub remote: Option<Vec<String>>,
+    /// The model name the `--remote` servers serve.
+    #[arg(long)]
+    pub remote_model: Option<String>,
+    /// The base model folder; without it (or `--baseline-remote`) the base is the tuned model
+    /// with the suite's system prompt.
     #[arg(long)]
     pub baseline: Option<PathBuf>,
+    /// The base model behind OpenAI-compatible servers: their base URLs.
+    #[arg(long, value_delimiter = ',', value_name = "URL[,URL…]")]
+    pub baseline_remote: Option<Vec<String>>,
+    /// The model name the `--baseline-remote` servers serve.
+    #[arg(long)]
+    pub baseline_remote_model: Option<String>,
     /// System prompt for the tuned side only (the base keeps the suite's).
     #[arg(long)]
     pub tuned_system: Option<String>,
@@ -76,6 +91,16 @@ pub struct GateArgs {
     /// The judge's model folder.
     #[arg(long)]
     pub judge_model: Option<PathBuf>,
+    /// The judge model (`--judge model|llamaguard`) behind OpenAI-compatible servers instead:
+    /// their base URLs.
+    #[arg(long, value_delimiter = ',', value_name = "URL[,URL…]")]
+    pub judge_remote: Option<Vec<String>>,
+    /// The model name the `--judge-remote` servers serve.
+    #[arg(long)]
+    pub judge_remote_model: Option<String>,
+    /// How remote servers are reached.
+    #[command(flatten)]
+    pub connection: RemoteConnection,
     /// Print report.json on stdout instead of the table.
     #[arg(long)]
     pub json: bool,

@@ -17,7 +17,7 @@ impl DeviceCommand for Calibrate {
         let args = self.0;
         let gold = read_gold(&args.gold)?;
         let config = judge::resolve(JudgeConfig::default(), Some(args.judge), args.judge_model)?;
-        let mut judge = judge::build::<B>(&config, &device)?;
+        let mut judge = judge::build::<B>(&config, judge::JudgeHost::Local, &device)?;
         let c = calibrate(judge.as_mut(), &gold, args.batch_size)?;
         if args.json {
             return print_json(&c);

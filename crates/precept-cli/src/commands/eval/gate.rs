@@ -17,12 +17,12 @@ use precept_eval::{
     compare, generate_replies, judge_replies, terminal_table, BaselineCache, CacheKey, Judge, ReplyJournal, Report,
     RunOptions, SideInfo, SideResult, Suite, Verdict,
 };
-use precept_model::LocalGenerator;
 use serde::Serialize;
 
 use super::args::GateArgs;
 use super::progress::EvalProgress;
 use super::{judge, GateFailure};
+use crate::commands::remote::{ModelSource, RemoteConnection, RemoteSpec};
 use crate::device::DeviceCommand;
 use crate::output::print_json;
 
@@ -37,7 +37,7 @@ pub struct Gate {
 /// One side to run: which model and with which system prompt.
 #[derive(Debug, Clone, Serialize)]
 struct SidePlan {
-    model: PathBuf,
+    model: ModelSource,
     system_prompt: Option<String>,
 }
 
@@ -47,6 +47,7 @@ struct Plan {
     suite: Suite,
     base: SidePlan,
     tuned: SidePlan,
+    judge_remote: Option<RemoteSpec>,
     cache_dir: Option<PathBuf>,
     out: Option<PathBuf>,
 }
@@ -54,9 +55,18 @@ struct Plan {
 impl Plan {
     fn resolve(args: &GateArgs) -> Result<Self> {
         // clap makes both required unless a subcommand is given.
-        let (Some(suite_path), Some(model)) = (&args.suite, &args.model) else {
-            bail!("--suite and --model are required");
+        let Some(suite_path) = &args.suite else { bail!("--suite is required") };
+        let tuned_model = match RemoteSpec::from_flags("remote", args.remote.as_ref(), args.remote_model.as_ref())? {
+            Some(spec) => ModelSource::Remote(spec),
+            None => ModelSource::Folder(args.model.clone().context("--model or --remote is required")?),
         };
+        let baseline_remote = RemoteSpec::from_flags(
+            "baseline-remote",
+            args.baseline_remote.as_ref(),
+            args.baseline_remote_model.as_ref(),
+        )?;
+        let judge_remote =
+            RemoteSpec::from_flags("judge-remote", args.judge_remote.as_ref(), args.judge_remote_model.as_ref())?;
         let mut suite = Suite::load(suite_path)?;
         if let Some(batch) = args.batch_size {
             if batch == 0 {
@@ -70,25 +80,40 @@ impl Plan {
             }
             suite.generation.max_new_tokens = tokens;
         }
-        suite.judge = judge::resolve(suite.judge, args.judge, args.judge_model.clone())?;
-        let base_model = args.baseline.clone().unwrap_or_else(|| model.clone());
-        for dir in [model.as_path(), base_model.as_path()].into_iter().chain(suite.judge.model_dir()) {
+        // A remote judge's model is named, not loaded: the name stands where a folder would.
+        let judge_model =
+            args.judge_model.clone().or_else(|| judge_remote.as_ref().map(|s| format!("remote:{}", s.model).into()));
+        suite.judge = judge::resolve(suite.judge, args.judge, judge_model)?;
+        if judge_remote.is_some() && suite.judge.model_dir().is_none() {
+            bail!("--judge-remote needs a model-based judge (--judge model or --judge llamaguard)");
+        }
+        let base_model = match (baseline_remote, &args.baseline) {
+            (Some(spec), _) => ModelSource::Remote(spec),
+            (None, Some(dir)) => ModelSource::Folder(dir.clone()),
+            (None, None) => tuned_model.clone(),
+        };
+        let judge_dir = suite.judge.model_dir().filter(|_| judge_remote.is_none());
+        for dir in [tuned_model.folder(), base_model.folder(), judge_dir].into_iter().flatten() {
             if !dir.join("config.json").is_file() {
                 bail!("{}: not a model folder (no config.json)", dir.display());
             }
         }
         let base = SidePlan { model: base_model, system_prompt: suite.generation.system_prompt.clone() };
         let tuned = SidePlan {
-            model: model.clone(),
+            model: tuned_model,
             system_prompt: args.tuned_system.clone().or_else(|| suite.generation.system_prompt.clone()),
         };
         let cache_dir = (!args.no_cache).then(|| args.cache_dir.clone());
-        Ok(Self { suite, base, tuned, cache_dir, out: args.out.clone() })
+        Ok(Self { suite, base, tuned, judge_remote, cache_dir, out: args.out.clone() })
     }
 
     fn key(&self, side: &SidePlan, judge_hash: &str) -> Result<CacheKey> {
         Ok(CacheKey {
-            model: hash_model_dir(&side.model)?,
+            model: match &side.model {
+                ModelSource::Folder(dir) => hash_model_dir(dir)?,
+                // What the servers serve is known only by its name.
+                ModelSource::Remote(spec) => hash_json(&("remote", &spec.model)),
+            },
             suite: hash_json(&self.suite.trials),
             judge: judge_hash.to_owned(),
             generation: hash_json(&(self.suite.generation.settings(), &side.system_prompt)),
@@ -107,7 +132,7 @@ fn run_side<B: Backend>(
     (side, key): (&SidePlan, &CacheKey),
     name: &'static str,
     judge: &mut dyn Judge,
-    (device, quiet): (&B::Device, bool),
+    (device, connection, quiet): (&B::Device, &RemoteConnection, bool),
 ) -> Result<SideResult> {
     let trials = &plan.suite.trials;
     let mut journal = journal_path(plan, key).map(|path| ReplyJournal::open(&path)).transpose()?;
@@ -115,8 +140,8 @@ fn run_side<B: Backend>(
     if resumed > 0 {
         tracing::info!("{name}: resuming with {resumed} replies from an earlier run");
     }
-    let mut generator = LocalGenerator::<B>::open(&side.model, device)
-        .with_context(|| format!("loading the {name} model in {}", side.model.display()))?;
+    let mut generator =
+        side.model.open::<B>(connection, device).with_context(|| format!("opening the {name} model {}", side.model))?;
     let options = RunOptions {
         settings: plan.suite.generation.settings(),
         batch_size: plan.suite.generation.batch_size,
@@ -141,11 +166,7 @@ fn run_side<B: Backend>(
     if let Some(journal) = journal {
         journal.remove()?;
     }
-    Ok(SideResult {
-        model: side.model.display().to_string(),
-        system_prompt: side.system_prompt.clone(),
-        trials: results,
-    })
+    Ok(SideResult { model: side.model.to_string(), system_prompt: side.system_prompt.clone(), trials: results })
 }
 
 fn write_run_settings(out: &Path, plan: &Plan) -> Result<()> {
@@ -160,8 +181,13 @@ impl DeviceCommand for Gate {
         if let Some(out) = &plan.out {
             write_run_settings(out, &plan)?;
         }
-        let mut judge = judge::build::<B>(&plan.suite.judge, &device)?;
-        let judge_hash = judge::hash(&plan.suite.judge)?;
+        let connection = &self.args.connection;
+        let host = match &plan.judge_remote {
+            Some(spec) => judge::JudgeHost::Remote(spec, connection),
+            None => judge::JudgeHost::Local,
+        };
+        let mut judge = judge::build::<B>(&plan.suite.judge, host, &device)?;
+        let judge_hash = judge::hash(&plan.suite.judge, plan.judge_remote.as_ref())?;
         let base_key = plan.key(&plan.base, &judge_hash)?;
         let cache = plan.cache_dir.as_ref().map(BaselineCache::new);
         let cached = cache.as_ref().and_then(|c| c.load(&base_key));
@@ -172,8 +198,13 @@ impl DeviceCommand for Gate {
                 side
             }
             None => {
-                let side =
-                    run_side::<B>(&plan, (&plan.base, &base_key), "base", judge.as_mut(), (&device, self.quiet))?;
+                let side = run_side::<B>(
+                    &plan,
+                    (&plan.base, &base_key),
+                    "base",
+                    judge.as_mut(),
+                    (&device, connection, self.quiet),
+                )?;
                 if let Some(cache) = &cache {
                     let path = cache.store(&base_key, &side)?;
                     tracing::info!("base: results cached in {}", path.display());
@@ -184,9 +215,9 @@ impl DeviceCommand for Gate {
         let tuned_key = plan.key(&plan.tuned, &judge_hash)?;
         let tuned = if tuned_key == base_key {
             tracing::info!("tuned: same model, settings and judge as the base; reusing its results");
-            SideResult { model: plan.tuned.model.display().to_string(), ..base.clone() }
+            SideResult { model: plan.tuned.model.to_string(), ..base.clone() }
         } else {
-            run_side::<B>(&plan, (&plan.tuned, &tuned_key), "tuned", judge.as_mut(), (&device, self.quiet))?
+            run_side::<B>(&plan, (&plan.tuned, &tuned_key), "tuned", judge.as_mut(), (&device, connection, self.quiet))?
         };
         let suite = &plan.suite;
         let comparison = compare(&base, &tuned, &suite.thresholds, &suite.gate);

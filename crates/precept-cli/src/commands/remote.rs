@@ -1,0 +1,206 @@
+//! Remote generation on the command line: `--remote URL[,URL…] --remote-model NAME` (and the
+//! same pairs for the baseline and the judge) with the connection settings they share, and
+//! [`Generator`], a local model or a remote one behind one `Generate`.
+
+use std::fmt;
+use std::path::Path;
+use std::time::Duration;
+
+use anyhow::{bail, Context, Result};
+use burn::tensor::backend::Backend;
+use clap::Args;
+use precept_data::{Generate, GenerateSettings, Message, Reply};
+use precept_model::{LocalGenerator, ModelError};
+use precept_remote::{RemoteConfig, RemoteError, RemoteGenerator};
+use serde::Serialize;
+
+/// A model behind OpenAI-compatible servers.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct RemoteSpec {
+    /// Base URLs of the servers.
+    pub endpoints: Vec<String>,
+    /// The model name they serve.
+    pub model: String,
+}
+
+impl RemoteSpec {
+    /// The pair `--{flag} URLS --{flag}-model NAME`: both or neither.
+    pub fn from_flags(flag: &str, endpoints: Option<&Vec<String>>, model: Option<&String>) -> Result<Option<Self>> {
+        match (endpoints, model) {
+            (None, None) => Ok(None),
+            (Some(endpoints), Some(model)) => Ok(Some(Self { endpoints: endpoints.clone(), model: model.clone() })),
+            (Some(_), None) => bail!("--{flag} needs --{flag}-model (the model name the server serves)"),
+            (None, Some(_)) => bail!("--{flag}-model needs --{flag} (the server URLs)"),
+        }
+    }
+}
+
+impl fmt::Display for RemoteSpec {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} at {}", self.model, self.endpoints.join(","))
+    }
+}
+
+/// How remote servers are reached (shared by every remote model of a command).
+#[derive(Debug, Args, Clone)]
+pub struct RemoteConnection {
+    /// Environment variable holding the servers' API key (sent as a bearer token when set).
+    #[arg(long, default_value = "PRECEPT_API_KEY")]
+    pub api_key_env: String,
+    /// Requests in flight per remote endpoint.
+    #[arg(long, default_value_t = 8)]
+    pub remote_concurrency: usize,
+    /// Seconds one remote request may take.
+    #[arg(long, default_value_t = 600)]
+    pub remote_timeout: u64,
+    /// Retries of a remote request after a timeout, a refused connection, 429 or 5xx.
+    #[arg(long, default_value_t = 5)]
+    pub remote_retries: usize,
+}
+
+impl Default for RemoteConnection {
+    /// The flags' defaults.
+    fn default() -> Self {
+        #[derive(clap::Parser)]
+        struct Defaults {
+            #[command(flatten)]
+            connection: RemoteConnection,
+        }
+        <Defaults as clap::Parser>::parse_from(["defaults"]).connection
+    }
+}
+
+impl RemoteConnection {
+    /// A client for `spec`.
+    pub fn client(&self, spec: &RemoteSpec) -> Result<RemoteGenerator> {
+        if self.remote_concurrency == 0 {
+            bail!("--remote-concurrency must be at least 1");
+        }
+        let config = RemoteConfig {
+            api_key: std::env::var(&self.api_key_env).ok().filter(|key| !key.is_empty()),
+            concurrency: self.remote_concurrency,
+            timeout: Duration::from_secs(self.remote_timeout),
+            retries: self.remote_retries,
+            ..RemoteConfig::new(spec.endpoints.clone(), spec.model.clone())
+        };
+        Ok(RemoteGenerator::new(config)?)
+    }
+}
+
+/// A model folder on this machine or a model behind servers.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ModelSource {
+    /// A Hugging Face folder.
+    Folder(std::path::PathBuf),
+    /// OpenAI-compatible servers.
+    Remote(RemoteSpec),
+}
+
+impl ModelSource {
+    /// Opens the generator: loads the folder onto `device`, or connects.
+    pub fn open<B: Backend>(&self, connection: &RemoteConnection, device: &B::Device) -> Result<Generator<B>> {
+        Ok(match self {
+            Self::Folder(dir) => Generator::Local(
+                LocalGenerator::open(dir, device).with_context(|| format!("loading the model in {}", dir.display()))?,
+            ),
+            Self::Remote(spec) => Generator::Remote(connection.client(spec)?),
+        })
+    }
+
+    /// What the model is, for resume checks and provenance: the folder, or `remote:NAME` (the
+    /// servers' URLs say where it runs, not what it is, and may change between runs).
+    pub fn identity(&self) -> String {
+        match self {
+            Self::Folder(dir) => dir.display().to_string(),
+            Self::Remote(spec) => format!("remote:{}", spec.model),
+        }
+    }
+
+    /// The folder, for a local model.
+    pub fn folder(&self) -> Option<&Path> {
+        match self {
+            Self::Folder(dir) => Some(dir),
+            Self::Remote(_) => None,
+        }
+    }
+}
+
+impl fmt::Display for ModelSource {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Folder(dir) => write!(f, "{}", dir.display()),
+            Self::Remote(spec) => write!(f, "{spec}"),
+        }
+    }
+}
+
+/// A local or a remote [`Generate`].
+pub enum Generator<B: Backend> {
+    /// A model on this machine.
+    Local(LocalGenerator<B>),
+    /// OpenAI-compatible servers.
+    Remote(RemoteGenerator),
+}
+
+/// The error of whichever generator failed.
+#[derive(Debug)]
+pub enum GeneratorError {
+    /// The local model failed.
+    Local(ModelError),
+    /// The servers failed.
+    Remote(RemoteError),
+}
+
+impl fmt::Display for GeneratorError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Local(error) => error.fmt(f),
+            Self::Remote(error) => error.fmt(f),
+        }
+    }
+}
+
+impl std::error::Error for GeneratorError {}
+
+impl<B: Backend> Generate for Generator<B> {
+    type Error = GeneratorError;
+
+    fn generate(
+        &mut self,
+        conversations: &[Vec<Message>],
+        settings: &GenerateSettings,
+    ) -> Result<Vec<Reply>, Self::Error> {
+        match self {
+            Self::Local(local) => local.generate(conversations, settings).map_err(GeneratorError::Local),
+            Self::Remote(remote) => remote.generate(conversations, settings).map_err(GeneratorError::Remote),
+        }
+    }
+
+    fn option_probabilities(
+        &mut self,
+        conversations: &[Vec<Message>],
+        options: &[String],
+    ) -> Result<Vec<Vec<f64>>, Self::Error> {
+        match self {
+            Self::Local(local) => local.option_probabilities(conversations, options).map_err(GeneratorError::Local),
+            Self::Remote(remote) => remote.option_probabilities(conversations, options).map_err(GeneratorError::Remote),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_remote_needs_both_its_urls_and_its_model_name() {
+        let urls = vec!["http://a".to_owned()];
+        let name = "m".to_owned();
+        assert_eq!(RemoteSpec::from_flags("remote", None, None).unwrap(), None);
+        let spec = RemoteSpec::from_flags("remote", Some(&urls), Some(&name)).unwrap().unwrap();
+        assert_eq!(spec.to_string(), "m at http://a");
+        let err = RemoteSpec::from_flags("judge-remote", Some(&urls), None).unwrap_err();
+        assert_eq!(err.to_string(), "--judge-remote needs --judge-remote-model (the model name the server serves)");
+    }
+}
