@@ -353,6 +353,8 @@ pub enum BenchCommand {
     Train(BenchTrainArgs),
     /// Records per minute of `precept constitute`.
     Constitute(BenchConstituteArgs),
+    /// Load test of an OpenAI-compatible server: throughput and latency percentiles.
+    Serve(crate::commands::bench_serve::BenchServeArgs),
 }
 
 /// `precept bench train` (the shape of the PyTorch peer script: batch 2 × 256, loss on every token)

@@ -136,7 +136,7 @@ async fn whole(
                     index: 0,
                     message: AssistantMessage { role: "assistant".into(), content: Some(text) },
                     finish_reason: Some(finish.into()),
-                    logprobs: asked_logprobs.then(|| ChoiceLogprobs { content: Some(logprobs) }),
+                    logprobs: asked_logprobs.then_some(ChoiceLogprobs { content: Some(logprobs) }),
                 };
                 return Ok(Json(ChatCompletion {
                     id: completion_id(),

@@ -1,6 +1,7 @@
 //! One module per subcommand; [`run`] routes parsed arguments to them.
 
 mod bench;
+pub mod bench_serve;
 mod bench_train;
 pub mod constitute;
 pub mod constitution;
@@ -34,6 +35,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Logits(args) => cli.device.dispatch(logits::Logits(args)),
         Command::Generate(args) => cli.device.dispatch(generate::Generate(args)),
         Command::Bench(BenchCommand::Generate(args)) => cli.device.dispatch(bench::BenchGenerate(args)),
+        Command::Bench(BenchCommand::Serve(args)) => bench_serve::run(&args),
         Command::Bench(BenchCommand::Train(args)) => cli.device.dispatch(bench_train::BenchTrain(args)),
         Command::Data(DataCommand::Check(args)) => data_check::run(&args),
         Command::RandomWeights(args) => cli.device.dispatch(random_weights::RandomWeights(args)),

@@ -101,9 +101,9 @@ impl ModelSource {
     /// Opens the generator: loads the folder onto `device`, or connects.
     pub fn open<B: Backend>(&self, connection: &RemoteConnection, device: &B::Device) -> Result<Generator<B>> {
         Ok(match self {
-            Self::Folder(dir) => Generator::Local(
+            Self::Folder(dir) => Generator::Local(Box::new(
                 LocalGenerator::open(dir, device).with_context(|| format!("loading the model in {}", dir.display()))?,
-            ),
+            )),
             Self::Remote(spec) => Generator::Remote(connection.client(spec)?),
         })
     }
@@ -137,8 +137,8 @@ impl fmt::Display for ModelSource {
 
 /// A local or a remote [`Generate`].
 pub enum Generator<B: Backend> {
-    /// A model on this machine.
-    Local(LocalGenerator<B>),
+    /// A model on this machine (boxed: it is much larger than a client).
+    Local(Box<LocalGenerator<B>>),
     /// OpenAI-compatible servers.
     Remote(RemoteGenerator),
 }

@@ -59,10 +59,10 @@ pub enum JudgeHost<'a> {
 pub fn build<B: Backend>(config: &JudgeConfig, host: JudgeHost, device: &B::Device) -> Result<Box<dyn Judge>> {
     let open = |dir: &Path| -> Result<Generator<B>> {
         match host {
-            JudgeHost::Local => Ok(Generator::Local(
+            JudgeHost::Local => Ok(Generator::Local(Box::new(
                 LocalGenerator::<B>::open(dir, device)
                     .with_context(|| format!("loading the judge model in {}", dir.display()))?,
-            )),
+            ))),
             JudgeHost::Remote(spec, connection) => Ok(Generator::Remote(connection.client(spec)?)),
         }
     };
