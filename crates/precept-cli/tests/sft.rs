@@ -1,6 +1,6 @@
-//! `precept sft` and `precept merge` end to end on a tiny model: a run killed with SIGKILL at a
-//! random step resumes to the same bytes as an uninterrupted run; bad data, settings and
-//! models are clear errors that leave earlier checkpoints intact.
+//! `precept sft`, `precept merge` and `precept serve --adapter` end to end on a tiny model: a run
+//! killed with SIGKILL at a random step resumes to the same bytes as an uninterrupted run; bad
+//! data, settings and models are clear errors that leave earlier checkpoints intact.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a failure should stop the test
 
@@ -9,7 +9,7 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
-use common::{kill_when_ready, precept, precept_error, repo_root, tiny_chat_model};
+use common::{kill_when_ready, precept, precept_error, repo_root, tiny_chat_model, Served};
 
 const STEPS: u64 = 12;
 
@@ -86,6 +86,19 @@ fn merge_folds_the_adapter_into_a_model_that_generates() {
     assert!(from_merge == from_sft, "`precept merge` and `sft --merge` disagree");
     let generated = precept(&["generate", "--model", path(&merged), "--prompt", "hi", "--max-new-tokens", "3"]);
     assert!(generated.status.success(), "{}", String::from_utf8_lossy(&generated.stderr));
+
+    // `precept serve --adapter` folds the adapter in at start-up: it answers as the merged folder.
+    let ask = |server: &Served| {
+        let body = serde_json::json!({"model": "m", "messages": [{"role": "user", "content": "hi"}],
+            "max_tokens": 6, "temperature": 0});
+        let mut response =
+            ureq::post(format!("{}/v1/chat/completions", server.url)).send_json(body).expect("the server answers");
+        let reply: serde_json::Value = response.body_mut().read_json().expect("a chat completion");
+        reply["choices"][0]["message"]["content"].as_str().expect("content").to_owned()
+    };
+    let adapted = Served::start_with(&model, "m", &["--adapter", path(&adapter)]);
+    let folded = Served::start(&merged, "m");
+    assert_eq!(ask(&adapted), ask(&folded));
 }
 
 #[test]

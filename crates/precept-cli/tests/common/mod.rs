@@ -145,10 +145,16 @@ impl Served {
     /// # Panics
     /// When the server exits or logs no address within a minute.
     pub fn start(model: &std::path::Path, name: &str) -> Self {
+        Self::start_with(model, name, &[])
+    }
+
+    /// [`Served::start`] with `extra` flags.
+    pub fn start_with(model: &std::path::Path, name: &str, extra: &[&str]) -> Self {
         use std::io::BufRead;
         let mut child = Command::new(env!("CARGO_BIN_EXE_precept"))
             .args(["serve", "--model", model.to_str().expect("UTF-8 path"), "--addr", "127.0.0.1:0"])
             .args(["--served-model-name", name])
+            .args(extra)
             .env("PRECEPT_LOG", "info")
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::piped())
