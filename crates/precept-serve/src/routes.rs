@@ -87,7 +87,10 @@ async fn models(State(state): State<AppState>, headers: HeaderMap) -> Response {
 async fn chat(State(state): State<AppState>, headers: HeaderMap, body: Result<Bytes, BytesRejection>) -> Response {
     match start(&state, &headers, body) {
         Ok((prepared, events, model)) if prepared.stream => stream(events, model, prepared.row.prompt.len()),
-        Ok((prepared, events, model)) => whole(events, model, prepared.row.prompt.len()).await.into_response(),
+        Ok((prepared, events, model)) => {
+            let logprobs = prepared.top_logprobs.is_some();
+            whole(events, model, prepared.row.prompt.len(), logprobs).await.into_response()
+        }
         Err(error) => error.into_response(),
     }
 }
@@ -119,15 +122,14 @@ async fn whole(
     mut events: UnboundedReceiver<Event>,
     model: String,
     prompt_tokens: usize,
+    asked_logprobs: bool,
 ) -> Result<Json<ChatCompletion>, ApiError> {
     let mut text = String::new();
     let mut logprobs = Vec::new();
-    let mut asked_logprobs = false;
     while let Some(event) = events.recv().await {
         match event {
             Event::Token { text: fresh, logprob } => {
                 text.push_str(&fresh);
-                asked_logprobs |= logprob.is_some();
                 logprobs.extend(logprob);
             }
             Event::Done { text: rest, finish, completion_tokens } => {
