@@ -11,29 +11,12 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{precept, precept_error, tiny_word_model};
-
-const CONSTITUTION: &str = r#"
-name = "tiny"
-version = "1"
-[[principle]]
-id = "good"
-critique = "is it good"
-revision = "fix it"
-[[principle]]
-id = "why"
-critique = "why is it bad"
-revision = "fix why"
-weight = 2
-[[comparison]]
-id = "better"
-question = "is it good"
-"#;
+use common::{precept, precept_error, tiny_word_model, TINY_CONSTITUTION};
 
 /// Writes a random tiny model and a constitution into `dir`.
 fn setup(dir: &Path) {
     tiny_word_model(&dir.join("model"));
-    std::fs::write(dir.join("tiny.toml"), CONSTITUTION).unwrap();
+    std::fs::write(dir.join("tiny.toml"), TINY_CONSTITUTION).unwrap();
 }
 
 fn s(path: &Path) -> &str {

@@ -11,21 +11,8 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{precept, tiny_word_model, Served};
+use common::{precept, tiny_word_model, Served, TINY_CONSTITUTION};
 use serde_json::Value;
-
-const CONSTITUTION: &str = r#"
-name = "tiny"
-version = "1"
-[[principle]]
-id = "good"
-critique = "is it good"
-revision = "fix it"
-[[principle]]
-id = "why"
-critique = "why is it bad"
-revision = "fix why"
-"#;
 
 fn s(path: &Path) -> &str {
     path.to_str().unwrap()
@@ -88,7 +75,7 @@ fn run(args: &[String]) -> std::process::Output {
 fn constitute_through_precept_serve_matches_a_local_run_and_resumes_after_the_server_dies() {
     let dir = tempfile::tempdir().unwrap();
     let model = tiny_word_model(&dir.path().join("model"));
-    std::fs::write(dir.path().join("tiny.toml"), CONSTITUTION).unwrap();
+    std::fs::write(dir.path().join("tiny.toml"), TINY_CONSTITUTION).unwrap();
     let total = 150;
     write_prompts(&dir.path().join("prompts.jsonl"), total);
 

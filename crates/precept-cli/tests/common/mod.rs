@@ -108,6 +108,24 @@ pub fn kill_when_ready(args: &[String], dir: &std::path::Path, ready: &std::path
     child.wait().expect("the killed child is reaped");
 }
 
+/// A constitution in [`tiny_word_model`]'s vocabulary: two principles and one comparison.
+pub const TINY_CONSTITUTION: &str = r#"
+name = "tiny"
+version = "1"
+[[principle]]
+id = "good"
+critique = "is it good"
+revision = "fix it"
+[[principle]]
+id = "why"
+critique = "why is it bad"
+revision = "fix why"
+weight = 2
+[[comparison]]
+id = "better"
+question = "is it good"
+"#;
+
 /// A random tiny model (2 layers, width 64) over a 16-word word-level vocabulary whose `<end>`
 /// (id 0) ends a turn, written into `dir` by `precept random-weights --seed 5`.
 pub fn tiny_word_model(dir: &std::path::Path) -> PathBuf {
