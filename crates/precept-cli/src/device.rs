@@ -59,7 +59,11 @@ impl DeviceChoice {
         match self {
             #[cfg(feature = "flex")]
             Self::Cpu => {
-                precept_model::set_matvec_split(rayon::current_num_threads());
+                if precept_model::row_product::vectorised() {
+                    precept_model::set_rows_product::<burn::backend::Flex>(crate::cpu_product::flex_rows_product);
+                } else {
+                    precept_model::set_matvec_split(rayon::current_num_threads());
+                }
                 command.run::<burn::backend::Flex>(Default::default())
             }
             #[cfg(feature = "cuda")]

@@ -5,6 +5,8 @@
 
 mod args;
 mod commands;
+#[cfg(feature = "flex")]
+mod cpu_product;
 mod device;
 mod loaded;
 mod output;

@@ -26,6 +26,7 @@ mod project;
 mod projection;
 mod rms_norm;
 mod rope;
+pub mod row_product;
 pub mod sampling;
 
 pub use attention::{Attention, QkAngles};
@@ -36,7 +37,7 @@ pub use kv_cache::{KvCache, LayerKv};
 pub use local::LocalGenerator;
 pub use mlp::Mlp;
 pub use model::{DecoderLayer, LlamaForCausalLM, LlamaModel};
-pub use project::set_matvec_split;
+pub use project::{set_matvec_split, set_rows_product, RowsProduct};
 pub use projection::{Projection, ProjectionConfig};
 pub use rms_norm::RmsNorm;
 pub use rope::{RotaryAngles, RotaryEmbedding};

@@ -10,7 +10,7 @@ use crate::config::LlamaConfig;
 use crate::inputs::AttentionInputs;
 use crate::kv_cache::{KvCache, LayerKv};
 use crate::mlp::Mlp;
-use crate::project::{matvec_blocks, project, split_for};
+use crate::project::{project, small_products};
 use crate::projection::{Projection, ProjectionConfig};
 use crate::rms_norm::RmsNorm;
 use crate::rope::RotaryEmbedding;
@@ -144,8 +144,8 @@ impl<B: Backend> LlamaForCausalLM<B> {
                 let embedding = self.model.embed_tokens.weight.val().transpose();
                 let vocab = embedding.dims()[1];
                 let rows = hidden.reshape([batch * seq, d_model]);
-                let logits = match split_for::<B>(batch * seq, &rows.device()) {
-                    Some(blocks) => matvec_blocks(&rows, &[embedding], blocks).remove(0),
+                let logits = match small_products(&rows, std::slice::from_ref(&embedding)) {
+                    Some(mut products) => products.remove(0),
                     None => rows.matmul(embedding),
                 };
                 logits.reshape([batch, seq, vocab])

@@ -1,6 +1,8 @@
 //! Applying [`Projection`]s to a batch of sequences as 2-D matrix products.
 
+use std::any::Any;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::OnceLock;
 
 use burn::tensor::backend::Backend;
 use burn::tensor::Tensor;
@@ -21,6 +23,29 @@ const SPLIT_MAX_ROWS: usize = 32;
 /// thread, so decoding would stream every weight through a single core. On GPUs leave it at 1.
 pub fn set_matvec_split(blocks: usize) {
     MATVEC_SPLIT.store(blocks.max(1), Ordering::Relaxed);
+}
+
+/// `x·W` for the few rows of a decoding step (`x` `[rows, d_in]`, `W` `[d_in, d_out]`, either
+/// stored so or a transposed view of `[d_out, d_in]` storage), computed by a kernel of the
+/// program's choosing for its backend.
+pub type RowsProduct<B> = fn(Tensor<B, 2>, Tensor<B, 2>) -> Tensor<B, 2>;
+
+/// The installed [`RowsProduct`], for one backend type.
+static ROWS_PRODUCT: OnceLock<Box<dyn Any + Send + Sync>> = OnceLock::new();
+
+/// Computes every product of at most 32 rows (a decoding step) with `product` when the model
+/// runs on backend `B` without gradients; it takes precedence over [`set_matvec_split`].
+///
+/// A CPU tuning knob, set once by the program (later calls are ignored): library code stays
+/// generic over the backend, and the program, which knows its backend, supplies a kernel that
+/// reads the weights in place (see [`crate::row_product`]).
+pub fn set_rows_product<B: Backend>(product: RowsProduct<B>) {
+    let _ = ROWS_PRODUCT.set(Box::new(product));
+}
+
+/// The installed product, when it was installed for `B`.
+fn rows_product<B: Backend>() -> Option<RowsProduct<B>> {
+    ROWS_PRODUCT.get()?.downcast_ref::<RowsProduct<B>>().copied()
 }
 
 /// The configured split, when products are split at all.
@@ -45,12 +70,10 @@ pub fn project<B: Backend>(layer: &Projection<B>, x: Tensor<B, 3>) -> Tensor<B, 
 pub fn project_many<B: Backend, const N: usize>(layers: [&Projection<B>; N], x: Tensor<B, 3>) -> [Tensor<B, 3>; N] {
     let [batch, seq, d_in] = x.dims();
     let rows = x.reshape([batch * seq, d_in]);
-    let split = split_for::<B>(batch * seq, &rows.device()).filter(|_| layers.iter().all(|l| l.lora.is_none()));
-    let outputs: Vec<Tensor<B, 2>> = if let Some(blocks) = split {
-        let weights: Vec<Tensor<B, 2>> = layers.iter().map(|l| l.weight.val()).collect();
-        matvec_blocks(&rows, &weights, blocks).into_iter().zip(layers).map(|(y, layer)| layer.add_bias(y)).collect()
-    } else {
-        layers.iter().map(|layer| layer.forward(rows.clone())).collect()
+    let weights: Option<Vec<Tensor<B, 2>>> = layers.iter().map(|l| l.lora.is_none().then(|| l.weight.val())).collect();
+    let outputs: Vec<Tensor<B, 2>> = match weights.and_then(|weights| small_products(&rows, &weights)) {
+        Some(products) => products.into_iter().zip(layers).map(|(y, layer)| layer.add_bias(y)).collect(),
+        None => layers.iter().map(|layer| layer.forward(rows.clone())).collect(),
     };
     let mut outputs = outputs.into_iter();
     std::array::from_fn(|_| {
@@ -61,19 +84,22 @@ pub fn project_many<B: Backend, const N: usize>(layers: [&Projection<B>; N], x: 
     })
 }
 
-/// Whether a product of `rows` rows is split into column blocks, and into how many. Never while
-/// gradients are tracked: training takes burn's own path.
-pub(crate) fn split_for<B: Backend>(rows: usize, device: &B::Device) -> Option<usize> {
-    matvec_split().filter(|_| rows <= SPLIT_MAX_ROWS && !B::ad_enabled(device))
+/// `x·Wᵢ` for each weight through the installed [`RowsProduct`] or in column blocks, when `x`
+/// has few rows (a decoding step) and no gradients are tracked; `None` leaves the products to
+/// burn's own path (training, prefill, or no knob set).
+pub(crate) fn small_products<B: Backend>(x: &Tensor<B, 2>, weights: &[Tensor<B, 2>]) -> Option<Vec<Tensor<B, 2>>> {
+    if x.dims()[0] > SPLIT_MAX_ROWS || B::ad_enabled(&x.device()) {
+        return None;
+    }
+    if let Some(product) = rows_product::<B>() {
+        return Some(weights.iter().map(|w| product(x.clone(), w.clone())).collect());
+    }
+    matvec_split().map(|blocks| matvec_blocks(x, weights, blocks))
 }
 
 /// `x·Wᵢ` for a few rows `x` (`[rows, d_in]`) and each `Wᵢ` (`[d_in, d_outᵢ]`), the output
 /// columns of all weights cut into about `blocks` equal pieces computed in parallel.
-pub(crate) fn matvec_blocks<B: Backend>(
-    x: &Tensor<B, 2>,
-    weights: &[Tensor<B, 2>],
-    blocks: usize,
-) -> Vec<Tensor<B, 2>> {
+fn matvec_blocks<B: Backend>(x: &Tensor<B, 2>, weights: &[Tensor<B, 2>], blocks: usize) -> Vec<Tensor<B, 2>> {
     let total: usize = weights.iter().map(|w| w.dims()[1]).sum();
     let width = total.div_ceil(blocks).max(1);
     let mut pieces = Vec::new();
