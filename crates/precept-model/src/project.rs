@@ -25,10 +25,10 @@ pub fn set_matvec_split(blocks: usize) {
     MATVEC_SPLIT.store(blocks.max(1), Ordering::Relaxed);
 }
 
-/// `x·W` for the few rows of a decoding step (`x` `[rows, d_in]`, `W` `[d_in, d_out]`, either
-/// stored so or a transposed view of `[d_out, d_in]` storage), computed by a kernel of the
-/// program's choosing for its backend.
-pub type RowsProduct<B> = fn(Tensor<B, 2>, Tensor<B, 2>) -> Tensor<B, 2>;
+/// `x·Wᵢ` for the few rows of a decoding step and each weight (`x` `[rows, d_in]`, `Wᵢ`
+/// `[d_in, d_outᵢ]`, either stored so or a transposed view of `[d_outᵢ, d_in]` storage), computed
+/// by a kernel of the program's choosing for its backend.
+pub type RowsProduct<B> = fn(&Tensor<B, 2>, &[Tensor<B, 2>]) -> Vec<Tensor<B, 2>>;
 
 /// The installed [`RowsProduct`], for one backend type.
 static ROWS_PRODUCT: OnceLock<Box<dyn Any + Send + Sync>> = OnceLock::new();
@@ -92,7 +92,7 @@ pub(crate) fn small_products<B: Backend>(x: &Tensor<B, 2>, weights: &[Tensor<B, 
         return None;
     }
     if let Some(product) = rows_product::<B>() {
-        return Some(weights.iter().map(|w| product(x.clone(), w.clone())).collect());
+        return Some(product(x, weights));
     }
     matvec_split().map(|blocks| matvec_blocks(x, weights, blocks))
 }

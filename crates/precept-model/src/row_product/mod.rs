@@ -1,14 +1,17 @@
-//! Matrix products for the few rows of a decoding step, on host memory: [`rows_times_weight`]
-//! (`x·W` with `W` stored `[d_in, d_out]`) and [`rows_times_transposed`] (`x·Eᵀ` with `E` stored
-//! `[d_out, d_in]`, a tied embedding).
+//! [`rows_times`]: matrix products for the few rows of a decoding step, on host memory.
 //!
 //! A general GEMM packs both operands into panels, which pays for itself on large products; a
-//! decoding step multiplies 1 to 32 rows by a weight that is read from memory once per step, so
-//! packing it adds a second pass over it. These kernels stream the weight straight from its
-//! storage into AVX-512 registers, hold a tile of outputs in registers for the whole sum, and
-//! reuse each weight tile from cache for every row. Output column blocks are shared among
-//! rayon's threads. Without AVX-512, plain loops compute the same sums (slowly: a program should
-//! then keep the backend's own product).
+//! decoding step multiplies 1 to 32 rows by weights that are read from memory once per step, so
+//! packing them adds a second pass. These kernels stream each weight straight from its storage
+//! into AVX-512 registers, hold a tile of outputs in registers, and reuse each weight tile from
+//! cache for every row:
+//! - a [`Weight::Stored`] `[d_in, d_out]` weight is cut into bands of weight rows, one per thread,
+//!   each a contiguous stretch of memory whose partial products are then added in band order;
+//! - a [`Weight::Transposed`] `[d_out, d_in]` weight (a tied embedding) is cut into blocks of
+//!   output columns, each a contiguous stretch of rows, computed as dot products.
+//!
+//! All the weights of one call share one parallel region. Without AVX-512, plain loops compute
+//! the same sums (slowly: a program should then keep the backend's own product).
 
 #[cfg(target_arch = "x86_64")]
 mod avx512;
@@ -17,8 +20,10 @@ use std::ops::Range;
 
 use rayon::prelude::*;
 
-/// Output columns handed to a thread at a time.
+/// Output columns of a transposed weight handed to a thread at a time.
 const TASK_COLUMNS: usize = 192;
+/// Fewest weight rows worth a thread of their own.
+const MIN_BAND_ROWS: usize = 64;
 
 /// Whether this CPU runs the vectorised kernels.
 pub fn vectorised() -> bool {
@@ -32,49 +37,123 @@ pub fn vectorised() -> bool {
     }
 }
 
-/// `out = x·w` for `x` `[rows, d_in]`, `w` `[d_in, d_out]` and `out` `[rows, d_out]`, all
-/// row-major and contiguous.
-///
-/// # Panics
-/// When a slice's length does not match the dimensions.
-pub fn rows_times_weight(x: &[f32], w: &[f32], out: &mut [f32], dims: [usize; 3]) {
-    let shape = Shape::checked(x, w, out, dims);
-    let Shape { rows, d_in, d_out } = shape;
-    if rows == 0 || d_out == 0 {
-        return;
-    }
-    // Each thread sums over its own band of weight rows, a contiguous stretch of memory; the
-    // partial products are added in band order, so the result does not depend on scheduling.
-    let bands = rayon::current_num_threads().min(d_in.div_ceil(MIN_BAND_ROWS)).max(1);
-    let band_rows = d_in.div_ceil(bands);
-    let partials: Vec<Vec<f32>> = (0..d_in.div_ceil(band_rows.max(1)))
-        .into_par_iter()
-        .map(|band| {
-            let depth = band * band_rows..((band + 1) * band_rows).min(d_in);
-            let mut partial = vec![0.0; rows * d_out];
-            weight_band(x, w, &mut partial, shape, depth);
-            partial
-        })
-        .collect();
-    out.fill(0.0);
-    for partial in partials {
-        out.iter_mut().zip(partial).for_each(|(o, p)| *o += p);
+/// A weight in host memory, row-major and contiguous.
+#[derive(Clone, Copy, Debug)]
+pub enum Weight<'a> {
+    /// `[d_in, d_out]`: the product is `x·W`.
+    Stored(&'a [f32]),
+    /// `[d_out, d_in]`: the product is `x·Wᵀ`.
+    Transposed(&'a [f32]),
+}
+
+impl Weight<'_> {
+    fn values(&self) -> &[f32] {
+        match self {
+            Self::Stored(values) | Self::Transposed(values) => values,
+        }
     }
 }
 
-/// Fewest weight rows worth a thread of their own.
-const MIN_BAND_ROWS: usize = 64;
+/// `x·Wᵢ` for `x` `[rows, d_in]` and each weight, as `[rows, d_outᵢ]` row-major values.
+///
+/// The result does not depend on how rayon schedules the work.
+///
+/// # Panics
+/// When `x` is not `[rows, d_in]`, `d_in` is 0, or a weight's length is not a multiple of `d_in`.
+pub fn rows_times(x: &[f32], [rows, d_in]: [usize; 2], weights: &[Weight<'_>]) -> Vec<Vec<f32>> {
+    assert_eq!(x.len(), rows * d_in, "x is not [{rows}, {d_in}]");
+    assert!(d_in > 0, "products over zero-width rows have no defined width");
+    let shapes: Vec<Shape> = weights
+        .iter()
+        .map(|weight| {
+            let values = weight.values().len();
+            assert_eq!(values % d_in, 0, "a weight of {values} values is not made of rows of {d_in}");
+            Shape { rows, d_in, d_out: values / d_in }
+        })
+        .collect();
+    let threads = rayon::current_num_threads();
+    let tasks: Vec<(usize, Task)> = weights
+        .iter()
+        .zip(&shapes)
+        .enumerate()
+        .flat_map(|(index, (weight, shape))| Task::split(weight, *shape, threads).map(move |task| (index, task)))
+        .collect();
+    let parts: Vec<Vec<f32>> =
+        tasks.par_iter().map(|(index, task)| task.run(x, weights[*index], shapes[*index])).collect();
+    let mut outs: Vec<Vec<f32>> = shapes.iter().map(|shape| vec![0.0; rows * shape.d_out]).collect();
+    for ((index, task), part) in tasks.iter().zip(parts) {
+        let (out, d_out) = (&mut outs[*index], shapes[*index].d_out);
+        match task {
+            Task::Band(_) => out.iter_mut().zip(part).for_each(|(o, p)| *o += p),
+            Task::Columns(columns) => {
+                for (row, values) in part.chunks_exact(columns.len()).enumerate() {
+                    out[row * d_out + columns.start..row * d_out + columns.end].copy_from_slice(values);
+                }
+            }
+        }
+    }
+    outs
+}
 
-/// `partial += x[:, depth]·w[depth, :]`.
-fn weight_band(x: &[f32], w: &[f32], partial: &mut [f32], shape: Shape, depth: Range<usize>) {
+/// One product's dimensions.
+#[derive(Clone, Copy, Debug)]
+struct Shape {
+    rows: usize,
+    d_in: usize,
+    d_out: usize,
+}
+
+/// A thread's share of one product.
+#[derive(Clone, Debug)]
+enum Task {
+    /// Weight rows `depth` of a stored weight: a `[rows, d_out]` partial product.
+    Band(Range<usize>),
+    /// Output columns of a transposed weight: a `[rows, columns.len()]` block.
+    Columns(Range<usize>),
+}
+
+impl Task {
+    /// The tasks that compute `weight`'s product.
+    fn split(weight: &Weight<'_>, shape: Shape, threads: usize) -> impl Iterator<Item = Task> {
+        let Shape { rows, d_in, d_out } = shape;
+        let (len, parts) = match weight {
+            _ if rows == 0 || d_out == 0 => (0, 1),
+            Weight::Stored(_) => (d_in, threads.min(d_in.div_ceil(MIN_BAND_ROWS)).max(1)),
+            Weight::Transposed(_) => (d_out, d_out.div_ceil(TASK_COLUMNS)),
+        };
+        let step = len.div_ceil(parts).max(1);
+        let stored = matches!(weight, Weight::Stored(_));
+        (0..len).step_by(step).map(move |start| {
+            let range = start..(start + step).min(len);
+            if stored {
+                Task::Band(range)
+            } else {
+                Task::Columns(range)
+            }
+        })
+    }
+
+    /// This task's part of `x·weight`.
+    fn run(&self, x: &[f32], weight: Weight<'_>, shape: Shape) -> Vec<f32> {
+        match (self, weight) {
+            (Task::Band(depth), Weight::Stored(w)) => weight_band(x, w, shape, depth.clone()),
+            (Task::Columns(columns), Weight::Transposed(e)) => transposed_columns(x, e, shape, columns.clone()),
+            _ => unreachable!("tasks are split by weight kind"),
+        }
+    }
+}
+
+/// `x[:, depth]·w[depth, :]`, `[rows, d_out]`.
+fn weight_band(x: &[f32], w: &[f32], shape: Shape, depth: Range<usize>) -> Vec<f32> {
     let Shape { rows, d_in, d_out } = shape;
+    let mut partial = vec![0.0; rows * d_out];
     let mut done = 0;
     #[cfg(target_arch = "x86_64")]
     if vectorised() {
         done = d_out / avx512::TILE_COLUMNS * avx512::TILE_COLUMNS;
-        // SAFETY: AVX-512F is present; the slices match `shape` (checked by the caller),
-        // `partial` is `[rows, d_out]`, `depth` lies within `0..d_in` and `done ≤ d_out`.
-        unsafe { avx512::rows_times_weight(x, w, partial, shape, depth.clone(), done) };
+        // SAFETY: AVX-512F is present; `x`, `w` and `partial` hold `[rows, d_in]`, `[d_in, d_out]`
+        // and `[rows, d_out]` values, `depth` lies within `0..d_in` and `done ≤ d_out`.
+        unsafe { avx512::rows_times_weight(x, w, &mut partial, shape, depth.clone(), done) };
     }
     for row in 0..rows {
         let out = &mut partial[row * d_out..][done..d_out];
@@ -83,72 +162,30 @@ fn weight_band(x: &[f32], w: &[f32], partial: &mut [f32], shape: Shape, depth: R
             out.iter_mut().zip(w_row).for_each(|(o, &wk)| *o += xk * wk);
         }
     }
+    partial
 }
 
-/// `out = x·eᵀ` for `x` `[rows, d_in]`, `e` `[d_out, d_in]` and `out` `[rows, d_out]`, all
-/// row-major and contiguous.
-///
-/// # Panics
-/// When a slice's length does not match the dimensions.
-pub fn rows_times_transposed(x: &[f32], e: &[f32], out: &mut [f32], dims: [usize; 3]) {
-    let shape = Shape::checked(x, e, out, dims);
-    in_column_blocks(out, shape, |block, columns| {
-        let mut done = 0;
-        #[cfg(target_arch = "x86_64")]
-        if vectorised() {
-            done = columns.len() / avx512::DOT_COLUMNS * avx512::DOT_COLUMNS;
-            // SAFETY: as in `rows_times_weight`.
-            unsafe { avx512::rows_times_transposed(x, e, block, shape, columns.start, done) };
-        }
-        for row in 0..shape.rows {
-            let x_row = &x[row * shape.d_in..][..shape.d_in];
-            for column in done..columns.len() {
-                let e_row = &e[(columns.start + column) * shape.d_in..][..shape.d_in];
-                block[row * columns.len() + column] = x_row.iter().zip(e_row).map(|(a, b)| a * b).sum();
-            }
-        }
-    });
-}
-
-/// The product's dimensions.
-#[derive(Clone, Copy, Debug)]
-struct Shape {
-    rows: usize,
-    d_in: usize,
-    d_out: usize,
-}
-
-impl Shape {
-    /// `[rows, d_in, d_out]`, checked against the operands' lengths.
-    fn checked(x: &[f32], w: &[f32], out: &[f32], [rows, d_in, d_out]: [usize; 3]) -> Self {
-        assert_eq!(x.len(), rows * d_in, "x is not [{rows}, {d_in}]");
-        assert_eq!(w.len(), d_in * d_out, "the weight does not hold {d_in}×{d_out} values");
-        assert_eq!(out.len(), rows * d_out, "out is not [{rows}, {d_out}]");
-        Self { rows, d_in, d_out }
+/// Output columns `columns` of `x·eᵀ`, `[rows, columns.len()]`.
+fn transposed_columns(x: &[f32], e: &[f32], shape: Shape, columns: Range<usize>) -> Vec<f32> {
+    let Shape { rows, d_in, .. } = shape;
+    let width = columns.len();
+    let mut block = vec![0.0; rows * width];
+    let mut done = 0;
+    #[cfg(target_arch = "x86_64")]
+    if vectorised() {
+        done = width / avx512::DOT_COLUMNS * avx512::DOT_COLUMNS;
+        // SAFETY: AVX-512F is present; `x`, `e` and `block` hold `[rows, d_in]`, `[d_out, d_in]`
+        // and `[rows, width]` values, `columns` lies within `0..d_out` and `done ≤ width`.
+        unsafe { avx512::rows_times_transposed(x, e, &mut block, shape, columns.start, done) };
     }
-}
-
-/// Fills `out` block by block of output columns, in parallel: `fill(block, columns)` writes
-/// `[rows, columns.len()]` values into a zeroed `block`.
-fn in_column_blocks(out: &mut [f32], shape: Shape, fill: impl Fn(&mut [f32], Range<usize>) + Sync) {
-    let Shape { rows, d_out, .. } = shape;
-    if rows == 0 || d_out == 0 {
-        return;
-    }
-    let blocks: Vec<(Range<usize>, Vec<f32>)> = (0..d_out.div_ceil(TASK_COLUMNS))
-        .into_par_iter()
-        .map(|task| {
-            let columns = task * TASK_COLUMNS..(task * TASK_COLUMNS + TASK_COLUMNS).min(d_out);
-            let mut block = vec![0.0; rows * columns.len()];
-            fill(&mut block, columns.clone());
-            (columns, block)
-        })
-        .collect();
-    for (columns, block) in blocks {
-        for (row, values) in block.chunks_exact(columns.len()).enumerate() {
-            out[row * d_out + columns.start..row * d_out + columns.end].copy_from_slice(values);
+    for row in 0..rows {
+        let x_row = &x[row * d_in..][..d_in];
+        for column in done..width {
+            let e_row = &e[(columns.start + column) * d_in..][..d_in];
+            block[row * width + column] = x_row.iter().zip(e_row).map(|(a, b)| a * b).sum();
         }
     }
+    block
 }
 
 #[cfg(test)]
@@ -187,8 +224,7 @@ mod tests {
         for rows in ROWS {
             for [d_in, d_out] in SHAPES {
                 let (x, w) = (values(rows * d_in, 1), values(d_in * d_out, 7));
-                let mut out = vec![f32::NAN; rows * d_out];
-                rows_times_weight(&x, &w, &mut out, [rows, d_in, d_out]);
+                let out = rows_times(&x, [rows, d_in], &[Weight::Stored(&w)]).remove(0);
                 let expected = naive(&x, |k, c| w[k * d_out + c], [rows, d_in, d_out]);
                 let worst = worst_difference(&out, &expected);
                 assert!(worst < 1e-3, "rows {rows}, {d_in}×{d_out}: {worst}");
@@ -201,8 +237,7 @@ mod tests {
         for rows in ROWS {
             for [d_in, d_out] in SHAPES {
                 let (x, e) = (values(rows * d_in, 3), values(d_out * d_in, 11));
-                let mut out = vec![f32::NAN; rows * d_out];
-                rows_times_transposed(&x, &e, &mut out, [rows, d_in, d_out]);
+                let out = rows_times(&x, [rows, d_in], &[Weight::Transposed(&e)]).remove(0);
                 let expected = naive(&x, |k, c| e[c * d_in + k], [rows, d_in, d_out]);
                 let worst = worst_difference(&out, &expected);
                 assert!(worst < 1e-3, "rows {rows}, {d_in}×{d_out}: {worst}");
@@ -211,15 +246,27 @@ mod tests {
     }
 
     #[test]
-    fn empty_products_write_nothing() {
-        let mut out = [];
-        rows_times_weight(&[], &[1.0; 6], &mut out, [0, 2, 3]);
-        rows_times_transposed(&[1.0, 2.0], &[], &mut out, [1, 2, 0]);
+    fn several_weights_in_one_call_equal_each_alone() {
+        let (rows, d_in) = (3, 130);
+        let x = values(rows * d_in, 5);
+        let (a, b, c) = (values(d_in * 200, 1), values(64 * d_in, 2), values(d_in * 7, 3));
+        let weights = [Weight::Stored(&a), Weight::Transposed(&b), Weight::Stored(&c)];
+        let together = rows_times(&x, [rows, d_in], &weights);
+        for (weight, product) in weights.iter().zip(&together) {
+            assert_eq!(&rows_times(&x, [rows, d_in], &[*weight]).remove(0), product);
+        }
+        assert_eq!(together.iter().map(Vec::len).collect::<Vec<_>>(), [600, 192, 21]);
     }
 
     #[test]
-    #[should_panic(expected = "x is not [2, 3]")]
-    fn operands_of_the_wrong_length_are_refused() {
-        rows_times_weight(&[0.0; 5], &[0.0; 6], &mut [0.0; 4], [2, 3, 2]);
+    fn empty_products_are_empty() {
+        assert_eq!(rows_times(&[], [0, 2], &[Weight::Stored(&[1.0; 6])]), [Vec::<f32>::new()]);
+        assert_eq!(rows_times(&[1.0, 2.0], [1, 2], &[Weight::Transposed(&[])]), [Vec::<f32>::new()]);
+    }
+
+    #[test]
+    #[should_panic(expected = "is not made of rows of 3")]
+    fn weights_of_the_wrong_length_are_refused() {
+        rows_times(&[0.0; 6], [2, 3], &[Weight::Stored(&[0.0; 5])]);
     }
 }
