@@ -4,14 +4,14 @@ use burn::module::Module;
 use burn::tensor::backend::Backend;
 use burn::tensor::module::attention;
 use burn::tensor::ops::AttentionModuleOptions;
-use burn::tensor::Tensor;
+use burn::tensor::{Bool, Tensor};
 
 use crate::config::LlamaConfig;
 use crate::inputs::AttentionInputs;
 use crate::kv_cache::LayerKv;
 use crate::project::{project, project_many};
 use crate::projection::{Projection, ProjectionConfig};
-use crate::rope::RotaryAngles;
+use crate::rope::{RotaryAngles, RotaryEmbedding};
 
 /// Multi-head attention where `num_heads / num_kv_heads` query heads share each key/value head.
 ///
@@ -59,38 +59,25 @@ impl<B: Backend> Attention<B> {
     ///
     /// # Shapes
     /// - x: `[batch, seq, d_model]` → `[batch, seq, d_model]`
-    /// - `inputs.mask`: `[batch, 1, seq, cached + seq]` or none
-    pub fn forward(
-        &self,
-        x: Tensor<B, 3>,
-        angles: &QkAngles<B>,
-        inputs: &AttentionInputs<B>,
-        cache: Option<&mut LayerKv<B>>,
-    ) -> Tensor<B, 3> {
+    pub fn forward(&self, x: Tensor<B, 3>, shared: &LayerInputs<B>, cache: Option<&mut LayerKv<B>>) -> Tensor<B, 3> {
         let [batch, seq, _] = x.dims();
         let (kv_heads, head_dim) = (self.num_kv_heads, self.head_dim);
         let group = self.num_heads / kv_heads;
         let [q, k, v] = project_many([&self.q_proj, &self.k_proj, &self.v_proj], x);
-        let q = angles.q.apply(q);
-        let k = self.kv_heads(angles.k.apply(k));
+        let q = shared.q.apply(q);
+        let k = self.kv_heads(shared.k.apply(k));
         let v = self.kv_heads(v);
         let (k, v) = match cache {
             Some(cache) => cache.append(k, v),
             None => (k, v),
         };
-        let total = k.dims()[2];
         let q = q.reshape([batch, seq, kv_heads, group, head_dim]).permute([0, 2, 3, 1, 4]).reshape([
             batch,
             kv_heads,
             group * seq,
             head_dim,
         ]);
-        let mask = inputs.mask.clone().map(|mask| {
-            mask.unsqueeze_dim::<5>(2)
-                .expand([batch, 1, group, seq, total])
-                .reshape([batch, 1, group * seq, total])
-                .expand([batch, kv_heads, group * seq, total])
-        });
+        let mask = shared.mask.clone();
         let options = AttentionModuleOptions { scale: None, softcap: None, is_causal: false };
         let out = attention(q, k, v, mask, None, options)
             .reshape([batch, kv_heads, group, seq, head_dim])
@@ -106,11 +93,36 @@ impl<B: Backend> Attention<B> {
     }
 }
 
-/// Rotations of queries and keys for one forward pass, shared by every layer.
+/// What every layer of one forward pass shares: the rotations of queries and keys, and the
+/// attention mask laid out for grouped query heads, built once per pass and stored contiguously
+/// (a broadcast view would be copied by the attention kernel in every layer).
 #[derive(Debug, Clone)]
-pub struct QkAngles<B: Backend> {
-    /// For the query heads.
+pub struct LayerInputs<B: Backend> {
+    /// Rotations for the query heads.
     pub q: RotaryAngles<B>,
-    /// For the key heads.
+    /// Rotations for the key heads.
     pub k: RotaryAngles<B>,
+    /// `true` where a query must not see a key, `[batch, kv_heads, group·seq, cached + seq]`, rows
+    /// in the grouped query layout `Attention::forward` uses; `None` when every query sees every
+    /// key.
+    pub mask: Option<Tensor<B, 4, Bool>>,
+}
+
+impl<B: Backend> LayerInputs<B> {
+    /// The shared inputs of a pass with `inputs`, for attention with `heads` query heads over
+    /// `kv_heads` key/value heads.
+    pub fn new(rope: &RotaryEmbedding<B>, inputs: &AttentionInputs<B>, [heads, kv_heads]: [usize; 2]) -> Self {
+        let group = heads / kv_heads;
+        let mask = inputs.mask.clone().map(|mask| {
+            let [batch, _, seq, total] = mask.dims();
+            let grouped = mask.unsqueeze_dim::<5>(2).expand([batch, 1, group, seq, total]).reshape([
+                batch,
+                1,
+                group * seq,
+                total,
+            ]);
+            Tensor::cat(vec![grouped; kv_heads], 1)
+        });
+        Self { q: rope.angles(&inputs.positions, heads), k: rope.angles(&inputs.positions, kv_heads), mask }
+    }
 }

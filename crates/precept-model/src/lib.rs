@@ -29,7 +29,7 @@ mod rope;
 pub mod row_product;
 pub mod sampling;
 
-pub use attention::{Attention, QkAngles};
+pub use attention::{Attention, LayerInputs};
 pub use config::{Llama3RopeScaling, LlamaConfig};
 pub use error::{ModelError, Result};
 pub use inputs::AttentionInputs;

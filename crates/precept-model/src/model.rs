@@ -5,7 +5,7 @@ use burn::nn::{Embedding, EmbeddingConfig, Initializer};
 use burn::tensor::backend::Backend;
 use burn::tensor::{Int, Tensor};
 
-use crate::attention::{Attention, QkAngles};
+use crate::attention::{Attention, LayerInputs};
 use crate::config::LlamaConfig;
 use crate::inputs::AttentionInputs;
 use crate::kv_cache::{KvCache, LayerKv};
@@ -31,14 +31,8 @@ pub struct DecoderLayer<B: Backend> {
 impl<B: Backend> DecoderLayer<B> {
     /// # Shapes
     /// - x: `[batch, seq, d_model]` → `[batch, seq, d_model]`
-    pub fn forward(
-        &self,
-        x: Tensor<B, 3>,
-        angles: &QkAngles<B>,
-        inputs: &AttentionInputs<B>,
-        cache: Option<&mut LayerKv<B>>,
-    ) -> Tensor<B, 3> {
-        let x = x.clone() + self.self_attn.forward(self.input_layernorm.forward(x), angles, inputs, cache);
+    pub fn forward(&self, x: Tensor<B, 3>, shared: &LayerInputs<B>, cache: Option<&mut LayerKv<B>>) -> Tensor<B, 3> {
+        let x = x.clone() + self.self_attn.forward(self.input_layernorm.forward(x), shared, cache);
         x.clone() + self.mlp.forward(self.post_attention_layernorm.forward(x))
     }
 }
@@ -101,16 +95,15 @@ impl<B: Backend> LlamaModel<B> {
         mut cache: Option<&mut KvCache<B>>,
     ) -> Tensor<B, 3> {
         let mut x = self.embed_tokens.forward(tokens);
-        let angles = match self.layers.first() {
-            Some(layer) => QkAngles {
-                q: self.rope.angles(&inputs.positions, layer.self_attn.num_heads),
-                k: self.rope.angles(&inputs.positions, layer.self_attn.num_kv_heads),
-            },
+        let shared = match self.layers.first() {
+            Some(layer) => {
+                LayerInputs::new(&self.rope, inputs, [layer.self_attn.num_heads, layer.self_attn.num_kv_heads])
+            }
             None => return self.norm.forward(x),
         };
         for (index, layer) in self.layers.iter().enumerate() {
             let layer_cache = cache.as_deref_mut().map(|c| &mut c.layers[index]);
-            x = layer.forward(x, &angles, inputs, layer_cache);
+            x = layer.forward(x, &shared, layer_cache);
         }
         self.norm.forward(x)
     }
