@@ -13,7 +13,8 @@ use crate::projection::Projection;
 /// Into how many column blocks products of few rows are split, computed in parallel.
 static MATVEC_SPLIT: AtomicUsize = AtomicUsize::new(1);
 
-/// Products with at most this many rows (decoding steps) are split into column blocks.
+/// Products with at most this many rows (decoding steps) take the installed kernel or are split
+/// into column blocks.
 const SPLIT_MAX_ROWS: usize = 32;
 
 /// Splits every product of at most 32 rows (a decoding step) into `blocks` column blocks
@@ -21,6 +22,7 @@ const SPLIT_MAX_ROWS: usize = 32;
 ///
 /// A CPU tuning knob, set once by the program: the CPU backend runs small products on one
 /// thread, so decoding would stream every weight through a single core. On GPUs leave it at 1.
+/// A [`RowsProduct`] installed with [`set_rows_product`] takes precedence.
 pub fn set_matvec_split(blocks: usize) {
     MATVEC_SPLIT.store(blocks.max(1), Ordering::Relaxed);
 }
