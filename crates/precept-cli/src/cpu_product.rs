@@ -28,10 +28,7 @@ pub fn flex_rows_product(x: &Tensor<Flex, 2>, weights: &[Tensor<Flex, 2>]) -> Ve
         .iter()
         .zip(weights)
         .map(|(view, w)| match view.and_then(|_| products.next()) {
-            Some(values) => {
-                let d_out = values.len() / rows.max(1);
-                Tensor::from_data(TensorData::new(values, [rows, d_out]), &device)
-            }
+            Some(values) => Tensor::from_data(TensorData::new(values, [rows, w.dims()[1]]), &device),
             None => x.clone().matmul(w.clone()),
         })
         .collect()
@@ -61,6 +58,14 @@ mod tests {
                 assert!(diff < 1e-5, "{diff}");
             }
         }
+    }
+
+    #[test]
+    fn an_empty_batch_keeps_the_output_width() {
+        let device = Default::default();
+        let x = Tensor::<Flex, 2>::zeros([0, 4], &device);
+        let w = Tensor::<Flex, 2>::ones([4, 6], &device);
+        assert_eq!(flex_rows_product(&x, &[w]).remove(0).dims(), [0, 6]);
     }
 
     #[test]

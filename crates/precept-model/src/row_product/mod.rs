@@ -56,7 +56,8 @@ impl Weight<'_> {
 
 /// `x·Wᵢ` for `x` `[rows, d_in]` and each weight, as `[rows, d_outᵢ]` row-major values.
 ///
-/// The result does not depend on how rayon schedules the work.
+/// The result does not depend on how rayon schedules the work (the number of threads sets the
+/// bands, and so the order of the sums).
 ///
 /// # Panics
 /// When `x` is not `[rows, d_in]`, `d_in` is 0, or a weight's length is not a multiple of `d_in`.
