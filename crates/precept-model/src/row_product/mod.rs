@@ -221,27 +221,19 @@ mod tests {
     const SHAPES: [[usize; 2]; 5] = [[5, 48], [64, 200], [33, 1], [17, 7], [576, 192 + 47]];
 
     #[test]
-    fn weight_products_equal_naive_sums_for_every_row_count_and_ragged_widths() {
+    fn both_layouts_equal_naive_sums_for_every_row_count_and_ragged_widths() {
         for rows in ROWS {
             for [d_in, d_out] in SHAPES {
                 let (x, w) = (values(rows * d_in, 1), values(d_in * d_out, 7));
-                let out = rows_times(&x, [rows, d_in], &[Weight::Stored(&w)]).remove(0);
-                let expected = naive(&x, |k, c| w[k * d_out + c], [rows, d_in, d_out]);
-                let worst = worst_difference(&out, &expected);
-                assert!(worst < 1e-3, "rows {rows}, {d_in}×{d_out}: {worst}");
-            }
-        }
-    }
-
-    #[test]
-    fn transposed_products_equal_naive_sums_for_every_row_count_and_ragged_widths() {
-        for rows in ROWS {
-            for [d_in, d_out] in SHAPES {
-                let (x, e) = (values(rows * d_in, 3), values(d_out * d_in, 11));
-                let out = rows_times(&x, [rows, d_in], &[Weight::Transposed(&e)]).remove(0);
-                let expected = naive(&x, |k, c| e[c * d_in + k], [rows, d_in, d_out]);
-                let worst = worst_difference(&out, &expected);
-                assert!(worst < 1e-3, "rows {rows}, {d_in}×{d_out}: {worst}");
+                let stored = naive(&x, |k, c| w[k * d_out + c], [rows, d_in, d_out]);
+                let transposed = naive(&x, |k, c| w[c * d_in + k], [rows, d_in, d_out]);
+                for (layout, weight, expected) in
+                    [("stored", Weight::Stored(&w), stored), ("transposed", Weight::Transposed(&w), transposed)]
+                {
+                    let out = rows_times(&x, [rows, d_in], &[weight]).remove(0);
+                    let worst = worst_difference(&out, &expected);
+                    assert!(worst < 1e-3, "{layout}, rows {rows}, {d_in}×{d_out}: {worst}");
+                }
             }
         }
     }
