@@ -126,3 +126,39 @@ impl<B: Backend> LayerInputs<B> {
         Self { q: rope.angles(&inputs.positions, heads), k: rope.angles(&inputs.positions, kv_heads), mask }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use burn::backend::Flex;
+
+    #[test]
+    fn the_shared_mask_repeats_each_query_row_for_every_head_of_its_group_and_every_kv_head() {
+        let device = Default::default();
+        let rope = RotaryEmbedding::<Flex>::new(&LlamaConfig::tiny(), &device);
+        let inputs = AttentionInputs::left_padded(&[2, 0], 3, 1, &device);
+        let [heads, kv_heads] = [6, 2];
+        let shared = LayerInputs::new(&rope, &inputs, [heads, kv_heads]);
+        let source: Vec<bool> = inputs.mask.clone().unwrap().into_data().to_vec().unwrap();
+        let mask = shared.mask.unwrap();
+        let [batch, _, seq, total] = inputs.mask.unwrap().dims();
+        let group = heads / kv_heads;
+        assert_eq!(mask.dims(), [batch, kv_heads, group * seq, total]);
+        let grouped: Vec<bool> = mask.into_data().to_vec().unwrap();
+        for b in 0..batch {
+            for h in 0..kv_heads {
+                for g in 0..group {
+                    for i in 0..seq {
+                        let row = ((b * kv_heads + h) * group * seq + g * seq + i) * total;
+                        let expected = (b * seq + i) * total;
+                        assert_eq!(
+                            grouped[row..row + total],
+                            source[expected..expected + total],
+                            "b {b} h {h} g {g} i {i}"
+                        );
+                    }
+                }
+            }
+        }
+    }
+}
