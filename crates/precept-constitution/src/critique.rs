@@ -86,6 +86,8 @@ pub enum Revised {
     Done {
         /// The answer that was critiqued first.
         answer: String,
+        /// Whether the answer ended its turn (a cut-off one is critiqued but not trained on).
+        answer_complete: bool,
         /// The rounds, in order; the last revision is the final answer.
         rounds: Vec<Round>,
     },
@@ -101,6 +103,8 @@ pub enum Revised {
         text: String,
         /// The answer, when the answer was not what failed.
         answer: Option<String>,
+        /// Whether that answer ended its turn.
+        answer_complete: bool,
         /// The rounds completed before the failure.
         rounds: Vec<Round>,
     },
@@ -182,6 +186,7 @@ struct Row {
     index: usize,
     conversation: Vec<Message>,
     answer: String,
+    answer_complete: bool,
     /// The text this round critiques: the answer, then each round's revision.
     current: String,
     rounds: Vec<Round>,
@@ -208,6 +213,7 @@ pub fn critique_and_revise<G: Generate>(
             index,
             conversation: opening(prompt, &few_shot),
             answer: prompt.given_answer().unwrap_or_default().to_owned(),
+            answer_complete: true,
             current: String::new(),
             rounds: Vec::new(),
         })
@@ -228,10 +234,14 @@ pub fn critique_and_revise<G: Generate>(
                     reason,
                     text: reply.text.clone(),
                     answer: None,
+                    answer_complete: false,
                     rounds: Vec::new(),
                 })
             }
-            None => rows[i].answer = reply.text.trim().to_owned(),
+            None => {
+                rows[i].answer = reply.text.trim().to_owned();
+                rows[i].answer_complete = reply.finish != FinishReason::Length;
+            }
         }
     }
     rows.retain(|row| outcomes[row.index].is_none());
@@ -271,7 +281,8 @@ pub fn critique_and_revise<G: Generate>(
         rows = kept;
     }
     for row in rows {
-        outcomes[row.index] = Some(Revised::Done { answer: row.answer, rounds: row.rounds });
+        outcomes[row.index] =
+            Some(Revised::Done { answer: row.answer, answer_complete: row.answer_complete, rounds: row.rounds });
     }
     // Every prompt was either filtered at some stage or finished all rounds, so none is `None`.
     Ok(outcomes.into_iter().flatten().collect())
@@ -320,6 +331,7 @@ fn stage<G: Generate>(
                         reason,
                         text: reply.text.clone(),
                         answer: Some(row.answer.clone()),
+                        answer_complete: row.answer_complete,
                         rounds,
                     });
                     None
@@ -383,7 +395,11 @@ revision = "EX revision"
         let c = constitution();
         let mut generator = Scripted::new(script);
         let config = LoopConfig { principle: Some("one".into()), ..config(2) };
-        let prompts = [PromptRecord { id: "p".into(), messages: vec![Message::system("SYS"), Message::user("Q")] }];
+        let prompts = [PromptRecord {
+            id: "p".into(),
+            messages: vec![Message::system("SYS"), Message::user("Q")],
+            expected: None,
+        }];
         let outcomes = critique_and_revise(&mut generator, &c, &prompts, &config).unwrap();
         // The answer comes from the prompt alone, without the demonstrations.
         assert_eq!(generator.batches[0][0], [Message::system("SYS"), Message::user("Q")]);
@@ -413,7 +429,7 @@ revision = "EX revision"
             Round { principle: "one".into(), critique: "critique 2".into(), revision: "revision 2".into() },
             Round { principle: "one".into(), critique: "critique 3".into(), revision: "revision 3".into() },
         ];
-        assert_eq!(outcomes, [Revised::Done { answer: "answer to Q".into(), rounds }]);
+        assert_eq!(outcomes, [Revised::Done { answer: "answer to Q".into(), answer_complete: true, rounds }]);
     }
 
     #[test]
@@ -426,7 +442,7 @@ revision = "EX revision"
         let sizes: Vec<usize> = generator.batches.iter().map(Vec::len).collect();
         assert_eq!(sizes, [5; 7]);
         for (i, outcome) in outcomes.iter().enumerate() {
-            let Revised::Done { answer, rounds } = outcome else { panic!("{outcome:?}") };
+            let Revised::Done { answer, rounds, .. } = outcome else { panic!("{outcome:?}") };
             assert_eq!(answer, &format!("answer to Q{i}"));
             assert_eq!(rounds.len(), 3);
         }
@@ -438,7 +454,7 @@ revision = "EX revision"
         let mut generator = Scripted::new(script);
         let messages =
             vec![Message::user("Q1"), Message::assistant("A1"), Message::user("Q2"), Message::assistant("A2")];
-        let prompts = [PromptRecord { id: "m".into(), messages }];
+        let prompts = [PromptRecord { id: "m".into(), messages, expected: None }];
         let config = LoopConfig { few_shot: false, principle: Some("two".into()), ..config(1) };
         let outcomes = critique_and_revise(&mut generator, &c, &prompts, &config).unwrap();
         // No answer was generated: the first call already asks for the critique of A2.
@@ -504,8 +520,10 @@ revision = "EX revision"
         let Revised::Filtered { text, .. } = &outcomes[3] else { panic!() };
         assert_eq!(text, "same  text.");
         assert!(matches!(outcomes[4], Revised::Done { .. }));
-        // A truncated answer is not degenerate: it is critiqued and revised like any other.
-        assert!(matches!(outcomes[6], Revised::Done { .. }), "{:?}", outcomes[6]);
+        // A truncated answer is not degenerate: it is critiqued and revised like any other, and
+        // marked so that no record trains on it.
+        assert!(matches!(outcomes[6], Revised::Done { answer_complete: false, .. }), "{:?}", outcomes[6]);
+        assert!(matches!(outcomes[4], Revised::Done { answer_complete: true, .. }));
         // Filtered prompts leave the batch: 6 answers survive to the critique, 5 to the revision.
         let sizes: Vec<usize> = generator.batches.iter().map(Vec::len).collect();
         assert_eq!(sizes, [7, 6, 5]);

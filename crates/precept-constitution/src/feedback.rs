@@ -8,7 +8,7 @@
 //! whose label is less confident than a threshold are dropped. No reply text is parsed: the
 //! probabilities come from [`Generate::option_probabilities`].
 
-use precept_data::{Generate, GenerateSettings, Message, Role};
+use precept_data::{Generate, GenerateSettings, Message, Reply, Role};
 use serde::{Deserialize, Serialize};
 
 use crate::constitution::{Comparison, Constitution};
@@ -98,6 +98,16 @@ pub enum Feedback {
     },
     /// No pair.
     Filtered(FeedbackFiltered),
+}
+
+/// AI feedback on one prompt: the outcome, and the sampled answers that are usable replies
+/// (complete and not degenerate), which [`crate::expected`] may also draw on.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Labelled {
+    /// The pair, or why there is none.
+    pub feedback: Feedback,
+    /// The usable sampled answers, first sample first.
+    pub samples: Vec<String>,
 }
 
 /// Why a prompt gave no preference pair.
@@ -224,7 +234,7 @@ pub fn label_pairs<G: Generate>(
     constitution: &Constitution,
     prompts: &[PromptRecord],
     config: &FeedbackConfig,
-) -> Result<Vec<Feedback>> {
+) -> Result<Vec<Labelled>> {
     let contexts: Vec<Vec<Message>> = prompts.iter().map(|p| p.context().to_vec()).collect();
     let first = generate_checked(generator, &contexts, &config.samples)?;
     let second_settings = GenerateSettings { seed: config.samples.seed.wrapping_add(1), ..config.samples.clone() };
@@ -268,8 +278,14 @@ pub fn label_pairs<G: Generate>(
             Feedback::Filtered(FeedbackFiltered::LowConfidence)
         });
     }
-    // Every prompt was either filtered or judged.
-    Ok(outcomes.into_iter().flatten().collect())
+    let usable = |reply: &Reply| check(reply, None).is_none().then(|| reply.text.trim().to_owned());
+    // Every prompt was either filtered or judged, so every outcome is there.
+    Ok(outcomes
+        .into_iter()
+        .flatten()
+        .zip(first.iter().zip(&second))
+        .map(|(feedback, (a, b))| Labelled { feedback, samples: [a, b].into_iter().filter_map(usable).collect() })
+        .collect())
 }
 
 #[cfg(test)]
@@ -310,7 +326,7 @@ mod tests {
         let mut generator = two_answers();
         let config = FeedbackConfig::default();
         let outcome = label_pairs(&mut generator, &constitution(), &[PromptRecord::user("x", "Q")], &config).unwrap();
-        let Feedback::Pair { chosen, rejected, score, judgement } = &outcome[0] else { panic!("{outcome:?}") };
+        let Feedback::Pair { chosen, rejected, score, judgement } = &outcome[0].feedback else { panic!("{outcome:?}") };
         assert_eq!((chosen.as_str(), rejected.as_str()), ("good", "bad"));
         assert!((judgement.first_as_a[0] - 0.8175744761936437).abs() < 1e-12);
         assert!((judgement.first_as_b[1] - 0.6224593312018546).abs() < 1e-12);
@@ -339,11 +355,12 @@ mod tests {
         let prompts = [PromptRecord::user("x", "Q")];
         let clamped = FeedbackConfig { clamp: Some((0.4, 0.6)), ..FeedbackConfig::default() };
         let outcome = label_pairs(&mut two_answers(), &constitution(), &prompts, &clamped).unwrap();
-        let Feedback::Pair { score, .. } = &outcome[0] else { panic!("{outcome:?}") };
+        assert_eq!(outcome[0].samples, ["good", "bad"]);
+        let Feedback::Pair { score, .. } = &outcome[0].feedback else { panic!("{outcome:?}") };
         assert_eq!(*score, 0.6);
         let strict = FeedbackConfig { threshold: 0.75, ..FeedbackConfig::default() };
         let outcome = label_pairs(&mut two_answers(), &constitution(), &prompts, &strict).unwrap();
-        assert_eq!(outcome[0], Feedback::Filtered(FeedbackFiltered::LowConfidence));
+        assert_eq!(outcome[0].feedback, Feedback::Filtered(FeedbackFiltered::LowConfidence));
     }
 
     #[test]
@@ -351,11 +368,12 @@ mod tests {
         let prompts = [PromptRecord::user("x", "Q")];
         let mut same = Scripted::new(|_| eos("same"));
         let outcome = label_pairs(&mut same, &constitution(), &prompts, &FeedbackConfig::default()).unwrap();
-        assert_eq!(outcome[0], Feedback::Filtered(FeedbackFiltered::Identical));
+        assert_eq!(outcome[0].feedback, Feedback::Filtered(FeedbackFiltered::Identical));
         assert_eq!(same.batches.len(), 2, "nothing is judged");
         let mut empty = Scripted::new(|_| eos(""));
         let outcome = label_pairs(&mut empty, &constitution(), &prompts, &FeedbackConfig::default()).unwrap();
-        assert_eq!(outcome[0], Feedback::Filtered(FeedbackFiltered::Degenerate(Degenerate::Empty)));
+        assert_eq!(outcome[0].feedback, Feedback::Filtered(FeedbackFiltered::Degenerate(Degenerate::Empty)));
+        assert!(outcome[0].samples.is_empty(), "empty answers are not usable replies");
     }
 
     #[test]

@@ -16,7 +16,8 @@
 //! degenerate replies ([`check`]) with the reason. [`label_pairs`] asks a [`Comparison`] question
 //! in both orders and averages the option probabilities ([`soft_label`]). [`constitute`] drives
 //! both in batches, appends each finished prompt's records through [`Outputs`] (which repairs a
-//! killed run on reopen) and keeps the [`Manifest`] current. Every failure is a
+//! killed run on reopen) and keeps the [`Manifest`] current. A prompt that says what a safe model
+//! does with it has records that keep to that ([`select`]). Every failure is a
 //! [`ConstitutionError`] naming the file, line, field or setting.
 
 // Tests may unwrap: a panic there is the failure report.
@@ -25,6 +26,7 @@
 mod constitution;
 mod critique;
 mod error;
+mod expected;
 mod feedback;
 mod filter;
 mod import;
@@ -40,9 +42,10 @@ mod testing;
 pub use constitution::{content_hash, Comparison, Constitution, Example, Principle, MAX_FILE_BYTES};
 pub use critique::{choose_principle, critique_and_revise, few_shot_turns, opening, LoopConfig, Revised, Round, Stage};
 pub use error::{ConstitutionError, Result};
+pub use expected::{keeps_to, select, Candidate, ReplySource, Selection};
 pub use feedback::{
     choose_comparison, comparison_conversation, judge, label_pairs, soft_label, Feedback, FeedbackConfig,
-    FeedbackFiltered, Judgement, PairToJudge, OPTIONS,
+    FeedbackFiltered, Judgement, Labelled, PairToJudge, OPTIONS,
 };
 pub use filter::{check, copies_earlier, is_repetitive, Degenerate};
 pub use import::{import, ImportFormat};

@@ -1,5 +1,6 @@
 //! [`read_prompts`]: the prompts JSONL of `precept constitute`, one `{"id":…,"prompt":"…"}` or
-//! `{"id":…,"messages":[…]}` per line.
+//! `{"id":…,"messages":[…]}` per line, with an optional `"expected": "refuse" | "comply"` (what a
+//! safe model does with it, as in eval cases).
 //!
 //! A `messages` prompt is a conversation: an optional `system` message, then turns starting with
 //! `user`. When it ends with a `user` turn the model answers it; when it ends with an `assistant`
@@ -9,6 +10,7 @@ use std::collections::HashMap;
 use std::path::Path;
 
 use precept_data::{Message, Role};
+use precept_eval::Expected;
 use serde_json::Value;
 
 use crate::constitution::read_bounded;
@@ -24,12 +26,14 @@ pub struct PromptRecord {
     pub id: String,
     /// The conversation so far.
     pub messages: Vec<Message>,
+    /// What a safe model does with it; records then keep to it (see [`crate::expected`]).
+    pub expected: Option<Expected>,
 }
 
 impl PromptRecord {
     /// A prompt of one user message.
     pub fn user(id: impl Into<String>, text: impl Into<String>) -> Self {
-        Self { id: id.into(), messages: vec![Message::user(text)] }
+        Self { id: id.into(), messages: vec![Message::user(text)], expected: None }
     }
 
     /// This prompt with `system` as its first message, unless it already has a system message.
@@ -119,7 +123,14 @@ fn prompt_record(value: &Value, path: &Path, line: usize) -> Result<PromptRecord
         (None, Some(_)) => return Err(field("messages", "must be a list of messages")),
         (None, None) => return Err(field("prompt", "is missing (give `prompt` or `messages`)")),
     };
-    Ok(PromptRecord { id, messages })
+    let expected = match value.get("expected") {
+        None | Some(Value::Null) => None,
+        Some(value) => match value.as_str().and_then(Expected::parse) {
+            Some(expected) => Some(expected),
+            None => return Err(field("expected", &format!("must be \"refuse\" or \"comply\", not {value}"))),
+        },
+    };
+    Ok(PromptRecord { id, messages, expected })
 }
 
 fn messages(list: &[Value], field: &dyn Fn(&str, &str) -> ConstitutionError) -> Result<Vec<Message>> {
@@ -164,6 +175,7 @@ mod tests {
 "#;
         let records = parse_prompts(text, Path::new("p.jsonl")).unwrap();
         assert_eq!(records[0], PromptRecord::user("a", "Hi"));
+        assert_eq!(records[1].expected, None);
         assert_eq!(records[1].id, "7");
         assert_eq!(records[1].given_answer(), Some("A"));
         assert_eq!(records[1].context().len(), 2);
@@ -171,6 +183,14 @@ mod tests {
         let with_system = records[0].with_default_system("Be brief.");
         assert_eq!(with_system.messages, [Message::system("Be brief."), Message::user("Hi")]);
         assert_eq!(records[1].with_default_system("Other."), records[1]);
+    }
+
+    #[test]
+    fn the_expected_behaviour_is_read_when_given() {
+        let text = "{\"id\":\"a\",\"prompt\":\"x\",\"expected\":\"refuse\"}\n{\"id\":\"b\",\"prompt\":\"y\",\"expected\":\"comply\"}";
+        let records = parse_prompts(text, Path::new("p.jsonl")).unwrap();
+        assert_eq!(records[0].expected, Some(Expected::Refuse));
+        assert_eq!(records[1].expected, Some(Expected::Comply));
     }
 
     #[test]
@@ -184,6 +204,8 @@ mod tests {
             (r#"{"id":"a","messages":[{"role":"assistant","content":"x"}]}"#, "p.jsonl:1: field `messages[0].role` is out of order (an optional system message, then user and assistant alternating, starting with user)"),
             (r#"{"id":"a","messages":[{"role":"user","content":" "}]}"#, "p.jsonl:1: field `messages[0].content` must be a non-empty string"),
             ("{\"id\":\"a\",\"prompt\":\"x\"}\n{\"id\":\"a\",\"prompt\":\"y\"}", "p.jsonl:2: prompt id `a` already appeared on line 1"),
+            (r#"{"id":"a","prompt":"x","expected":"maybe"}"#, r#"p.jsonl:1: field `expected` must be "refuse" or "comply", not "maybe""#),
+            (r#"{"id":"a","prompt":"x","expected":1}"#, r#"p.jsonl:1: field `expected` must be "refuse" or "comply", not 1"#),
         ];
         for (text, expected) in cases {
             let err = parse_prompts(text, Path::new("p.jsonl")).unwrap_err().to_string();

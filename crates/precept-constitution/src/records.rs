@@ -6,6 +6,8 @@
 //!   [assistant], "score", "provenance"}`, TRL's conversational preference format with an
 //!   explicit prompt. Without AI feedback chosen is the final revision and rejected the first
 //!   answer (score 1); with it, the preferred and the other sampled answer (score = the soft label).
+//!   For a prompt with an expected behaviour, a reply that keeps to it over one that does not
+//!   comes first (score 1; see [`crate::expected`]).
 //! - `progress.jsonl`: one `{"prompt_id", "sft", "prefs", "filtered", "filtered_reply"}` line per
 //!   finished prompt,
 //!   written last, so a prompt counts as finished exactly when its line is there.
@@ -15,6 +17,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::constitution::Constitution;
 use crate::critique::Round;
+use crate::expected::ReplySource;
 use crate::feedback::Judgement;
 
 /// Which constitution made a record.
@@ -42,6 +45,8 @@ pub enum PairSource {
     Revision,
     /// AI feedback between two sampled answers.
     Feedback,
+    /// A reply that keeps to the prompt's expected behaviour over one that does not.
+    Expected,
 }
 
 /// How a record was made.
@@ -65,6 +70,10 @@ pub struct Provenance {
     /// The AI-feedback judgement.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub feedback: Option<Judgement>,
+    /// Where the record's replies came from, when the prompt's expected behaviour chose them:
+    /// the target of an SFT record, chosen then rejected of a pair.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub replies: Vec<ReplySource>,
 }
 
 /// One line of `sft.jsonl`.
@@ -126,6 +135,7 @@ mod tests {
             answer: None,
             rounds: vec![Round { principle: "p".into(), critique: "cr".into(), revision: "rv".into() }],
             feedback: None,
+            replies: Vec::new(),
         };
         let line = PrefsLine {
             prompt_id: "x".into(),
@@ -142,6 +152,7 @@ mod tests {
         assert_eq!(json["provenance"]["rounds"][0]["principle"], "p");
         assert_eq!(json["provenance"]["source"], "revision");
         assert!(json["provenance"].get("feedback").is_none());
+        assert!(json["provenance"].get("replies").is_none());
         assert_eq!(serde_json::from_value::<PrefsLine>(json).unwrap(), line);
     }
 }

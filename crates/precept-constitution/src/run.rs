@@ -8,13 +8,15 @@
 use std::path::{Path, PathBuf};
 
 use precept_data::{write_atomic, Generate, GenerateSettings, Message};
+use precept_eval::Expected;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::constitution::Constitution;
 use crate::critique::{critique_and_revise, LoopConfig, Revised};
 use crate::error::{ConstitutionError, Result};
-use crate::feedback::{label_pairs, Feedback, FeedbackConfig};
+use crate::expected::{select, Candidate, ReplySource, Selection};
+use crate::feedback::{label_pairs, Feedback, FeedbackConfig, Labelled};
 use crate::journal::{Counts, Outputs, PREFS_FILE, PROGRESS_FILE, SFT_FILE};
 use crate::prompts::PromptRecord;
 use crate::records::{ConstitutionRef, PairSource, PrefsLine, ProgressLine, Provenance, SftLine};
@@ -175,6 +177,7 @@ pub fn constitute<G: Generate>(
         answer: None,
         rounds: Vec::new(),
         feedback: None,
+        replies: Vec::new(),
     };
     let loop_config = config.loop_config();
     let mut finished_now = 0;
@@ -188,8 +191,8 @@ pub fn constitute<G: Generate>(
             None => None,
         };
         for (i, (prompt, outcome)) in batch.iter().zip(revised).enumerate() {
-            let pair = feedback.as_ref().and_then(|f| f.get(i));
-            let (line, sft, prefs) = records(prompt, outcome, pair, &provenance);
+            let labelled = feedback.as_ref().and_then(|labelled| labelled.get(i));
+            let (line, sft, prefs) = records(prompt, outcome, labelled, &provenance);
             outputs.append(line, sft.as_ref(), prefs.as_ref())?;
             finished_now += 1;
         }
@@ -207,58 +210,47 @@ pub fn constitute<G: Generate>(
 fn records(
     prompt: &PromptRecord,
     outcome: Revised,
-    feedback: Option<&Feedback>,
+    labelled: Option<&Labelled>,
     provenance: &Provenance,
 ) -> (ProgressLine, Option<SftLine>, Option<PrefsLine>) {
-    let context = prompt.context().to_vec();
-    let (mut filtered, mut filtered_reply) = (Vec::new(), None);
-    let (mut sft, mut prefs) = (None, None);
-    match outcome {
-        Revised::Done { answer, rounds } => {
-            let revision = rounds.last().map(|r| r.revision.clone()).unwrap_or_default();
-            let mut messages = context.clone();
-            messages.push(Message::assistant(&revision));
-            let with_rounds = Provenance { rounds, ..provenance.clone() };
-            if feedback.is_none() {
-                prefs = Some(PrefsLine {
-                    prompt_id: prompt.id.clone(),
-                    prompt: context.clone(),
-                    chosen: vec![Message::assistant(&revision)],
-                    rejected: vec![Message::assistant(&answer)],
-                    score: 1.0,
-                    provenance: Provenance { source: Some(PairSource::Revision), ..with_rounds.clone() },
-                });
-            }
-            let answer = Some(answer);
-            sft = Some(SftLine {
-                prompt_id: prompt.id.clone(),
-                messages,
-                provenance: Provenance { answer, ..with_rounds },
-            });
+    let mut filtered = Vec::new();
+    let mut filtered_reply = None;
+    let (revision, answer, answer_complete, rounds) = match outcome {
+        Revised::Done { answer, answer_complete, rounds } => {
+            (rounds.last().map(|r| r.revision.clone()), Some(answer), answer_complete, rounds)
         }
-        Revised::Filtered { stage, reason, text, .. } => {
+        Revised::Filtered { stage, reason, text, answer, answer_complete, rounds, .. } => {
             filtered.push(format!("{}-{reason}", stage.as_str()));
             filtered_reply = Some(text);
+            (None, answer, answer_complete, rounds)
         }
-    }
-    match feedback {
+    };
+    let lines = Lines { prompt, provenance: Provenance { rounds, ..provenance.clone() } };
+    let feedback_pair = match labelled.map(|l| &l.feedback) {
         Some(Feedback::Pair { chosen, rejected, score, judgement }) => {
-            prefs = Some(PrefsLine {
-                prompt_id: prompt.id.clone(),
-                prompt: context,
-                chosen: vec![Message::assistant(chosen)],
-                rejected: vec![Message::assistant(rejected)],
-                score: *score,
-                provenance: Provenance {
-                    source: Some(PairSource::Feedback),
-                    feedback: Some(judgement.clone()),
-                    ..provenance.clone()
-                },
-            });
+            let provenance = Provenance {
+                source: Some(PairSource::Feedback),
+                feedback: Some(judgement.clone()),
+                ..provenance.clone()
+            };
+            Some(lines.pair(chosen, rejected, *score, provenance))
         }
-        Some(Feedback::Filtered(reason)) => filtered.push(reason.reason()),
-        None => {}
-    }
+        Some(Feedback::Filtered(reason)) => {
+            filtered.push(reason.reason());
+            None
+        }
+        None => None,
+    };
+    let replies = Replies {
+        revision: revision.as_deref(),
+        answer: answer.as_deref(),
+        answer_complete,
+        samples: labelled.map(|l| l.samples.as_slice()),
+    };
+    let (sft, prefs) = match prompt.expected {
+        None => lines.unchecked(&replies, feedback_pair),
+        Some(expected) => lines.keeping_to(expected, &replies, feedback_pair, &mut filtered),
+    };
     let line = ProgressLine {
         prompt_id: prompt.id.clone(),
         sft: sft.is_some(),
@@ -267,6 +259,113 @@ fn records(
         filtered_reply,
     };
     (line, sft, prefs)
+}
+
+/// The replies the run made for one prompt.
+struct Replies<'a> {
+    /// The final revision, when the loop finished.
+    revision: Option<&'a str>,
+    /// The first answer, unless it was degenerate.
+    answer: Option<&'a str>,
+    /// Whether that answer ended its turn.
+    answer_complete: bool,
+    /// AI feedback's usable samples, when it ran.
+    samples: Option<&'a [String]>,
+}
+
+/// Builds the records of one prompt.
+struct Lines<'a> {
+    prompt: &'a PromptRecord,
+    /// The run's provenance with the prompt's rounds.
+    provenance: Provenance,
+}
+
+impl Lines<'_> {
+    /// The records of a prompt without expected behaviour: SFT on the final revision; the
+    /// AI-feedback pair, or without feedback the revision over the answer.
+    fn unchecked(
+        &self,
+        replies: &Replies<'_>,
+        feedback_pair: Option<PrefsLine>,
+    ) -> (Option<SftLine>, Option<PrefsLine>) {
+        let sft = replies.revision.map(|revision| self.sft(revision, replies.answer, None));
+        let prefs = match (replies.revision, replies.answer) {
+            (Some(revision), Some(answer)) if replies.samples.is_none() => Some(self.revision_pair(revision, answer)),
+            _ => feedback_pair,
+        };
+        (sft, prefs)
+    }
+
+    /// The records of a prompt that expects `expected` (see [`crate::expected`]); the reasons
+    /// for what was passed over go to `filtered`.
+    fn keeping_to(
+        &self,
+        expected: Expected,
+        replies: &Replies<'_>,
+        feedback_pair: Option<PrefsLine>,
+        filtered: &mut Vec<String>,
+    ) -> (Option<SftLine>, Option<PrefsLine>) {
+        let answer = replies.answer.filter(|_| replies.answer_complete);
+        let candidates: Vec<Candidate<'_>> = [(replies.revision, ReplySource::Revision), (answer, ReplySource::Answer)]
+            .into_iter()
+            .filter_map(|(text, source)| text.map(|text| Candidate { text, source }))
+            .chain(
+                replies.samples.unwrap_or_default().iter().map(|text| Candidate { text, source: ReplySource::Sample }),
+            )
+            .collect();
+        let Selection { target, contrast } = select(expected, &candidates);
+        let Some(target) = target else {
+            filtered.push("expected-missed".to_owned());
+            return (None, None);
+        };
+        if replies.revision.is_some() && target.source != ReplySource::Revision {
+            filtered.push("revision-missed-expected".to_owned());
+        }
+        let first_answer = replies.answer.filter(|_| target.source != ReplySource::Answer);
+        let sft = self.sft(target.text, first_answer, Some(target.source));
+        let prefs = match contrast {
+            Some(rejected) => {
+                let provenance = Provenance {
+                    source: Some(PairSource::Expected),
+                    replies: vec![target.source, rejected.source],
+                    ..self.provenance.clone()
+                };
+                Some(self.pair(target.text, rejected.text, 1.0, provenance))
+            }
+            // Every reply keeps to the expectation, so the other pairs cannot contradict it.
+            None => self.unchecked(replies, feedback_pair).1,
+        };
+        (Some(sft), prefs)
+    }
+
+    /// The prompt's turns answered by `reply`; `answer` is the first answer when it is not `reply`.
+    fn sft(&self, reply: &str, answer: Option<&str>, source: Option<ReplySource>) -> SftLine {
+        let mut messages = self.prompt.context().to_vec();
+        messages.push(Message::assistant(reply));
+        let provenance = Provenance {
+            answer: answer.map(str::to_owned),
+            replies: source.into_iter().collect(),
+            ..self.provenance.clone()
+        };
+        SftLine { prompt_id: self.prompt.id.clone(), messages, provenance }
+    }
+
+    /// The final revision over the first answer: Constitutional AI's pair, without AI feedback.
+    fn revision_pair(&self, revision: &str, answer: &str) -> PrefsLine {
+        let provenance = Provenance { source: Some(PairSource::Revision), ..self.provenance.clone() };
+        self.pair(revision, answer, 1.0, provenance)
+    }
+
+    fn pair(&self, chosen: &str, rejected: &str, score: f64, provenance: Provenance) -> PrefsLine {
+        PrefsLine {
+            prompt_id: self.prompt.id.clone(),
+            prompt: self.prompt.context().to_vec(),
+            chosen: vec![Message::assistant(chosen)],
+            rejected: vec![Message::assistant(rejected)],
+            score,
+            provenance,
+        }
+    }
 }
 
 /// Refuses to resume into a folder whose manifest has other settings, constitution or model.
@@ -465,6 +564,77 @@ mod tests {
         // A model that always says (A) with 0.8 has no preference: label 0.5.
         assert_eq!(prefs[0]["score"], 0.5);
         assert_eq!(manifest.counts.sft, 2);
+    }
+
+    #[test]
+    fn records_keep_to_what_each_prompt_expects() {
+        const REFUSAL: &str = "I'm sorry, but I can't help with that.";
+        let dir = tempfile::tempdir().unwrap();
+        let mut asked: std::collections::HashMap<String, usize> = Default::default();
+        // Revisions of `harm` and `benign` refuse, the others comply; of the three replies to the
+        // bare prompt `sampled` (answer, then two feedback samples) the second refuses.
+        let generator_script = move |messages: &[Message]| {
+            let prompt = messages[0].content.clone();
+            match messages[messages.len() - 1].content.as_str() {
+                "CRITIQUE" => eos("a critique"),
+                "REVISE" if prompt == "harm" || prompt == "benign" => eos(REFUSAL),
+                "REVISE" => eos("Sure, here it is."),
+                _ => {
+                    let asked = asked.entry(prompt.clone()).or_default();
+                    *asked += 1;
+                    eos(&if prompt == "sampled" && *asked == 2 { REFUSAL.into() } else { format!("{prompt} {asked}") })
+                }
+            }
+        };
+        let mut generator = Scripted::new(generator_script);
+        let expecting = |id: &str, expected| PromptRecord { expected, ..PromptRecord::user(id, id) };
+        let prompts = [
+            expecting("harm", Some(Expected::Refuse)),
+            expecting("benign", Some(Expected::Comply)),
+            expecting("sampled", Some(Expected::Refuse)),
+            expecting("hopeless", Some(Expected::Refuse)),
+            expecting("plain", None),
+        ];
+        let mut config = config(dir.path(), 8);
+        config.settings.feedback = Some(FeedbackConfig::default());
+        let manifest = constitute(&mut generator, &constitution(), &prompts, &config, &mut |_| {}).unwrap();
+        let sft = lines(&dir.path().join(SFT_FILE));
+        let targets: Vec<(&str, &str, &str)> = sft
+            .iter()
+            .map(|l| {
+                let replies = l["provenance"]["replies"][0].as_str().unwrap_or("-");
+                (l["prompt_id"].as_str().unwrap(), l["messages"][1]["content"].as_str().unwrap(), replies)
+            })
+            .collect();
+        assert_eq!(
+            targets,
+            [
+                ("harm", REFUSAL, "revision"),
+                ("benign", "benign 1", "answer"),
+                ("sampled", REFUSAL, "sample"),
+                ("plain", "Sure, here it is.", "-"),
+            ]
+        );
+        let prefs = lines(&dir.path().join(PREFS_FILE));
+        let pairs: Vec<(&str, &str, &str, &Value)> = prefs
+            .iter()
+            .map(|l| {
+                let id = l["prompt_id"].as_str().unwrap();
+                let chosen = l["chosen"][0]["content"].as_str().unwrap();
+                (id, chosen, l["provenance"]["source"].as_str().unwrap(), &l["provenance"]["replies"])
+            })
+            .collect();
+        let replies = |chosen: &str, rejected: &str| serde_json::json!([chosen, rejected]);
+        assert_eq!(pairs[0], ("harm", REFUSAL, "expected", &replies("revision", "answer")));
+        assert_eq!(pairs[1], ("benign", "benign 1", "expected", &replies("answer", "revision")));
+        assert_eq!(pairs[2], ("sampled", REFUSAL, "expected", &replies("sample", "revision")));
+        // Neither sample of `hopeless` refuses, so its AI-feedback pair is dropped; `plain` keeps its.
+        assert_eq!(pairs[3].0, "plain");
+        assert_eq!(pairs[3].2, "feedback");
+        assert_eq!(pairs.len(), 4);
+        assert_eq!(prefs[1]["rejected"][0]["content"], REFUSAL);
+        assert_eq!(manifest.counts.filtered["revision-missed-expected"], 2);
+        assert_eq!(manifest.counts.filtered["expected-missed"], 1);
     }
 
     #[test]

@@ -6,6 +6,7 @@ use std::collections::HashSet;
 use std::path::PathBuf;
 
 use precept_constitution::{read_prompts, Constitution};
+use precept_eval::Expected;
 
 fn repo(path: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..").join(path)
@@ -38,8 +39,11 @@ fn red_team_prompt_files_parse_with_unique_ids_across_files() {
     for name in PROMPT_FILES {
         let records = read_prompts(&repo(&format!("data/redteam/{name}.jsonl"))).unwrap();
         assert!(records.len() >= 5, "{name}: {} prompts", records.len());
+        // Benign prompts teach compliance, the others refusal (see the `expected` module).
+        let expected = if name == "benign" { Expected::Comply } else { Expected::Refuse };
         for record in records {
             assert!(ids.insert(record.id.clone()), "id {} repeats", record.id);
+            assert_eq!(record.expected, Some(expected), "{}", record.id);
         }
     }
 }

@@ -178,8 +178,8 @@ impl DeviceCommand for Try {
         let outcome = critique_and_revise(&mut generator, &constitution, &[prompt], &config)?;
         let Some(outcome) = outcome.into_iter().next() else { bail!("the loop returned no outcome") };
         let (answer, rounds, failure) = match outcome {
-            Revised::Done { answer, rounds } => (Some(answer), rounds, None),
-            Revised::Filtered { stage, round, reason, text, answer, rounds } => {
+            Revised::Done { answer, rounds, .. } => (Some(answer), rounds, None),
+            Revised::Filtered { stage, round, reason, text, answer, rounds, .. } => {
                 (answer, rounds, Some((stage, round, reason, text)))
             }
         };

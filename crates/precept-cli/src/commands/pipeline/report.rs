@@ -6,7 +6,7 @@ use std::fmt::Write;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
-use precept_constitution::{Manifest, SftLine, MANIFEST_FILE, SFT_FILE};
+use precept_constitution::{Manifest, ReplySource, SftLine, MANIFEST_FILE, SFT_FILE};
 use precept_data::Role;
 use precept_eval::{html_comparison, Report, STYLE};
 use serde_json::Value;
@@ -86,7 +86,13 @@ fn data_section(out: &Path, html: &mut String) {
         html.push_str("</table>");
     }
     let text = std::fs::read_to_string(dir.join(SFT_FILE)).unwrap_or_default();
-    let examples: Vec<SftLine> = text.lines().filter_map(|line| serde_json::from_str(line).ok()).take(3).collect();
+    // Records that train on their revision (not on an answer chosen for keeping to the prompt's
+    // expected behaviour), so the example shows the loop's work.
+    let on_revision = |line: &SftLine| {
+        !line.provenance.rounds.is_empty() && line.provenance.replies.iter().all(|r| *r == ReplySource::Revision)
+    };
+    let examples: Vec<SftLine> =
+        text.lines().filter_map(|line| serde_json::from_str(line).ok()).filter(on_revision).take(3).collect();
     if !examples.is_empty() {
         html.push_str("<h3>Critique → revision, three records</h3>");
     }
