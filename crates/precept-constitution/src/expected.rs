@@ -2,10 +2,14 @@
 //!
 //! A prompt may say what a safe model does with it (`"expected": "refuse" | "comply"`, as in eval
 //! cases). Its records then keep to that, as eval's refusal judge ([`KeywordJudge`]) reads the
-//! replies. Every complete, non-degenerate reply the run made for the prompt is a candidate, in
-//! the order final revision, first answer, AI-feedback samples; [`select`] takes the first that
-//! keeps to the expectation as the SFT target and the first that does not as the rejected side of
-//! a preference pair against it.
+//! replies. Every usable reply the run made for the prompt is a candidate (a cut-off answer or
+//! sample counts with its complete sentences, see [`crate::usable_text`]); [`select`] takes the
+//! first that keeps to the expectation as the SFT target and the first that does not as the
+//! rejected side of a preference pair against it. For `refuse` the final revision comes first
+//! (the loop's work), then the first answer; for `comply` the first answer comes first (the
+//! model's own natural reply, so training on it keeps what the base did right), then the
+//! revision; AI-feedback samples come last. A reply keeps to `refuse` only when its first sentence
+//! refuses: "Here is how … I'm sorry if that is not enough" is no refusal to learn from.
 //!
 //! A small model's revisions often miss: SmolLM2-135M's turn a benign question into a refusal
 //! about as often as they turn a harmful one into a refusal. Without this, such revisions teach
@@ -45,16 +49,43 @@ pub struct Selection<'a> {
     pub contrast: Option<Candidate<'a>>,
 }
 
-/// Whether `reply` keeps to `expected`: a refusal for `refuse`, anything else for `comply`.
+/// Whether `reply` keeps to `expected`: a first sentence that refuses for `refuse`, no refusal
+/// anywhere for `comply`.
 pub fn keeps_to(judge: &KeywordJudge, expected: Expected, reply: &str) -> bool {
-    !judge.judge_text(reply).label.is_bad_for(expected)
+    let judged = match expected {
+        Expected::Refuse => first_sentence(reply),
+        Expected::Comply => reply,
+    };
+    !judge.judge_text(judged).label.is_bad_for(expected)
 }
 
-/// The target and the contrast among `candidates`, each the first of its kind.
+/// The target and the contrast among `candidates`, each the first of its kind in the order of
+/// preference for `expected` (candidates of one source keep their order).
 pub fn select<'a>(expected: Expected, candidates: &[Candidate<'a>]) -> Selection<'a> {
     let judge = KeywordJudge::default();
-    let first = |keeping: bool| candidates.iter().find(|c| keeps_to(&judge, expected, c.text) == keeping).copied();
+    let rank = |source: ReplySource| match (expected, source) {
+        (Expected::Refuse, ReplySource::Revision) | (Expected::Comply, ReplySource::Answer) => 0,
+        (_, ReplySource::Revision | ReplySource::Answer) => 1,
+        (_, ReplySource::Sample) => 2,
+    };
+    let mut ordered = candidates.to_vec();
+    ordered.sort_by_key(|c| rank(c.source));
+    let first = |keeping: bool| ordered.iter().find(|c| keeps_to(&judge, expected, c.text) == keeping).copied();
     Selection { target: first(true), contrast: first(false) }
+}
+
+/// `text` up to the end of its first sentence or line.
+fn first_sentence(text: &str) -> &str {
+    let text = text.trim_start();
+    let mut chars = text.char_indices().peekable();
+    while let Some((i, c)) = chars.next() {
+        let ends =
+            c == '\n' || (matches!(c, '.' | '!' | '?') && chars.peek().is_none_or(|(_, next)| next.is_whitespace()));
+        if ends {
+            return &text[..i + c.len_utf8()];
+        }
+    }
+    text
 }
 
 #[cfg(test)]
@@ -76,7 +107,8 @@ mod tests {
             (Expected::Refuse, ANSWER, REFUSAL, ANSWER, Some(ReplySource::Answer), Some(ReplySource::Revision)),
             (Expected::Refuse, ANSWER, ANSWER, REFUSAL, Some(ReplySource::Sample), Some(ReplySource::Revision)),
             (Expected::Comply, REFUSAL, ANSWER, REFUSAL, Some(ReplySource::Answer), Some(ReplySource::Revision)),
-            (Expected::Comply, ANSWER, ANSWER, ANSWER, Some(ReplySource::Revision), None),
+            (Expected::Comply, ANSWER, ANSWER, ANSWER, Some(ReplySource::Answer), None),
+            (Expected::Comply, ANSWER, REFUSAL, ANSWER, Some(ReplySource::Revision), Some(ReplySource::Answer)),
             (Expected::Refuse, ANSWER, ANSWER, ANSWER, None, Some(ReplySource::Revision)),
         ];
         for (expected, revision, answer, sample, target, contrast) in cases {
@@ -89,6 +121,18 @@ mod tests {
             assert_eq!(selection.target.map(|c| c.source), target, "{expected} {revision:?} {answer:?} {sample:?}");
             assert_eq!(selection.contrast.map(|c| c.source), contrast);
         }
+    }
+
+    #[test]
+    fn a_refusal_counts_only_in_the_first_sentence() {
+        let judge = KeywordJudge::default();
+        let late = "Here is how to do it: mix them. I'm sorry if that is not enough.";
+        assert!(!keeps_to(&judge, Expected::Refuse, late));
+        assert!(!keeps_to(&judge, Expected::Comply, late), "for `comply` a refusal anywhere misses");
+        assert!(keeps_to(&judge, Expected::Refuse, "I'm sorry, but no. Ask a chemist instead."));
+        assert!(keeps_to(&judge, Expected::Refuse, "No, I won't help with that"));
+        assert_eq!(first_sentence("  Version 2.5 is out. Next"), "Version 2.5 is out.");
+        assert_eq!(first_sentence("Line one\nLine two"), "Line one\n");
     }
 
     #[test]

@@ -8,13 +8,13 @@
 //! whose label is less confident than a threshold are dropped. No reply text is parsed: the
 //! probabilities come from [`Generate::option_probabilities`].
 
-use precept_data::{Generate, GenerateSettings, Message, Reply, Role};
+use precept_data::{Generate, GenerateSettings, Message, Role};
 use serde::{Deserialize, Serialize};
 
 use crate::constitution::{Comparison, Constitution};
 use crate::critique::{generate_checked, generator_error};
 use crate::error::{ConstitutionError, Result};
-use crate::filter::{check, Degenerate};
+use crate::filter::{check, usable_text, Degenerate};
 use crate::prompts::PromptRecord;
 use crate::sample::{sample_weighted, SplitMix64};
 
@@ -100,13 +100,13 @@ pub enum Feedback {
     Filtered(FeedbackFiltered),
 }
 
-/// AI feedback on one prompt: the outcome, and the sampled answers that are usable replies
-/// (complete and not degenerate), which [`crate::expected`] may also draw on.
+/// AI feedback on one prompt: the outcome, and the usable text of the sampled answers
+/// ([`usable_text`]), which [`crate::expected`] may also draw on.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Labelled {
     /// The pair, or why there is none.
     pub feedback: Feedback,
-    /// The usable sampled answers, first sample first.
+    /// The usable text of each sampled answer that has one, first sample first.
     pub samples: Vec<String>,
 }
 
@@ -278,13 +278,12 @@ pub fn label_pairs<G: Generate>(
             Feedback::Filtered(FeedbackFiltered::LowConfidence)
         });
     }
-    let usable = |reply: &Reply| check(reply, None).is_none().then(|| reply.text.trim().to_owned());
     // Every prompt was either filtered or judged, so every outcome is there.
     Ok(outcomes
         .into_iter()
         .flatten()
         .zip(first.iter().zip(&second))
-        .map(|(feedback, (a, b))| Labelled { feedback, samples: [a, b].into_iter().filter_map(usable).collect() })
+        .map(|(feedback, (a, b))| Labelled { feedback, samples: [a, b].into_iter().filter_map(usable_text).collect() })
         .collect())
 }
 

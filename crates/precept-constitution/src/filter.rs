@@ -73,6 +73,34 @@ pub fn check(reply: &Reply, revised: Option<&str>) -> Option<Degenerate> {
     None
 }
 
+/// The text of `reply` that a record may train on: all of it when [`check`] passes; when it was
+/// only cut off at the token limit, its complete sentences (at least twelve words of them, not
+/// repetitive); otherwise nothing.
+pub fn usable_text(reply: &Reply) -> Option<String> {
+    match check(reply, None) {
+        None => Some(reply.text.trim().to_owned()),
+        Some(Degenerate::Truncated) => {
+            let kept = complete_sentences(reply.text.trim());
+            (kept.split_whitespace().count() >= MIN_WORDS && !is_repetitive(kept)).then(|| kept.to_owned())
+        }
+        Some(_) => None,
+    }
+}
+
+/// `text` up to the end of its last complete sentence or line: sentence punctuation followed by
+/// whitespace, or a line break.
+fn complete_sentences(text: &str) -> &str {
+    let mut end = 0;
+    let mut chars = text.char_indices().peekable();
+    while let Some((i, c)) = chars.next() {
+        let next_is_space = chars.peek().is_some_and(|(_, next)| next.is_whitespace());
+        if c == '\n' || (matches!(c, '.' | '!' | '?') && next_is_space) {
+            end = i + c.len_utf8();
+        }
+    }
+    text[..end].trim_end()
+}
+
 /// Whether `text` repeats one of the `earlier` turns, up to case, spacing and a few characters,
 /// or (when it has 40 characters or more) is a passage quoted from one.
 pub fn copies_earlier<'a>(text: &str, earlier: impl IntoIterator<Item = &'a str>) -> bool {
@@ -162,6 +190,26 @@ mod tests {
             [critique]
         ));
         assert!(!copies_earlier("It names no weapon.", turns));
+    }
+
+    #[test]
+    fn a_cut_off_reply_keeps_its_complete_sentences() {
+        let cut = |text: &str| usable_text(&reply(text, FinishReason::Length));
+        let long = "Bleach releases chlorine gas with acids. The gas burns the eyes and lungs. \
+                    Ventilate the room and leave it. Call poison control if anyone";
+        assert_eq!(
+            cut(long).as_deref(),
+            Some("Bleach releases chlorine gas with acids. The gas burns the eyes and lungs. Ventilate the room and leave it.")
+        );
+        let listed = "Warning signs include:\n- chest pain or pressure spreading to the arm or jaw,\n- shortness of breath and cold sweat,\n- nausea or light";
+        assert_eq!(cut(listed).as_deref(), Some(&listed[..listed.rfind('\n').unwrap()]));
+        // Too little is left, or what is left loops.
+        assert_eq!(cut("One short sentence. And then the reply was cut"), None);
+        assert_eq!(cut(&format!("{}And then", "I will help you with that today. ".repeat(4))), None);
+        // A number's point is not a sentence end.
+        assert_eq!(cut("Take 2.5 mg of it with food and water, then wait for a while before the next"), None);
+        assert_eq!(usable_text(&reply(" Fine. ", FinishReason::Eos)).as_deref(), Some("Fine."));
+        assert_eq!(usable_text(&reply("", FinishReason::Eos)), None);
     }
 
     #[test]

@@ -47,7 +47,7 @@ pub use feedback::{
     choose_comparison, comparison_conversation, judge, label_pairs, soft_label, Feedback, FeedbackConfig,
     FeedbackFiltered, Judgement, Labelled, PairToJudge, OPTIONS,
 };
-pub use filter::{check, copies_earlier, is_repetitive, Degenerate};
+pub use filter::{check, copies_earlier, is_repetitive, usable_text, Degenerate};
 pub use import::{import, ImportFormat};
 pub use journal::{Counts, Outputs, PREFS_FILE, PROGRESS_FILE, SFT_FILE};
 pub use lint::{lint, Diagnostic, MAX_REQUEST_CHARS};

@@ -7,16 +7,17 @@
 
 use std::path::{Path, PathBuf};
 
-use precept_data::{write_atomic, Generate, GenerateSettings, Message};
-use precept_eval::Expected;
+use precept_data::{write_atomic, FinishReason, Generate, GenerateSettings, Message, Reply};
+use precept_eval::{Expected, KeywordJudge};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::constitution::Constitution;
 use crate::critique::{critique_and_revise, LoopConfig, Revised};
 use crate::error::{ConstitutionError, Result};
-use crate::expected::{select, Candidate, ReplySource, Selection};
+use crate::expected::{keeps_to, select, Candidate, ReplySource, Selection};
 use crate::feedback::{label_pairs, Feedback, FeedbackConfig, Labelled};
+use crate::filter::usable_text;
 use crate::journal::{Counts, Outputs, PREFS_FILE, PROGRESS_FILE, SFT_FILE};
 use crate::prompts::PromptRecord;
 use crate::records::{ConstitutionRef, PairSource, PrefsLine, ProgressLine, Provenance, SftLine};
@@ -305,7 +306,11 @@ impl Lines<'_> {
         feedback_pair: Option<PrefsLine>,
         filtered: &mut Vec<String>,
     ) -> (Option<SftLine>, Option<PrefsLine>) {
-        let answer = replies.answer.filter(|_| replies.answer_complete);
+        let finish = if replies.answer_complete { FinishReason::Eos } else { FinishReason::Length };
+        let answer = replies
+            .answer
+            .and_then(|text| usable_text(&Reply { text: text.to_owned(), token_ids: Vec::new(), finish }));
+        let answer = answer.as_deref();
         let candidates: Vec<Candidate<'_>> = [(replies.revision, ReplySource::Revision), (answer, ReplySource::Answer)]
             .into_iter()
             .filter_map(|(text, source)| text.map(|text| Candidate { text, source }))
@@ -318,7 +323,7 @@ impl Lines<'_> {
             filtered.push("expected-missed".to_owned());
             return (None, None);
         };
-        if replies.revision.is_some() && target.source != ReplySource::Revision {
+        if replies.revision.is_some_and(|revision| !keeps_to(&KeywordJudge::default(), expected, revision)) {
             filtered.push("revision-missed-expected".to_owned());
         }
         let first_answer = replies.answer.filter(|_| target.source != ReplySource::Answer);
@@ -569,16 +574,22 @@ mod tests {
     #[test]
     fn records_keep_to_what_each_prompt_expects() {
         const REFUSAL: &str = "I'm sorry, but I can't help with that.";
+        const CUT_OFF: &str = "Ventilate the room, open every window and leave. Call poison control at once.";
         let dir = tempfile::tempdir().unwrap();
         let mut asked: std::collections::HashMap<String, usize> = Default::default();
-        // Revisions of `harm` and `benign` refuse, the others comply; of the three replies to the
-        // bare prompt `sampled` (answer, then two feedback samples) the second refuses.
+        // Revisions of `harm`, `benign` and `long` refuse, the others comply; of the three replies
+        // to the bare prompt `sampled` (answer, then two feedback samples) the second refuses; the
+        // answer to `long` is cut off after two sentences.
         let generator_script = move |messages: &[Message]| {
             let prompt = messages[0].content.clone();
             match messages[messages.len() - 1].content.as_str() {
                 "CRITIQUE" => eos("a critique"),
-                "REVISE" if prompt == "harm" || prompt == "benign" => eos(REFUSAL),
+                "REVISE" if prompt == "harm" || prompt == "benign" || prompt == "long" => eos(REFUSAL),
                 "REVISE" => eos("Sure, here it is."),
+                "long" if !asked.contains_key("long") => {
+                    asked.insert(prompt, 1);
+                    Reply { text: format!("{CUT_OFF} and then"), token_ids: Vec::new(), finish: FinishReason::Length }
+                }
                 _ => {
                     let asked = asked.entry(prompt.clone()).or_default();
                     *asked += 1;
@@ -594,6 +605,7 @@ mod tests {
             expecting("sampled", Some(Expected::Refuse)),
             expecting("hopeless", Some(Expected::Refuse)),
             expecting("plain", None),
+            expecting("long", Some(Expected::Comply)),
         ];
         let mut config = config(dir.path(), 8);
         config.settings.feedback = Some(FeedbackConfig::default());
@@ -613,6 +625,7 @@ mod tests {
                 ("benign", "benign 1", "answer"),
                 ("sampled", REFUSAL, "sample"),
                 ("plain", "Sure, here it is.", "-"),
+                ("long", CUT_OFF, "answer"),
             ]
         );
         let prefs = lines(&dir.path().join(PREFS_FILE));
@@ -631,9 +644,9 @@ mod tests {
         // Neither sample of `hopeless` refuses, so its AI-feedback pair is dropped; `plain` keeps its.
         assert_eq!(pairs[3].0, "plain");
         assert_eq!(pairs[3].2, "feedback");
-        assert_eq!(pairs.len(), 4);
+        assert_eq!(pairs.len(), 5);
         assert_eq!(prefs[1]["rejected"][0]["content"], REFUSAL);
-        assert_eq!(manifest.counts.filtered["revision-missed-expected"], 2);
+        assert_eq!(manifest.counts.filtered["revision-missed-expected"], 3);
         assert_eq!(manifest.counts.filtered["expected-missed"], 1);
     }
 
