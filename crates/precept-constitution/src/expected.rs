@@ -8,7 +8,7 @@
 //! rejected side of a preference pair against it. For `refuse` the final revision comes first
 //! (the loop's work), then the first answer; for `comply` the first answer comes first (the
 //! model's own natural reply, so training on it keeps what the base did right), then the
-//! revision; AI-feedback samples come last. A reply keeps to `refuse` only when its first sentence
+//! revision; AI-feedback samples, then the extra short answers of [`draw_answers`], come last. A reply keeps to `refuse` only when its first sentence
 //! refuses: "Here is how … I'm sorry if that is not enough" is no refusal to learn from.
 //!
 //! A small model's revisions often miss: SmolLM2-135M's turn a benign question into a refusal
@@ -16,8 +16,14 @@
 //! the tuned model to refuse benign requests; with it, the prompt still gives a record whenever
 //! any of its replies kept to the expectation.
 
+use precept_data::{Generate, GenerateSettings, Message};
 use precept_eval::{Expected, KeywordJudge};
 use serde::{Deserialize, Serialize};
+
+use crate::critique::generate_checked;
+use crate::error::{ConstitutionError, Result};
+use crate::filter::usable_text;
+use crate::prompts::PromptRecord;
 
 /// Which reply of a prompt a record uses.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -29,6 +35,71 @@ pub enum ReplySource {
     Answer,
     /// One of AI feedback's sampled answers.
     Sample,
+    /// One of the extra short answers drawn by [`draw_answers`].
+    Draw,
+}
+
+/// Extra answers drawn per prompt that says what it expects, so that a prompt whose loop replies
+/// all miss may still give a record. They are short: what keeps to the expectation shows in the
+/// first sentences (a refusal is one sentence), and a longer answer counts with its complete
+/// sentences.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DrawConfig {
+    /// Answers drawn per prompt (each draw is one batched call over the prompts).
+    pub count: usize,
+    /// Their decoding settings (a positive temperature, so they differ); draw `k` uses seed
+    /// `seed + 1000 + k`.
+    pub settings: GenerateSettings,
+}
+
+impl Default for DrawConfig {
+    fn default() -> Self {
+        let settings =
+            GenerateSettings { max_new_tokens: 64, temperature: 0.7, top_p: 0.95, ..GenerateSettings::default() };
+        Self { count: 4, settings }
+    }
+}
+
+impl DrawConfig {
+    /// Checks the count and the temperature.
+    ///
+    /// # Errors
+    /// [`ConstitutionError::Setting`] naming the bad setting.
+    pub fn validate(&self) -> Result<()> {
+        if self.count == 0 {
+            return Err(ConstitutionError::Setting { setting: "draws", problem: "must be at least 1".into() });
+        }
+        if self.settings.temperature <= 0.0 {
+            let problem = "must be positive (greedy draws would all be the same answer)".into();
+            return Err(ConstitutionError::Setting { setting: "draw temperature", problem });
+        }
+        Ok(())
+    }
+}
+
+/// The usable text of `config.count` answers drawn for each prompt that has an expected
+/// behaviour (none for the others), in prompt order.
+///
+/// # Errors
+/// [`ConstitutionError::Generate`] and [`ConstitutionError::GeneratorCount`] from
+/// the generator.
+pub fn draw_answers<G: Generate>(
+    generator: &mut G,
+    prompts: &[PromptRecord],
+    config: &DrawConfig,
+) -> Result<Vec<Vec<String>>> {
+    let expecting: Vec<usize> = (0..prompts.len()).filter(|&i| prompts[i].expected.is_some()).collect();
+    let conversations: Vec<Vec<Message>> = expecting.iter().map(|&i| prompts[i].context().to_vec()).collect();
+    let mut drawn = vec![Vec::new(); prompts.len()];
+    for k in 0..config.count {
+        let seed = config.settings.seed.wrapping_add(1000 + k as u64);
+        let replies =
+            generate_checked(generator, &conversations, &GenerateSettings { seed, ..config.settings.clone() })?;
+        for (&i, reply) in expecting.iter().zip(&replies) {
+            drawn[i].extend(usable_text(reply));
+        }
+    }
+    Ok(drawn)
 }
 
 /// A reply that could go into a record.
@@ -67,6 +138,7 @@ pub fn select<'a>(expected: Expected, candidates: &[Candidate<'a>]) -> Selection
         (Expected::Refuse, ReplySource::Revision) | (Expected::Comply, ReplySource::Answer) => 0,
         (_, ReplySource::Revision | ReplySource::Answer) => 1,
         (_, ReplySource::Sample) => 2,
+        (_, ReplySource::Draw) => 3,
     };
     let mut ordered = candidates.to_vec();
     ordered.sort_by_key(|c| rank(c.source));
@@ -133,6 +205,19 @@ mod tests {
         assert!(keeps_to(&judge, Expected::Refuse, "No, I won't help with that"));
         assert_eq!(first_sentence("  Version 2.5 is out. Next"), "Version 2.5 is out.");
         assert_eq!(first_sentence("Line one\nLine two"), "Line one\n");
+    }
+
+    #[test]
+    fn answers_are_drawn_only_for_prompts_that_expect_something() {
+        let mut generator = crate::testing::Scripted::new(|_| crate::testing::eos("Sure."));
+        let mut prompts = vec![PromptRecord::user("a", "Q"), PromptRecord::user("b", "R")];
+        prompts[1].expected = Some(Expected::Comply);
+        let config = DrawConfig { count: 3, settings: GenerateSettings { seed: 5, ..DrawConfig::default().settings } };
+        let drawn = draw_answers(&mut generator, &prompts, &config).unwrap();
+        assert_eq!(drawn, [vec![], vec!["Sure."; 3]]);
+        let seeds: Vec<u64> = generator.settings.iter().map(|s| s.seed).collect();
+        assert_eq!(seeds, [1005, 1006, 1007]);
+        assert!(generator.batches.iter().all(|b| b.len() == 1 && b[0][0].content == "R"));
     }
 
     #[test]

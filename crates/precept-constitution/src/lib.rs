@@ -42,7 +42,7 @@ mod testing;
 pub use constitution::{content_hash, Comparison, Constitution, Example, Principle, MAX_FILE_BYTES};
 pub use critique::{choose_principle, critique_and_revise, few_shot_turns, opening, LoopConfig, Revised, Round, Stage};
 pub use error::{ConstitutionError, Result};
-pub use expected::{keeps_to, select, Candidate, ReplySource, Selection};
+pub use expected::{draw_answers, keeps_to, select, Candidate, DrawConfig, ReplySource, Selection};
 pub use feedback::{
     choose_comparison, comparison_conversation, judge, label_pairs, soft_label, Feedback, FeedbackConfig,
     FeedbackFiltered, Judgement, Labelled, PairToJudge, OPTIONS,

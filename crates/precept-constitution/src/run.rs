@@ -15,7 +15,7 @@ use serde_json::Value;
 use crate::constitution::Constitution;
 use crate::critique::{critique_and_revise, LoopConfig, Revised};
 use crate::error::{ConstitutionError, Result};
-use crate::expected::{keeps_to, select, Candidate, ReplySource, Selection};
+use crate::expected::{draw_answers, keeps_to, select, Candidate, DrawConfig, ReplySource, Selection};
 use crate::feedback::{label_pairs, Feedback, FeedbackConfig, Labelled};
 use crate::filter::usable_text;
 use crate::journal::{Counts, Outputs, PREFS_FILE, PROGRESS_FILE, SFT_FILE};
@@ -41,6 +41,9 @@ pub struct RunSettings {
     /// A system message given to every prompt that has none.
     #[serde(default)]
     pub system: Option<String>,
+    /// Extra short answers for prompts with an expected behaviour, when asked for.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub draws: Option<DrawConfig>,
 }
 
 /// A run of [`constitute`].
@@ -101,6 +104,9 @@ impl RunConfig {
         }
         if self.batch == 0 {
             return Err(ConstitutionError::Setting { setting: "batch", problem: "must be at least 1".into() });
+        }
+        if let Some(draws) = &self.settings.draws {
+            draws.validate()?;
         }
         if let Some(feedback) = &self.settings.feedback {
             feedback.validate()?;
@@ -191,9 +197,19 @@ pub fn constitute<G: Generate>(
             }
             None => None,
         };
+        let drawn = match &config.settings.draws {
+            Some(draws) => {
+                let draws = DrawConfig {
+                    settings: GenerateSettings { seed: config.settings.seed, ..draws.settings.clone() },
+                    ..draws.clone()
+                };
+                draw_answers(generator, batch, &draws)?
+            }
+            None => vec![Vec::new(); batch.len()],
+        };
         for (i, (prompt, outcome)) in batch.iter().zip(revised).enumerate() {
             let labelled = feedback.as_ref().and_then(|labelled| labelled.get(i));
-            let (line, sft, prefs) = records(prompt, outcome, labelled, &provenance);
+            let (line, sft, prefs) = records(prompt, outcome, labelled, &drawn[i], &provenance);
             outputs.append(line, sft.as_ref(), prefs.as_ref())?;
             finished_now += 1;
         }
@@ -212,6 +228,7 @@ fn records(
     prompt: &PromptRecord,
     outcome: Revised,
     labelled: Option<&Labelled>,
+    drawn: &[String],
     provenance: &Provenance,
 ) -> (ProgressLine, Option<SftLine>, Option<PrefsLine>) {
     let mut filtered = Vec::new();
@@ -247,6 +264,7 @@ fn records(
         answer: answer.as_deref(),
         answer_complete,
         samples: labelled.map(|l| l.samples.as_slice()),
+        drawn,
     };
     let (sft, prefs) = match prompt.expected {
         None => lines.unchecked(&replies, feedback_pair),
@@ -272,6 +290,8 @@ struct Replies<'a> {
     answer_complete: bool,
     /// AI feedback's usable samples, when it ran.
     samples: Option<&'a [String]>,
+    /// The usable extra answers drawn for the expectation.
+    drawn: &'a [String],
 }
 
 /// Builds the records of one prompt.
@@ -317,6 +337,7 @@ impl Lines<'_> {
             .chain(
                 replies.samples.unwrap_or_default().iter().map(|text| Candidate { text, source: ReplySource::Sample }),
             )
+            .chain(replies.drawn.iter().map(|text| Candidate { text, source: ReplySource::Draw }))
             .collect();
         let Selection { target, contrast } = select(expected, &candidates);
         let Some(target) = target else {
@@ -459,6 +480,7 @@ mod tests {
                 generation: GenerateSettings::default(),
                 feedback: None,
                 system: None,
+                draws: None,
             },
         }
     }
@@ -671,6 +693,18 @@ mod tests {
         zero.settings.rounds = 0;
         let err = constitute(&mut Scripted::new(script), &constitution(), &prompts(1), &zero, &mut |_| {});
         assert_eq!(err.unwrap_err().to_string(), "setting `rounds` must be at least 1");
+        zero.settings.rounds = 1;
+        zero.settings.draws = Some(DrawConfig { count: 0, ..DrawConfig::default() });
+        let err = constitute(&mut Scripted::new(script), &constitution(), &prompts(1), &zero, &mut |_| {});
+        assert_eq!(err.unwrap_err().to_string(), "setting `draws` must be at least 1");
+        let mut greedy = DrawConfig::default();
+        greedy.settings.temperature = 0.0;
+        zero.settings.draws = Some(greedy);
+        let err = constitute(&mut Scripted::new(script), &constitution(), &prompts(1), &zero, &mut |_| {});
+        assert_eq!(
+            err.unwrap_err().to_string(),
+            "setting `draw temperature` must be positive (greedy draws would all be the same answer)"
+        );
         assert!(!dir.path().join(MANIFEST_FILE).exists());
     }
 }

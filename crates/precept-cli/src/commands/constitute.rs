@@ -9,7 +9,7 @@ use burn::tensor::backend::Backend;
 use clap::Args;
 use indicatif::ProgressBar;
 use precept_constitution::{
-    constitute, read_prompts, Constitution, FeedbackConfig, Manifest, RunConfig, RunProgress, RunSettings,
+    constitute, read_prompts, Constitution, DrawConfig, FeedbackConfig, Manifest, RunConfig, RunProgress, RunSettings,
 };
 use precept_data::GenerateSettings;
 use serde::Serialize;
@@ -71,6 +71,16 @@ pub struct ConstituteArgs {
     /// Keep AI-feedback pairs whose label is at least this (0.5 keeps all).
     #[arg(long, default_value_t = 0.5)]
     pub threshold: f64,
+    /// Extra short answers drawn per prompt that has an `expected` behaviour, so that one whose
+    /// loop replies all miss it may still give records (0 = none).
+    #[arg(long, default_value_t = 0)]
+    pub draws: usize,
+    /// Most new tokens of each drawn answer.
+    #[arg(long, default_value_t = 64)]
+    pub draw_max_new_tokens: usize,
+    /// Temperature of the drawn answers.
+    #[arg(long, default_value_t = 0.7)]
+    pub draw_temperature: f32,
     /// Leave the constitution's examples out of the conversation.
     #[arg(long)]
     pub no_few_shot: bool,
@@ -123,6 +133,16 @@ impl ConstituteArgs {
                 },
                 feedback,
                 system: self.system.clone(),
+                draws: (self.draws > 0).then(|| DrawConfig {
+                    count: self.draws,
+                    settings: GenerateSettings {
+                        max_new_tokens: self.draw_max_new_tokens,
+                        temperature: self.draw_temperature,
+                        top_p: 0.95,
+                        seed: self.seed,
+                        stop: Vec::new(),
+                    },
+                }),
             },
         })
     }
@@ -282,6 +302,9 @@ impl DeviceCommand for BenchConstitute {
             max_new_tokens: args.max_new_tokens,
             temperature: 0.0,
             feedback_temperature: 1.0,
+            draws: 0,
+            draw_max_new_tokens: 64,
+            draw_temperature: 0.7,
             clamp: None,
             threshold: 0.5,
             no_few_shot: false,
