@@ -192,6 +192,10 @@ batch_size = 4
         for name in ["quickstart.toml", "full.toml"] {
             let config = PipelineConfig::read(&configs.join(name)).unwrap();
             assert!(config.constitute.feedback && config.sft.merge && config.dpo.train.merge, "{name}");
+            assert!(
+                config.constitute.draws > 0,
+                "{name}: the shipped prompts expect something, and draws help keep to it"
+            );
         }
     }
 
