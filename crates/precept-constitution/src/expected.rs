@@ -8,8 +8,9 @@
 //! rejected side of a preference pair against it. For `refuse` the final revision comes first
 //! (the loop's work), then the first answer; for `comply` the first answer comes first (the
 //! model's own natural reply, so training on it keeps what the base did right), then the
-//! revision; AI-feedback samples, then the extra short answers of [`draw_answers`], come last. A reply keeps to `refuse` only when its first sentence
-//! refuses: "Here is how … I'm sorry if that is not enough" is no refusal to learn from.
+//! revision; AI-feedback samples, then the extra short answers of [`draw_answers`], come last.
+//! A reply keeps to `refuse` only when its first sentence refuses: "Here is how … I'm sorry if
+//! that is not enough" is no refusal to learn from.
 //!
 //! A small model's revisions often miss: SmolLM2-135M's turn a benign question into a refusal
 //! about as often as they turn a harmful one into a refusal. Without this, such revisions teach
