@@ -23,7 +23,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::critique::generate_checked;
 use crate::error::{ConstitutionError, Result};
-use crate::filter::usable_text;
+use crate::filter::{sentence_ends, usable_text};
 use crate::prompts::PromptRecord;
 
 /// Which reply of a prompt a record uses.
@@ -150,15 +150,7 @@ pub fn select<'a>(expected: Expected, candidates: &[Candidate<'a>]) -> Selection
 /// `text` up to the end of its first sentence or line.
 fn first_sentence(text: &str) -> &str {
     let text = text.trim_start();
-    let mut chars = text.char_indices().peekable();
-    while let Some((i, c)) = chars.next() {
-        let ends =
-            c == '\n' || (matches!(c, '.' | '!' | '?') && chars.peek().is_none_or(|(_, next)| next.is_whitespace()));
-        if ends {
-            return &text[..i + c.len_utf8()];
-        }
-    }
-    text
+    &text[..sentence_ends(text).next().unwrap_or(text.len())]
 }
 
 #[cfg(test)]

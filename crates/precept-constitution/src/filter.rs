@@ -87,18 +87,24 @@ pub fn usable_text(reply: &Reply) -> Option<String> {
     }
 }
 
-/// `text` up to the end of its last complete sentence or line: sentence punctuation followed by
-/// whitespace, or a line break.
+/// `text` up to the end of its last complete sentence or line.
 fn complete_sentences(text: &str) -> &str {
-    let mut end = 0;
+    text[..sentence_ends(text).last().unwrap_or(0)].trim_end()
+}
+
+/// The byte offset just past each sentence end of `text`: sentence punctuation followed by
+/// whitespace or the end of the text, or a line break. A number's point (`2.5`) is no end.
+pub(crate) fn sentence_ends(text: &str) -> impl Iterator<Item = usize> + '_ {
     let mut chars = text.char_indices().peekable();
-    while let Some((i, c)) = chars.next() {
-        let next_is_space = chars.peek().is_some_and(|(_, next)| next.is_whitespace());
-        if c == '\n' || (matches!(c, '.' | '!' | '?') && next_is_space) {
-            end = i + c.len_utf8();
+    std::iter::from_fn(move || {
+        while let Some((i, c)) = chars.next() {
+            let next_is_space = chars.peek().is_none_or(|(_, next)| next.is_whitespace());
+            if c == '\n' || (matches!(c, '.' | '!' | '?') && next_is_space) {
+                return Some(i + c.len_utf8());
+            }
         }
-    }
-    text[..end].trim_end()
+        None
+    })
 }
 
 /// Whether `text` repeats one of the `earlier` turns, up to case, spacing and a few characters,

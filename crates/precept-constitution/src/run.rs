@@ -601,7 +601,7 @@ mod tests {
         let mut asked: std::collections::HashMap<String, usize> = Default::default();
         // Revisions of `harm`, `benign` and `long` refuse, the others comply; of the three replies
         // to the bare prompt `sampled` (answer, then two feedback samples) the second refuses; the
-        // answer to `long` is cut off after two sentences.
+        // answer to `long` is cut off after two sentences; the one drawn answer to `drawn` refuses.
         let generator_script = move |messages: &[Message]| {
             let prompt = messages[0].content.clone();
             match messages[messages.len() - 1].content.as_str() {
@@ -615,7 +615,8 @@ mod tests {
                 _ => {
                     let asked = asked.entry(prompt.clone()).or_default();
                     *asked += 1;
-                    eos(&if prompt == "sampled" && *asked == 2 { REFUSAL.into() } else { format!("{prompt} {asked}") })
+                    let refuses = (prompt == "sampled" && *asked == 2) || (prompt == "drawn" && *asked == 4);
+                    eos(&if refuses { REFUSAL.into() } else { format!("{prompt} {asked}") })
                 }
             }
         };
@@ -628,9 +629,11 @@ mod tests {
             expecting("hopeless", Some(Expected::Refuse)),
             expecting("plain", None),
             expecting("long", Some(Expected::Comply)),
+            expecting("drawn", Some(Expected::Refuse)),
         ];
         let mut config = config(dir.path(), 8);
         config.settings.feedback = Some(FeedbackConfig::default());
+        config.settings.draws = Some(DrawConfig { count: 1, ..DrawConfig::default() });
         let manifest = constitute(&mut generator, &constitution(), &prompts, &config, &mut |_| {}).unwrap();
         let sft = lines(&dir.path().join(SFT_FILE));
         let targets: Vec<(&str, &str, &str)> = sft
@@ -648,6 +651,7 @@ mod tests {
                 ("sampled", REFUSAL, "sample"),
                 ("plain", "Sure, here it is.", "-"),
                 ("long", CUT_OFF, "answer"),
+                ("drawn", REFUSAL, "draw"),
             ]
         );
         let prefs = lines(&dir.path().join(PREFS_FILE));
@@ -666,9 +670,10 @@ mod tests {
         // Neither sample of `hopeless` refuses, so its AI-feedback pair is dropped; `plain` keeps its.
         assert_eq!(pairs[3].0, "plain");
         assert_eq!(pairs[3].2, "feedback");
-        assert_eq!(pairs.len(), 5);
+        assert_eq!(pairs[5], ("drawn", REFUSAL, "expected", &replies("draw", "revision")));
+        assert_eq!(pairs.len(), 6);
         assert_eq!(prefs[1]["rejected"][0]["content"], REFUSAL);
-        assert_eq!(manifest.counts.filtered["revision-missed-expected"], 3);
+        assert_eq!(manifest.counts.filtered["revision-missed-expected"], 4);
         assert_eq!(manifest.counts.filtered["expected-missed"], 1);
     }
 
