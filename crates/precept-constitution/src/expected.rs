@@ -40,16 +40,19 @@ pub enum ReplySource {
     Draw,
 }
 
+/// Added to the run's seed for the drawn answers, apart from the loop's and feedback's samples.
+const DRAW_SEED_OFFSET: u64 = 1000;
+
 /// Extra answers drawn per prompt that says what it expects, so that a prompt whose loop replies
 /// all miss may still give a record. They are short: what keeps to the expectation shows in the
 /// first sentences (a refusal is one sentence), and a longer answer counts with its complete
 /// sentences.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct DrawConfig {
-    /// Answers drawn per prompt (each draw is one batched call over the prompts).
+    /// Answers drawn per prompt (all of them in one batched call).
     pub count: usize,
-    /// Their decoding settings (a positive temperature, so they differ); draw `k` uses seed
-    /// `seed + 1000 + k`.
+    /// Their decoding settings (a positive temperature, so they differ); the call uses seed
+    /// `seed + 1000`.
     pub settings: GenerateSettings,
 }
 
@@ -90,15 +93,14 @@ pub fn draw_answers<G: Generate>(
     config: &DrawConfig,
 ) -> Result<Vec<Vec<String>>> {
     let expecting: Vec<usize> = (0..prompts.len()).filter(|&i| prompts[i].expected.is_some()).collect();
-    let conversations: Vec<Vec<Message>> = expecting.iter().map(|&i| prompts[i].context().to_vec()).collect();
+    // Every draw of every prompt in one call, so the generator may share each prompt's prefill.
+    let conversations: Vec<Vec<Message>> =
+        (0..config.count).flat_map(|_| expecting.iter().map(|&i| prompts[i].context().to_vec())).collect();
+    let seed = config.settings.seed.wrapping_add(DRAW_SEED_OFFSET);
+    let replies = generate_checked(generator, &conversations, &GenerateSettings { seed, ..config.settings.clone() })?;
     let mut drawn = vec![Vec::new(); prompts.len()];
-    for k in 0..config.count {
-        let seed = config.settings.seed.wrapping_add(1000 + k as u64);
-        let replies =
-            generate_checked(generator, &conversations, &GenerateSettings { seed, ..config.settings.clone() })?;
-        for (&i, reply) in expecting.iter().zip(&replies) {
-            drawn[i].extend(usable_text(reply));
-        }
+    for (&i, reply) in expecting.iter().cycle().zip(&replies) {
+        drawn[i].extend(usable_text(reply).ok());
     }
     Ok(drawn)
 }
@@ -209,8 +211,8 @@ mod tests {
         let drawn = draw_answers(&mut generator, &prompts, &config).unwrap();
         assert_eq!(drawn, [vec![], vec!["Sure."; 3]]);
         let seeds: Vec<u64> = generator.settings.iter().map(|s| s.seed).collect();
-        assert_eq!(seeds, [1005, 1006, 1007]);
-        assert!(generator.batches.iter().all(|b| b.len() == 1 && b[0][0].content == "R"));
+        assert_eq!(seeds, [1005], "one call draws them all");
+        assert!(generator.batches[0].len() == 3 && generator.batches[0].iter().all(|c| c[0].content == "R"));
     }
 
     #[test]

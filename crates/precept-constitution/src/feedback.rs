@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 use crate::constitution::{Comparison, Constitution};
 use crate::critique::{generate_checked, generator_error};
 use crate::error::{ConstitutionError, Result};
-use crate::filter::{check, usable_text, Degenerate};
+use crate::filter::{same_text, usable_text, Degenerate};
 use crate::prompts::PromptRecord;
 use crate::sample::{sample_weighted, SplitMix64};
 
@@ -27,8 +27,8 @@ const COMPARISON_CHOICE: usize = 1 << 20;
 /// Settings of AI feedback.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct FeedbackConfig {
-    /// Decoding settings of the two answers (a positive temperature, so they differ); the second
-    /// answer uses `seed + 1`.
+    /// Decoding settings of the two answers (a positive temperature, so they differ); both are
+    /// drawn in one call.
     pub samples: GenerateSettings,
     /// Clamp the label to `[low, high]` (the paper's chain-of-thought variant uses 0.4 and 0.6).
     pub clamp: Option<(f64, f64)>,
@@ -236,40 +236,34 @@ pub fn label_pairs<G: Generate>(
     config: &FeedbackConfig,
 ) -> Result<Vec<Labelled>> {
     let contexts: Vec<Vec<Message>> = prompts.iter().map(|p| p.context().to_vec()).collect();
-    let first = generate_checked(generator, &contexts, &config.samples)?;
-    let second_settings = GenerateSettings { seed: config.samples.seed.wrapping_add(1), ..config.samples.clone() };
-    let second = generate_checked(generator, &contexts, &second_settings)?;
+    // Both samples of every prompt in one call, so the generator may share each prompt's prefill.
+    let both: Vec<Vec<Message>> = contexts.iter().chain(&contexts).cloned().collect();
+    let replies = generate_checked(generator, &both, &config.samples)?;
+    let (first, second) = replies.split_at(prompts.len());
+    let usable: Vec<[std::result::Result<String, Degenerate>; 2]> =
+        first.iter().zip(second).map(|(a, b)| [usable_text(a), usable_text(b)]).collect();
     let mut outcomes: Vec<Option<Feedback>> = vec![None; prompts.len()];
-    let mut to_judge = Vec::new();
-    for (i, (a, b)) in first.iter().zip(&second).enumerate() {
-        let filtered = match (check(a, None), check(b, None)) {
-            (Some(reason), _) | (None, Some(reason)) => Some(FeedbackFiltered::Degenerate(reason)),
-            (None, None) if check(b, Some(&a.text)) == Some(Degenerate::Unrevised) => Some(FeedbackFiltered::Identical),
-            (None, None) => None,
-        };
-        match filtered {
-            Some(reason) => outcomes[i] = Some(Feedback::Filtered(reason)),
-            None => to_judge.push(i),
+    let mut to_judge: Vec<(usize, &str, &str)> = Vec::new();
+    for (i, samples) in usable.iter().enumerate() {
+        match samples {
+            [Ok(a), Ok(b)] if same_text(a, b) => outcomes[i] = Some(Feedback::Filtered(FeedbackFiltered::Identical)),
+            [Ok(a), Ok(b)] => to_judge.push((i, a, b)),
+            [Err(reason), _] | [_, Err(reason)] => {
+                outcomes[i] = Some(Feedback::Filtered(FeedbackFiltered::Degenerate(*reason)));
+            }
         }
     }
     let comparisons: Vec<&Comparison> = to_judge
         .iter()
-        .map(|&i| choose_comparison(constitution, config.seed, &prompts[i].id))
+        .map(|&(i, ..)| choose_comparison(constitution, config.seed, &prompts[i].id))
         .collect::<Result<_>>()?;
-    let answers = |i: usize| (first[i].text.trim(), second[i].text.trim());
     let pairs: Vec<PairToJudge<'_>> = to_judge
         .iter()
         .zip(&comparisons)
-        .map(|(&i, comparison)| PairToJudge {
-            context: &contexts[i],
-            comparison,
-            first: answers(i).0,
-            second: answers(i).1,
-        })
+        .map(|(&(i, first, second), comparison)| PairToJudge { context: &contexts[i], comparison, first, second })
         .collect();
     let judgements = judge(generator, &pairs, config.clamp)?;
-    for (&i, judgement) in to_judge.iter().zip(judgements) {
-        let (a, b) = answers(i);
+    for (&(i, a, b), judgement) in to_judge.iter().zip(judgements) {
         let (chosen, rejected, score) =
             if judgement.label >= 0.5 { (a, b, judgement.label) } else { (b, a, 1.0 - judgement.label) };
         outcomes[i] = Some(if score >= config.threshold {
@@ -282,14 +276,14 @@ pub fn label_pairs<G: Generate>(
     Ok(outcomes
         .into_iter()
         .flatten()
-        .zip(first.iter().zip(&second))
-        .map(|(feedback, (a, b))| Labelled { feedback, samples: [a, b].into_iter().filter_map(usable_text).collect() })
+        .zip(&usable)
+        .map(|(feedback, samples)| Labelled { feedback, samples: samples.iter().flatten().cloned().collect() })
         .collect())
 }
 
 #[cfg(test)]
 mod tests {
-    use precept_data::normalise_log_probabilities;
+    use precept_data::{normalise_log_probabilities, FinishReason, Reply};
 
     use super::*;
     use crate::testing::{eos, small_constitution as constitution, Scripted};
@@ -330,8 +324,8 @@ mod tests {
         assert!((judgement.first_as_a[0] - 0.8175744761936437).abs() < 1e-12);
         assert!((judgement.first_as_b[1] - 0.6224593312018546).abs() < 1e-12);
         assert!((score - 0.7200169036977491).abs() < 1e-12, "{score}");
-        // The second answer was sampled with the next seed.
-        assert_eq!(generator.settings[1].seed, generator.settings[0].seed + 1);
+        // Both answers were sampled in one call.
+        assert_eq!(generator.batches.len(), 2, "one call samples, one judges");
     }
 
     #[test]
@@ -368,11 +362,34 @@ mod tests {
         let mut same = Scripted::new(|_| eos("same"));
         let outcome = label_pairs(&mut same, &constitution(), &prompts, &FeedbackConfig::default()).unwrap();
         assert_eq!(outcome[0].feedback, Feedback::Filtered(FeedbackFiltered::Identical));
-        assert_eq!(same.batches.len(), 2, "nothing is judged");
+        assert_eq!(same.batches.len(), 1, "nothing is judged");
         let mut empty = Scripted::new(|_| eos(""));
         let outcome = label_pairs(&mut empty, &constitution(), &prompts, &FeedbackConfig::default()).unwrap();
         assert_eq!(outcome[0].feedback, Feedback::Filtered(FeedbackFiltered::Degenerate(Degenerate::Empty)));
         assert!(outcome[0].samples.is_empty(), "empty answers are not usable replies");
+    }
+
+    #[test]
+    fn cut_off_samples_are_judged_on_their_complete_sentences() {
+        let cut = |text: &str| Reply { text: text.into(), token_ids: Vec::new(), finish: FinishReason::Length };
+        let good = "Store the bleach away from acids and ammonia. Keep the room aired while you clean. Rinse";
+        let mut generator = two_answers();
+        let mut calls = 0;
+        generator.reply = Box::new(move |_| {
+            calls += 1;
+            if calls == 1 {
+                cut(good)
+            } else {
+                cut("Short. And")
+            }
+        });
+        let prompts = [PromptRecord::user("x", "Q")];
+        let outcome = label_pairs(&mut generator, &constitution(), &prompts, &FeedbackConfig::default()).unwrap();
+        assert_eq!(outcome[0].feedback, Feedback::Filtered(FeedbackFiltered::Degenerate(Degenerate::Truncated)));
+        assert_eq!(outcome[0].samples, [&good[..good.len() - " Rinse".len()]]);
+        generator.reply = Box::new(move |_| cut(good));
+        let outcome = label_pairs(&mut generator, &constitution(), &prompts, &FeedbackConfig::default()).unwrap();
+        assert_eq!(outcome[0].feedback, Feedback::Filtered(FeedbackFiltered::Identical), "compared as cut");
     }
 
     #[test]

@@ -75,15 +75,19 @@ pub fn check(reply: &Reply, revised: Option<&str>) -> Option<Degenerate> {
 
 /// The text of `reply` that a record may train on: all of it when [`check`] passes; when it was
 /// only cut off at the token limit, its complete sentences (at least twelve words of them, not
-/// repetitive); otherwise nothing.
-pub fn usable_text(reply: &Reply) -> Option<String> {
+/// repetitive).
+///
+/// # Errors
+/// The reason from [`check`] when nothing is usable.
+pub fn usable_text(reply: &Reply) -> std::result::Result<String, Degenerate> {
     match check(reply, None) {
-        None => Some(reply.text.trim().to_owned()),
+        None => Ok(reply.text.trim().to_owned()),
         Some(Degenerate::Truncated) => {
             let kept = complete_sentences(reply.text.trim());
-            (kept.split_whitespace().count() >= MIN_WORDS && !is_repetitive(kept)).then(|| kept.to_owned())
+            let usable = kept.split_whitespace().count() >= MIN_WORDS && !is_repetitive(kept);
+            usable.then(|| kept.to_owned()).ok_or(Degenerate::Truncated)
         }
-        Some(_) => None,
+        Some(reason) => Err(reason),
     }
 }
 
@@ -118,7 +122,7 @@ pub fn copies_earlier<'a>(text: &str, earlier: impl IntoIterator<Item = &'a str>
 
 /// Whether `a` and `b` are the same text up to case, spacing and, in texts of
 /// [`FUZZY_CHARS`] or more, a few characters.
-fn same_text(a: &str, b: &str) -> bool {
+pub(crate) fn same_text(a: &str, b: &str) -> bool {
     let (a, b) = (normalise(a), normalise(b));
     a == b || (a.len().min(b.len()) >= FUZZY_CHARS && strsim::normalized_levenshtein(&a, &b) >= SAME_TEXT)
 }
@@ -200,7 +204,7 @@ mod tests {
 
     #[test]
     fn a_cut_off_reply_keeps_its_complete_sentences() {
-        let cut = |text: &str| usable_text(&reply(text, FinishReason::Length));
+        let cut = |text: &str| usable_text(&reply(text, FinishReason::Length)).ok();
         let long = "Bleach releases chlorine gas with acids. The gas burns the eyes and lungs. \
                     Ventilate the room and leave it. Call poison control if anyone";
         assert_eq!(
@@ -214,8 +218,9 @@ mod tests {
         assert_eq!(cut(&format!("{}And then", "I will help you with that today. ".repeat(4))), None);
         // A number's point is not a sentence end.
         assert_eq!(cut("Take 2.5 mg of it with food and water, then wait for a while before the next"), None);
-        assert_eq!(usable_text(&reply(" Fine. ", FinishReason::Eos)).as_deref(), Some("Fine."));
-        assert_eq!(usable_text(&reply("", FinishReason::Eos)), None);
+        assert_eq!(usable_text(&reply(" Fine. ", FinishReason::Eos)).as_deref(), Ok("Fine."));
+        assert_eq!(usable_text(&reply("", FinishReason::Eos)), Err(Degenerate::Empty));
+        assert_eq!(usable_text(&reply("One short sentence. And", FinishReason::Length)), Err(Degenerate::Truncated));
     }
 
     #[test]

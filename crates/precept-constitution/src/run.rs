@@ -329,7 +329,7 @@ impl Lines<'_> {
         let finish = if replies.answer_complete { FinishReason::Eos } else { FinishReason::Length };
         let answer = replies
             .answer
-            .and_then(|text| usable_text(&Reply { text: text.to_owned(), token_ids: Vec::new(), finish }));
+            .and_then(|text| usable_text(&Reply { text: text.to_owned(), token_ids: Vec::new(), finish }).ok());
         let answer = answer.as_deref();
         let candidates: Vec<Candidate<'_>> = [(replies.revision, ReplySource::Revision), (answer, ReplySource::Answer)]
             .into_iter()

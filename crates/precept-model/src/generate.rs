@@ -2,8 +2,11 @@
 //!
 //! Prompts of different lengths are left-padded into one batch; padding keys are masked and
 //! positions start at each prompt's first real token, so a row decodes exactly as it would alone.
-//! Decoding reuses an explicit [`KvCache`]: one prefill pass, then one token per
-//! row per step.
+//! Decoding reuses an explicit [`KvCache`]: one prefill pass, then one token per row per step.
+//! Rows with the same prompt (several samples of one conversation) share one prefill row, which
+//! the cache copies to each of them after the first step.
+
+use std::collections::HashMap;
 
 use burn::tensor::backend::Backend;
 use burn::tensor::{Int, Tensor, TensorData};
@@ -109,13 +112,6 @@ fn decode<B: Backend>(
 ) -> Result<Vec<Generation>> {
     check_prompts(model, prompts, limits)?;
     let device = model.model.embed_tokens.weight.device();
-    let longest = prompts.iter().map(Vec::len).max().unwrap_or(0);
-    let mut pads: Vec<usize> = prompts.iter().map(|p| longest - p.len()).collect();
-    let mut ids: Vec<i64> = Vec::with_capacity(prompts.len() * longest);
-    for (prompt, &pad) in prompts.iter().zip(&pads) {
-        ids.extend(std::iter::repeat_n(0, pad));
-        ids.extend(prompt.iter().map(|&t| t as i64));
-    }
     let mut rows: Vec<Row> =
         prompts.iter().map(|p| Row { context: p.clone(), generated: Vec::new(), finish: None }).collect();
     // Original indices of the rows still in the batch, in batch order.
@@ -126,22 +122,30 @@ fn decode<B: Backend>(
     if active.is_empty() {
         return Ok(rows.into_iter().map(Row::into_generation).collect());
     }
-    let mut cache = model.new_cache();
-    let mut step_tokens = Tensor::<B, 2, Int>::from_data(TensorData::new(ids, [prompts.len(), longest]), &device);
-    let mut step_inputs = AttentionInputs::left_padded(&pads, longest, 0, &device);
-    if active.len() < prompts.len() {
-        step_tokens = step_tokens.select(0, row_indices::<B>(&active, &device));
-        pads = active.iter().map(|&i| pads[i]).collect();
-        step_inputs = AttentionInputs::left_padded(&pads, longest, 0, &device);
+    // Rows with the same prompt share one prefill; `cache_rows[position]` is the cache row (and
+    // logits row) of each active row until the cache is expanded after the first step.
+    let (prefilled, mut cache_rows) = distinct_prompts(prompts, &active);
+    let longest = prefilled.iter().map(|&i| prompts[i].len()).max().unwrap_or(0);
+    let prefill_pads: Vec<usize> = prefilled.iter().map(|&i| longest - prompts[i].len()).collect();
+    let mut pads: Vec<usize> = active.iter().map(|&i| longest - prompts[i].len()).collect();
+    let mut ids: Vec<i64> = Vec::with_capacity(prefilled.len() * longest);
+    for (&i, &pad) in prefilled.iter().zip(&prefill_pads) {
+        ids.extend(std::iter::repeat_n(0, pad));
+        ids.extend(prompts[i].iter().map(|&t| t as i64));
     }
+    let mut cache = model.new_cache();
+    let mut cache_batch = prefilled.len();
+    let mut step_tokens = Tensor::<B, 2, Int>::from_data(TensorData::new(ids, [prefilled.len(), longest]), &device);
+    let mut step_inputs = AttentionInputs::left_padded(&prefill_pads, longest, 0, &device);
     for step in 0.. {
         let logits = last_logits(model, step_tokens, &step_inputs, &mut cache);
-        let vocab = logits.len() / active.len();
+        let vocab = logits.len() / cache_batch;
         let mut kept = Vec::with_capacity(active.len());
         let mut next = Vec::with_capacity(active.len());
         for (position, &index) in active.iter().enumerate() {
             let row = &mut rows[index];
-            let raw = &logits[position * vocab..(position + 1) * vocab];
+            let at = cache_rows[position];
+            let raw = &logits[at * vocab..(at + 1) * vocab];
             let token = choose(index, &mut raw.to_vec(), &row.context);
             row.context.push(token);
             row.generated.push(token);
@@ -161,21 +165,35 @@ fn decode<B: Backend>(
         if kept.is_empty() {
             break;
         }
-        if kept.len() < active.len() {
-            cache.retain_rows(&kept);
-            pads = kept.iter().map(|&p| pads[p]).collect();
-            active = kept.iter().map(|&p| active[p]).collect();
+        let expanded: Vec<usize> = kept.iter().map(|&p| cache_rows[p]).collect();
+        if expanded.len() != cache_batch || expanded.iter().enumerate().any(|(row, &at)| row != at) {
+            cache.retain_rows(&expanded);
+            cache_batch = expanded.len();
         }
+        pads = kept.iter().map(|&p| pads[p]).collect();
+        active = kept.iter().map(|&p| active[p]).collect();
+        cache_rows = (0..active.len()).collect();
         step_tokens = Tensor::from_data(TensorData::new(next, [active.len(), 1]), &device);
         step_inputs = AttentionInputs::left_padded(&pads, 1, cache.len(), &device);
     }
     Ok(rows.into_iter().map(Row::into_generation).collect())
 }
 
-/// `indices` as a 1-D int tensor, for `select`.
-fn row_indices<B: Backend>(indices: &[usize], device: &B::Device) -> Tensor<B, 1, Int> {
-    let ids: Vec<i64> = indices.iter().map(|&i| i as i64).collect();
-    Tensor::from_data(TensorData::new(ids, [indices.len()]), device)
+/// The first row of each distinct prompt among `active` rows, and for each active row the position
+/// of its prompt in that list.
+fn distinct_prompts(prompts: &[Vec<u32>], active: &[usize]) -> (Vec<usize>, Vec<usize>) {
+    let mut first_rows: Vec<usize> = Vec::new();
+    let mut seen: HashMap<&[u32], usize> = HashMap::new();
+    let positions = active
+        .iter()
+        .map(|&row| {
+            *seen.entry(prompts[row].as_slice()).or_insert_with(|| {
+                first_rows.push(row);
+                first_rows.len() - 1
+            })
+        })
+        .collect();
+    (first_rows, positions)
 }
 
 /// One prompt's decoding state.

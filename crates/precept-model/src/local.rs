@@ -48,34 +48,61 @@ impl<B: Backend> LocalGenerator<B> {
             .collect()
     }
 
-    /// `Σ log p(continuation | prefix)` for each `(prefix, continuation)` pair.
-    fn continuation_log_probs(&self, pairs: &[(&[u32], &[u32])]) -> Vec<f64> {
+    /// `Σ log p(option | prompt)` for every prompt and option, `[prompt][option]`. Each chunk of
+    /// prompts is prefilled once; every option (non-empty, as the caller checks) then continues
+    /// from a copy of its KV cache.
+    fn option_log_probs(&self, prompts: &[Vec<u32>], options: &[Vec<u32>]) -> Vec<Vec<f64>> {
         let device = self.model.model.embed_tokens.weight.device();
-        let mut scores = Vec::with_capacity(pairs.len());
-        for chunk in pairs.chunks(SCORING_BATCH) {
-            let longest = chunk.iter().map(|(p, c)| p.len() + c.len()).max().unwrap_or(0);
-            let pads: Vec<usize> = chunk.iter().map(|(p, c)| longest - p.len() - c.len()).collect();
-            let mut ids = Vec::with_capacity(chunk.len() * longest);
-            for ((prefix, continuation), &pad) in chunk.iter().zip(&pads) {
+        let mut scores = Vec::with_capacity(prompts.len());
+        for chunk in prompts.chunks(SCORING_BATCH) {
+            let batch = chunk.len();
+            let longest = chunk.iter().map(Vec::len).max().unwrap_or(0);
+            let pads: Vec<usize> = chunk.iter().map(|p| longest - p.len()).collect();
+            let mut ids = Vec::with_capacity(batch * longest);
+            for (prompt, &pad) in chunk.iter().zip(&pads) {
                 ids.extend(std::iter::repeat_n(0i64, pad));
-                ids.extend(prefix.iter().chain(continuation.iter()).map(|&t| t as i64));
+                ids.extend(prompt.iter().map(|&t| t as i64));
             }
-            let tokens = Tensor::<B, 2, Int>::from_data(TensorData::new(ids, [chunk.len(), longest]), &device);
+            let tokens = Tensor::<B, 2, Int>::from_data(TensorData::new(ids, [batch, longest]), &device);
+            let mut cache = self.model.new_cache();
             let inputs = AttentionInputs::left_padded(&pads, longest, 0, &device);
-            let hidden = self.model.model.forward(tokens, &inputs, None);
+            let hidden = self.model.model.forward(tokens, &inputs, Some(&mut cache));
             let d_model = hidden.dims()[2];
-            for (row, (_, continuation)) in chunk.iter().enumerate() {
-                // Positions longest-n-1 .. longest-2 predict the n continuation tokens.
-                let n = continuation.len();
-                let states = hidden.clone().slice([row..row + 1, longest - n - 1..longest - 1, 0..d_model]);
-                let log_probs = log_softmax(self.model.logits(states), 2);
-                let targets: Vec<i64> = continuation.iter().map(|&t| t as i64).collect();
-                let targets = Tensor::<B, 3, Int>::from_data(TensorData::new(targets, [1, n, 1]), &device);
-                let picked = log_probs.gather(2, targets).into_data().convert::<f64>().into_vec::<f64>();
-                scores.push(picked.unwrap_or_default().iter().sum());
+            let last = self.log_probs(hidden.slice([0..batch, longest - 1..longest, 0..d_model]));
+            let vocab = last.len() / batch;
+            let mut chunk_scores = vec![vec![0.0; options.len()]; batch];
+            for (o, option) in options.iter().enumerate() {
+                for (row, score) in chunk_scores.iter_mut().enumerate() {
+                    score[o] = f64::from(last[row * vocab + option[0] as usize]);
+                }
+                let rest = option.len() - 1;
+                if rest == 0 {
+                    continue;
+                }
+                // The option's tokens but the last, after each prompt, predict its tokens after the first.
+                let fed: Vec<i64> = (0..batch).flat_map(|_| option[..rest].iter().map(|&t| t as i64)).collect();
+                let fed = Tensor::<B, 2, Int>::from_data(TensorData::new(fed, [batch, rest]), &device);
+                let inputs = AttentionInputs::left_padded(&pads, rest, longest, &device);
+                let hidden = self.model.model.forward(fed, &inputs, Some(&mut cache.clone()));
+                let log_probs = self.log_probs(hidden);
+                for (row, score) in chunk_scores.iter_mut().enumerate() {
+                    let row_log_probs = &log_probs[row * rest * vocab..(row + 1) * rest * vocab];
+                    score[o] += option[1..]
+                        .iter()
+                        .enumerate()
+                        .map(|(i, &token)| f64::from(row_log_probs[i * vocab + token as usize]))
+                        .sum::<f64>();
+                }
             }
+            scores.extend(chunk_scores);
         }
         scores
+    }
+
+    /// Log-softmax of the logits of `hidden` states, flattened `[batch · seq · vocab]`.
+    fn log_probs(&self, hidden: Tensor<B, 3>) -> Vec<f32> {
+        // f32 conversion of backend data cannot fail for a float tensor.
+        log_softmax(self.model.logits(hidden), 2).into_data().convert::<f32>().into_vec::<f32>().unwrap_or_default()
     }
 }
 
@@ -96,7 +123,16 @@ impl<B: Backend> Generate for LocalGenerator<B> {
         };
         let mut texts: Vec<ReplyText> =
             prompts.iter().map(|_| ReplyText::new(&self.tokenizer, &settings.stop)).collect();
+        let started = std::time::Instant::now();
         let generations = generate(&self.model, &prompts, &config, |row, token| texts[row].push(token))?;
+        tracing::debug!(
+            rows = prompts.len(),
+            prompt_tokens = prompts.iter().map(Vec::len).sum::<usize>(),
+            new_tokens = generations.iter().map(|g| g.ids.len()).sum::<usize>(),
+            longest = generations.iter().map(|g| g.ids.len()).max().unwrap_or(0),
+            seconds = started.elapsed().as_secs_f64(),
+            "generated"
+        );
         Ok(generations
             .into_iter()
             .zip(&texts)
@@ -119,12 +155,15 @@ impl<B: Backend> Generate for LocalGenerator<B> {
         if let Some(empty) = options.iter().zip(&option_ids).find(|(_, ids)| ids.is_empty()) {
             return Err(ModelError::EmptyOption { option: empty.0.clone() });
         }
-        let pairs: Vec<(&[u32], &[u32])> = prompts
-            .iter()
-            .flat_map(|prompt| option_ids.iter().map(move |option| (prompt.as_slice(), option.as_slice())))
-            .collect();
-        let scores = self.continuation_log_probs(&pairs);
-        Ok(scores.chunks(options.len().max(1)).map(normalise_log_probabilities).collect())
+        let started = std::time::Instant::now();
+        let scores = self.option_log_probs(&prompts, &option_ids);
+        tracing::debug!(
+            rows = prompts.len(),
+            prompt_tokens = prompts.iter().map(Vec::len).sum::<usize>(),
+            seconds = started.elapsed().as_secs_f64(),
+            "scored options"
+        );
+        Ok(scores.iter().map(|scores| normalise_log_probabilities(scores)).collect())
     }
 }
 

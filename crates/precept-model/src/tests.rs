@@ -132,6 +132,28 @@ fn rows_with_their_own_settings_decode_as_they_would_alone() {
 }
 
 #[test]
+fn rows_sharing_a_prompt_share_its_prefill_and_decode_as_they_would_alone() {
+    use crate::generate::{generate_each, RowRequest};
+    use crate::sampling::SamplingConfig;
+    let config = LlamaConfig::tiny();
+    let model = tiny_model(&config);
+    let prompts: [Vec<u32>; 2] = [vec![5, 9, 14], vec![21, 3]];
+    let row = |prompt: usize, max_new_tokens: usize, temperature: f32, seed: u64| RowRequest {
+        prompt: prompts[prompt].clone(),
+        max_new_tokens,
+        sampling: SamplingConfig { temperature, seed, ..SamplingConfig::default() },
+    };
+    // Duplicates before and after another prompt, one finishing early, sampled and greedy.
+    let rows = [row(0, 6, 1.0, 0), row(1, 6, 0.0, 0), row(0, 6, 1.0, 1), row(0, 2, 0.0, 0), row(1, 6, 1.0, 3)];
+    let together = generate_each(&model, &rows, &[], |_, _, _| false).unwrap();
+    assert_ne!(together[0], together[2], "different seeds draw different continuations");
+    for (i, (row, generation)) in rows.iter().zip(&together).enumerate() {
+        let alone = generate_each(&model, std::slice::from_ref(row), &[], |_, _, _| false).unwrap();
+        assert_eq!(alone[0], *generation, "row {i}");
+    }
+}
+
+#[test]
 fn generation_stops_at_eos_and_when_the_observer_asks() {
     let config = LlamaConfig::tiny();
     let model = tiny_model(&config);

@@ -124,17 +124,30 @@ impl RemoteGenerator {
             .map_err(|e| Failure::Fatal(RemoteError::Malformed { url: url.to_owned(), message: e.to_string() }))
     }
 
-    fn request(&self, conversation: &[Message], settings: &GenerateSettings) -> ChatRequest {
+    fn request(&self, conversation: &[Message], settings: &GenerateSettings, seed: u64) -> ChatRequest {
         ChatRequest {
             model: self.config.model.clone(),
             messages: conversation.iter().map(Into::into).collect(),
             max_tokens: Some(settings.max_new_tokens),
             temperature: Some(settings.temperature),
             top_p: Some(settings.top_p),
-            seed: Some(settings.seed),
+            seed: Some(seed),
             stop: (!settings.stop.is_empty()).then(|| StopStrings::Many(settings.stop.clone())),
             ..ChatRequest::default()
         }
+    }
+}
+
+impl RemoteGenerator {
+    /// One request per conversation, each with its own seed (`seed + index`), so that the same
+    /// conversation twice in one call (several samples of one prompt) draws different replies, as
+    /// it does from a local model.
+    fn sampling_requests(&self, conversations: &[Vec<Message>], settings: &GenerateSettings) -> Vec<ChatRequest> {
+        conversations
+            .iter()
+            .enumerate()
+            .map(|(i, c)| self.request(c, settings, settings.seed.wrapping_add(i as u64)))
+            .collect()
     }
 }
 
@@ -142,8 +155,7 @@ impl Generate for RemoteGenerator {
     type Error = RemoteError;
 
     fn generate(&mut self, conversations: &[Vec<Message>], settings: &GenerateSettings) -> Result<Vec<Reply>> {
-        let requests: Vec<ChatRequest> = conversations.iter().map(|c| self.request(c, settings)).collect();
-        self.complete_all(&requests)?
+        self.complete_all(&self.sampling_requests(conversations, settings))?
             .into_iter()
             .map(|(url, completion)| {
                 let choice = completion
@@ -165,7 +177,11 @@ impl Generate for RemoteGenerator {
         let settings = GenerateSettings { max_new_tokens: OPTION_TOKENS, ..GenerateSettings::default() };
         let requests: Vec<ChatRequest> = conversations
             .iter()
-            .map(|c| ChatRequest { logprobs: true, top_logprobs: Some(TOP_LOGPROBS), ..self.request(c, &settings) })
+            .map(|c| ChatRequest {
+                logprobs: true,
+                top_logprobs: Some(TOP_LOGPROBS),
+                ..self.request(c, &settings, settings.seed)
+            })
             .collect();
         self.complete_all(&requests)?
             .into_iter()
@@ -234,6 +250,16 @@ mod tests {
         let stop = ["END".to_owned(), "##".to_owned()];
         assert_eq!(cut_at_stop("a ## b END".into(), &stop), "a ");
         assert_eq!(cut_at_stop("plain".into(), &stop), "plain");
+    }
+
+    #[test]
+    fn samples_of_one_conversation_in_one_call_get_their_own_seeds() {
+        let client = RemoteGenerator::new(RemoteConfig::new(vec!["http://h:8000".into()], "m")).unwrap();
+        let conversation = vec![Message::user("hi")];
+        let settings = GenerateSettings { seed: 7, ..GenerateSettings::default() };
+        let requests = client.sampling_requests(&[conversation.clone(), conversation], &settings);
+        let seeds: Vec<Option<u64>> = requests.iter().map(|r| r.seed).collect();
+        assert_eq!(seeds, [Some(7), Some(8)]);
     }
 
     #[test]

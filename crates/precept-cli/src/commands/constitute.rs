@@ -65,6 +65,10 @@ pub struct ConstituteArgs {
     /// Temperature of the two answers sampled for AI feedback.
     #[arg(long, default_value_t = 1.0)]
     pub feedback_temperature: f32,
+    /// Most new tokens of each answer sampled for AI feedback (default: `--max-new-tokens`); a
+    /// cut-off answer is compared on its complete sentences.
+    #[arg(long)]
+    pub feedback_max_new_tokens: Option<usize>,
     /// Clamp AI-feedback labels to LOW,HIGH (the paper's chain-of-thought variant: 0.4,0.6).
     #[arg(long, value_delimiter = ',', value_name = "LOW,HIGH")]
     pub clamp: Option<Vec<f64>>,
@@ -106,7 +110,7 @@ impl ConstituteArgs {
         };
         let feedback = self.feedback.then(|| FeedbackConfig {
             samples: GenerateSettings {
-                max_new_tokens: self.max_new_tokens,
+                max_new_tokens: self.feedback_max_new_tokens.unwrap_or(self.max_new_tokens),
                 temperature: self.feedback_temperature,
                 top_p: 0.95,
                 seed: self.seed,
@@ -302,6 +306,7 @@ impl DeviceCommand for BenchConstitute {
             max_new_tokens: args.max_new_tokens,
             temperature: 0.0,
             feedback_temperature: 1.0,
+            feedback_max_new_tokens: None,
             draws: 0,
             draw_max_new_tokens: 64,
             draw_temperature: 0.7,
