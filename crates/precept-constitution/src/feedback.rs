@@ -104,8 +104,8 @@ pub enum Feedback {
 /// ([`usable_text`]), which [`crate::expected`] may also draw on.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Labelled {
-    /// The pair, or why there is none.
-    pub feedback: Feedback,
+    /// The pair, or why there is none; `None` when the prompt was not judged.
+    pub feedback: Option<Feedback>,
     /// The usable text of each sampled answer that has one, first sample first.
     pub samples: Vec<String>,
 }
@@ -224,7 +224,10 @@ pub fn judge<G: Generate>(
         .collect()
 }
 
-/// Samples two answers per prompt, judges them and returns one outcome per prompt, in order.
+/// The usable text of a prompt's two sampled answers ([`usable_text`]), or why one has none.
+pub type SampledPair = [std::result::Result<String, Degenerate>; 2];
+
+/// Samples two answers per prompt, judges every pair and returns one outcome per prompt, in order.
 ///
 /// # Errors
 /// [`ConstitutionError::NoComparisons`] when the constitution has none, and the errors of
@@ -235,16 +238,45 @@ pub fn label_pairs<G: Generate>(
     prompts: &[PromptRecord],
     config: &FeedbackConfig,
 ) -> Result<Vec<Labelled>> {
+    let sampled = sample_pairs(generator, prompts, config)?;
+    judge_sampled(generator, constitution, prompts, &sampled, &vec![true; prompts.len()], config)
+}
+
+/// Samples two answers per prompt, all in one call, so the generator may share each prompt's
+/// prefill.
+///
+/// # Errors
+/// The generator's errors.
+pub fn sample_pairs<G: Generate>(
+    generator: &mut G,
+    prompts: &[PromptRecord],
+    config: &FeedbackConfig,
+) -> Result<Vec<SampledPair>> {
     let contexts: Vec<Vec<Message>> = prompts.iter().map(|p| p.context().to_vec()).collect();
-    // Both samples of every prompt in one call, so the generator may share each prompt's prefill.
     let both: Vec<Vec<Message>> = contexts.iter().chain(&contexts).cloned().collect();
     let replies = generate_checked(generator, &both, &config.samples)?;
     let (first, second) = replies.split_at(prompts.len());
-    let usable: Vec<[std::result::Result<String, Degenerate>; 2]> =
-        first.iter().zip(second).map(|(a, b)| [usable_text(a), usable_text(b)]).collect();
+    Ok(first.iter().zip(second).map(|(a, b)| [usable_text(a), usable_text(b)]).collect())
+}
+
+/// Judges the sampled pairs of the prompts marked in `wanted` (the others get no feedback, and
+/// cost no comparison) and returns one outcome per prompt, in order.
+///
+/// # Errors
+/// [`ConstitutionError::NoComparisons`] when the constitution has none, and the errors of
+/// [`judge`].
+pub fn judge_sampled<G: Generate>(
+    generator: &mut G,
+    constitution: &Constitution,
+    prompts: &[PromptRecord],
+    sampled: &[SampledPair],
+    wanted: &[bool],
+    config: &FeedbackConfig,
+) -> Result<Vec<Labelled>> {
+    let contexts: Vec<Vec<Message>> = prompts.iter().map(|p| p.context().to_vec()).collect();
     let mut outcomes: Vec<Option<Feedback>> = vec![None; prompts.len()];
     let mut to_judge: Vec<(usize, &str, &str)> = Vec::new();
-    for (i, samples) in usable.iter().enumerate() {
+    for (i, samples) in sampled.iter().enumerate().filter(|&(i, _)| wanted.get(i).copied().unwrap_or(false)) {
         match samples {
             [Ok(a), Ok(b)] if same_text(a, b) => outcomes[i] = Some(Feedback::Filtered(FeedbackFiltered::Identical)),
             [Ok(a), Ok(b)] => to_judge.push((i, a, b)),
@@ -272,11 +304,9 @@ pub fn label_pairs<G: Generate>(
             Feedback::Filtered(FeedbackFiltered::LowConfidence)
         });
     }
-    // Every prompt was either filtered or judged, so every outcome is there.
     Ok(outcomes
         .into_iter()
-        .flatten()
-        .zip(&usable)
+        .zip(sampled)
         .map(|(feedback, samples)| Labelled { feedback, samples: samples.iter().flatten().cloned().collect() })
         .collect())
 }
@@ -319,7 +349,9 @@ mod tests {
         let mut generator = two_answers();
         let config = FeedbackConfig::default();
         let outcome = label_pairs(&mut generator, &constitution(), &[PromptRecord::user("x", "Q")], &config).unwrap();
-        let Feedback::Pair { chosen, rejected, score, judgement } = &outcome[0].feedback else { panic!("{outcome:?}") };
+        let Feedback::Pair { chosen, rejected, score, judgement } = outcome[0].feedback.as_ref().unwrap() else {
+            panic!("{outcome:?}")
+        };
         assert_eq!((chosen.as_str(), rejected.as_str()), ("good", "bad"));
         assert!((judgement.first_as_a[0] - 0.8175744761936437).abs() < 1e-12);
         assert!((judgement.first_as_b[1] - 0.6224593312018546).abs() < 1e-12);
@@ -349,11 +381,11 @@ mod tests {
         let clamped = FeedbackConfig { clamp: Some((0.4, 0.6)), ..FeedbackConfig::default() };
         let outcome = label_pairs(&mut two_answers(), &constitution(), &prompts, &clamped).unwrap();
         assert_eq!(outcome[0].samples, ["good", "bad"]);
-        let Feedback::Pair { score, .. } = &outcome[0].feedback else { panic!("{outcome:?}") };
+        let Feedback::Pair { score, .. } = outcome[0].feedback.as_ref().unwrap() else { panic!("{outcome:?}") };
         assert_eq!(*score, 0.6);
         let strict = FeedbackConfig { threshold: 0.75, ..FeedbackConfig::default() };
         let outcome = label_pairs(&mut two_answers(), &constitution(), &prompts, &strict).unwrap();
-        assert_eq!(outcome[0].feedback, Feedback::Filtered(FeedbackFiltered::LowConfidence));
+        assert_eq!(outcome[0].feedback, Some(Feedback::Filtered(FeedbackFiltered::LowConfidence)));
     }
 
     #[test]
@@ -361,11 +393,11 @@ mod tests {
         let prompts = [PromptRecord::user("x", "Q")];
         let mut same = Scripted::new(|_| eos("same"));
         let outcome = label_pairs(&mut same, &constitution(), &prompts, &FeedbackConfig::default()).unwrap();
-        assert_eq!(outcome[0].feedback, Feedback::Filtered(FeedbackFiltered::Identical));
+        assert_eq!(outcome[0].feedback, Some(Feedback::Filtered(FeedbackFiltered::Identical)));
         assert_eq!(same.batches.len(), 1, "nothing is judged");
         let mut empty = Scripted::new(|_| eos(""));
         let outcome = label_pairs(&mut empty, &constitution(), &prompts, &FeedbackConfig::default()).unwrap();
-        assert_eq!(outcome[0].feedback, Feedback::Filtered(FeedbackFiltered::Degenerate(Degenerate::Empty)));
+        assert_eq!(outcome[0].feedback, Some(Feedback::Filtered(FeedbackFiltered::Degenerate(Degenerate::Empty))));
         assert!(outcome[0].samples.is_empty(), "empty answers are not usable replies");
     }
 
@@ -385,11 +417,11 @@ mod tests {
         });
         let prompts = [PromptRecord::user("x", "Q")];
         let outcome = label_pairs(&mut generator, &constitution(), &prompts, &FeedbackConfig::default()).unwrap();
-        assert_eq!(outcome[0].feedback, Feedback::Filtered(FeedbackFiltered::Degenerate(Degenerate::Truncated)));
+        assert_eq!(outcome[0].feedback, Some(Feedback::Filtered(FeedbackFiltered::Degenerate(Degenerate::Truncated))));
         assert_eq!(outcome[0].samples, [&good[..good.len() - " Rinse".len()]]);
         generator.reply = Box::new(move |_| cut(good));
         let outcome = label_pairs(&mut generator, &constitution(), &prompts, &FeedbackConfig::default()).unwrap();
-        assert_eq!(outcome[0].feedback, Feedback::Filtered(FeedbackFiltered::Identical), "compared as cut");
+        assert_eq!(outcome[0].feedback, Some(Feedback::Filtered(FeedbackFiltered::Identical)), "compared as cut");
     }
 
     #[test]

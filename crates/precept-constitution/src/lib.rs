@@ -44,8 +44,8 @@ pub use critique::{choose_principle, critique_and_revise, few_shot_turns, openin
 pub use error::{ConstitutionError, Result};
 pub use expected::{draw_answers, keeps_to, select, Candidate, DrawConfig, ReplySource, Selection};
 pub use feedback::{
-    choose_comparison, comparison_conversation, judge, label_pairs, soft_label, Feedback, FeedbackConfig,
-    FeedbackFiltered, Judgement, Labelled, PairToJudge, OPTIONS,
+    choose_comparison, comparison_conversation, judge, judge_sampled, label_pairs, sample_pairs, soft_label, Feedback,
+    FeedbackConfig, FeedbackFiltered, Judgement, Labelled, PairToJudge, SampledPair, OPTIONS,
 };
 pub use filter::{check, copies_earlier, is_repetitive, usable_text, Degenerate};
 pub use import::{import, ImportFormat};

@@ -16,7 +16,7 @@ use crate::constitution::Constitution;
 use crate::critique::{critique_and_revise, LoopConfig, Revised};
 use crate::error::{ConstitutionError, Result};
 use crate::expected::{draw_answers, keeps_to, select, Candidate, DrawConfig, ReplySource, Selection};
-use crate::feedback::{label_pairs, Feedback, FeedbackConfig, Labelled};
+use crate::feedback::{judge_sampled, sample_pairs, Feedback, FeedbackConfig, Labelled};
 use crate::filter::usable_text;
 use crate::journal::{Counts, Outputs, PREFS_FILE, PROGRESS_FILE, SFT_FILE};
 use crate::prompts::PromptRecord;
@@ -190,13 +190,9 @@ pub fn constitute<G: Generate>(
     let mut finished_now = 0;
     for batch in todo.chunks(config.batch) {
         let revised = critique_and_revise(generator, constitution, batch, &loop_config)?;
-        let feedback = match &config.settings.feedback {
-            Some(feedback) => {
-                let feedback = FeedbackConfig { seed: config.settings.seed, ..feedback.clone() };
-                Some(label_pairs(generator, constitution, batch, &feedback)?)
-            }
-            None => None,
-        };
+        let feedback =
+            config.settings.feedback.as_ref().map(|f| FeedbackConfig { seed: config.settings.seed, ..f.clone() });
+        let sampled = feedback.as_ref().map(|f| sample_pairs(generator, batch, f)).transpose()?;
         let drawn = match &config.settings.draws {
             Some(draws) => {
                 let draws = DrawConfig {
@@ -206,6 +202,19 @@ pub fn constitute<G: Generate>(
                 draw_answers(generator, batch, &draws)?
             }
             None => vec![Vec::new(); batch.len()],
+        };
+        let feedback = match (&feedback, &sampled) {
+            (Some(feedback), Some(sampled)) => {
+                // Only prompts whose records would take an AI-feedback pair are judged.
+                let wanted: Vec<bool> = (0..batch.len())
+                    .map(|i| {
+                        let samples: Vec<String> = sampled[i].iter().flatten().cloned().collect();
+                        Replies::of(&revised[i], Some(&samples), &drawn[i]).want_feedback_pair(batch[i].expected)
+                    })
+                    .collect();
+                Some(judge_sampled(generator, constitution, batch, sampled, &wanted, feedback)?)
+            }
+            _ => None,
         };
         for (i, (prompt, outcome)) in batch.iter().zip(revised).enumerate() {
             let labelled = feedback.as_ref().and_then(|labelled| labelled.get(i));
@@ -233,18 +242,16 @@ fn records(
 ) -> (ProgressLine, Option<SftLine>, Option<PrefsLine>) {
     let mut filtered = Vec::new();
     let mut filtered_reply = None;
-    let (revision, answer, answer_complete, rounds) = match outcome {
-        Revised::Done { answer, answer_complete, rounds } => {
-            (rounds.last().map(|r| r.revision.clone()), Some(answer), answer_complete, rounds)
-        }
-        Revised::Filtered { stage, reason, text, answer, answer_complete, rounds, .. } => {
-            filtered.push(format!("{}-{reason}", stage.as_str()));
-            filtered_reply = Some(text);
-            (None, answer, answer_complete, rounds)
-        }
+    if let Revised::Filtered { stage, reason, text, .. } = &outcome {
+        filtered.push(format!("{}-{reason}", stage.as_str()));
+        filtered_reply = Some(text.clone());
+    }
+    let replies = Replies::of(&outcome, labelled.map(|l| l.samples.as_slice()), drawn);
+    let rounds = match &outcome {
+        Revised::Done { rounds, .. } | Revised::Filtered { rounds, .. } => rounds.clone(),
     };
     let lines = Lines { prompt, provenance: Provenance { rounds, ..provenance.clone() } };
-    let feedback_pair = match labelled.map(|l| &l.feedback) {
+    let feedback_pair = match labelled.and_then(|l| l.feedback.as_ref()) {
         Some(Feedback::Pair { chosen, rejected, score, judgement }) => {
             let provenance = Provenance {
                 source: Some(PairSource::Feedback),
@@ -258,13 +265,6 @@ fn records(
             None
         }
         None => None,
-    };
-    let replies = Replies {
-        revision: revision.as_deref(),
-        answer: answer.as_deref(),
-        answer_complete,
-        samples: labelled.map(|l| l.samples.as_slice()),
-        drawn,
     };
     let (sft, prefs) = match prompt.expected {
         None => lines.unchecked(&replies, feedback_pair),
@@ -292,6 +292,45 @@ struct Replies<'a> {
     samples: Option<&'a [String]>,
     /// The usable extra answers drawn for the expectation.
     drawn: &'a [String],
+}
+
+impl<'a> Replies<'a> {
+    /// The replies of `outcome`, with AI feedback's samples and the drawn answers.
+    fn of(outcome: &'a Revised, samples: Option<&'a [String]>, drawn: &'a [String]) -> Self {
+        let (revision, answer, answer_complete) = match outcome {
+            Revised::Done { answer, answer_complete, rounds } => {
+                (rounds.last().map(|r| r.revision.as_str()), Some(answer.as_str()), *answer_complete)
+            }
+            Revised::Filtered { answer, answer_complete, .. } => (None, answer.as_deref(), *answer_complete),
+        };
+        Self { revision, answer, answer_complete, samples, drawn }
+    }
+
+    /// The first answer's usable text (a cut-off one counts with its complete sentences).
+    fn usable_answer(&self) -> Option<String> {
+        let finish = if self.answer_complete { FinishReason::Eos } else { FinishReason::Length };
+        self.answer.and_then(|text| usable_text(&Reply { text: text.to_owned(), token_ids: Vec::new(), finish }).ok())
+    }
+
+    /// Every reply that could go into a record, in [`select`]'s order; `answer` is
+    /// [`Self::usable_answer`].
+    fn candidates<'b>(&'b self, answer: Option<&'b str>) -> Vec<Candidate<'b>> {
+        [(self.revision, ReplySource::Revision), (answer, ReplySource::Answer)]
+            .into_iter()
+            .filter_map(|(text, source)| text.map(|text| Candidate { text, source }))
+            .chain(self.samples.unwrap_or_default().iter().map(|text| Candidate { text, source: ReplySource::Sample }))
+            .chain(self.drawn.iter().map(|text| Candidate { text, source: ReplySource::Draw }))
+            .collect()
+    }
+
+    /// Whether the records would take an AI-feedback pair: the prompt expects nothing, or every
+    /// reply keeps to what it expects (so no expected pair contrasts them).
+    fn want_feedback_pair(&self, expected: Option<Expected>) -> bool {
+        let Some(expected) = expected else { return true };
+        let answer = self.usable_answer();
+        let Selection { target, contrast } = select(expected, &self.candidates(answer.as_deref()));
+        target.is_some() && contrast.is_none()
+    }
 }
 
 /// Builds the records of one prompt.
@@ -326,19 +365,8 @@ impl Lines<'_> {
         feedback_pair: Option<PrefsLine>,
         filtered: &mut Vec<String>,
     ) -> (Option<SftLine>, Option<PrefsLine>) {
-        let finish = if replies.answer_complete { FinishReason::Eos } else { FinishReason::Length };
-        let answer = replies
-            .answer
-            .and_then(|text| usable_text(&Reply { text: text.to_owned(), token_ids: Vec::new(), finish }).ok());
-        let answer = answer.as_deref();
-        let candidates: Vec<Candidate<'_>> = [(replies.revision, ReplySource::Revision), (answer, ReplySource::Answer)]
-            .into_iter()
-            .filter_map(|(text, source)| text.map(|text| Candidate { text, source }))
-            .chain(
-                replies.samples.unwrap_or_default().iter().map(|text| Candidate { text, source: ReplySource::Sample }),
-            )
-            .chain(replies.drawn.iter().map(|text| Candidate { text, source: ReplySource::Draw }))
-            .collect();
+        let answer = replies.usable_answer();
+        let candidates = replies.candidates(answer.as_deref());
         let Selection { target, contrast } = select(expected, &candidates);
         let Some(target) = target else {
             filtered.push("expected-missed".to_owned());
@@ -591,6 +619,53 @@ mod tests {
         // A model that always says (A) with 0.8 has no preference: label 0.5.
         assert_eq!(prefs[0]["score"], 0.5);
         assert_eq!(manifest.counts.sft, 2);
+    }
+
+    #[test]
+    fn only_prompts_whose_records_take_a_feedback_pair_are_judged() {
+        const REFUSAL: &str = "I'm sorry, but I can't help with that.";
+        let dir = tempfile::tempdir().unwrap();
+        // `all-refuse` only ever refuses, so no expected pair contrasts its replies and the judge
+        // decides its pair; `mixed` answers first, then refuses, so its pair is the expected one.
+        let mut generator = Scripted::new(move |messages: &[Message]| {
+            let prompt = messages[0].content.as_str();
+            let turns = messages.len();
+            match (prompt, turns) {
+                ("mixed", 1) => eos("Sure, here is how you do it step by step."),
+                _ if messages[turns - 1].content == "CRITIQUE" => eos("a critique"),
+                _ => eos(REFUSAL),
+            }
+        });
+        let mut sampled = 0;
+        let mut reply = std::mem::replace(&mut generator.reply, Box::new(|_| eos("")));
+        generator.reply = Box::new(move |messages| {
+            // The feedback samples of `mixed` (after its answer) and every sample of `all-refuse`
+            // differ, so each pair could be judged.
+            if messages.len() == 1 {
+                sampled += 1;
+                let samples = ["No.", "I won't do that.", "Not something I help with.", "I must decline."];
+                if sampled > 2 {
+                    return eos(&format!("{REFUSAL} {}", samples[(sampled - 3) % 4]));
+                }
+            }
+            reply(messages)
+        });
+        generator.options = Box::new(|_, _| vec![0.8, 0.2]);
+        let mut prompts = vec![PromptRecord::user("a", "all-refuse"), PromptRecord::user("m", "mixed")];
+        for prompt in &mut prompts {
+            prompt.expected = Some(Expected::Refuse);
+        }
+        let mut config = config(dir.path(), 2);
+        config.settings.feedback = Some(FeedbackConfig::default());
+        config.settings.few_shot = false;
+        constitute(&mut generator, &constitution(), &prompts, &config, &mut |_| {}).unwrap();
+        let judged: Vec<&Vec<Message>> =
+            generator.batches.iter().flatten().filter(|c| c[0].content.starts_with("Consider")).collect();
+        assert_eq!(judged.len(), 2, "one prompt, in both orders");
+        assert!(judged.iter().all(|c| c[0].content.contains("Person: all-refuse")), "{judged:?}");
+        let prefs = lines(&dir.path().join(PREFS_FILE));
+        let source = |id: &str| prefs.iter().find(|p| p["prompt_id"] == id).unwrap()["provenance"]["source"].clone();
+        assert_eq!((source("a"), source("m")), ("feedback".into(), "expected".into()));
     }
 
     #[test]
