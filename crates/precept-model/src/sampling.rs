@@ -94,44 +94,31 @@ fn apply_repetition_penalty(logits: &mut [f32], context: &[u32], penalty: f32) {
     }
 }
 
-/// Tokens ranked at first when looking for the top-p nucleus; doubled until it is found.
-const NUCLEUS_START: usize = 64;
-
 /// Softmax over the kept tokens, sorted by decreasing probability, as `(id, probability)`.
-///
-/// Only as many tokens are sorted as the top-k cut or the top-p nucleus needs (a partial
-/// selection finds them), not the whole vocabulary; ties rank the lower id first, as a stable
-/// sort of the vocabulary would.
 fn top_candidates(logits: &[f32], temperature: f32, top_k: usize, top_p: f32) -> Vec<(u32, f32)> {
-    let by_rank = |a: &(u32, f32), b: &(u32, f32)| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0));
     let mut ranked: Vec<(u32, f32)> = logits.iter().enumerate().map(|(i, &x)| (i as u32, x / temperature)).collect();
-    if top_k > 0 && top_k < ranked.len() {
-        ranked.select_nth_unstable_by(top_k - 1, by_rank);
+    ranked.sort_by(|a, b| b.1.total_cmp(&a.1));
+    if top_k > 0 {
         ranked.truncate(top_k);
     }
-    let max = ranked.iter().map(|c| c.1).fold(f32::NEG_INFINITY, f32::max);
-    let sum: f32 = ranked.iter().map(|c| (c.1 - max).exp()).sum();
-    let probability = |c: &(u32, f32)| (c.1 - max).exp() / sum;
-    let mut head = NUCLEUS_START.min(ranked.len());
-    loop {
-        if head < ranked.len() {
-            ranked.select_nth_unstable_by(head - 1, by_rank);
-        }
-        ranked[..head].sort_unstable_by(by_rank);
-        let mut cumulative = 0.0;
-        let last = ranked[..head].iter().position(|c| {
-            cumulative += probability(c);
-            cumulative >= top_p
-        });
-        if last.is_some() || head == ranked.len() {
-            ranked.truncate(last.map_or(head, |i| i + 1));
-            for c in &mut ranked {
-                c.1 = probability(c);
-            }
-            return ranked;
-        }
-        head = (head * 2).min(ranked.len());
+    let max = ranked.first().map_or(0.0, |c| c.1);
+    let mut sum = 0.0;
+    for c in &mut ranked {
+        c.1 = (c.1 - max).exp();
+        sum += c.1;
     }
+    let mut cumulative = 0.0;
+    let mut keep = None;
+    for (i, c) in ranked.iter_mut().enumerate() {
+        c.1 /= sum;
+        cumulative += c.1;
+        if cumulative >= top_p && keep.is_none() {
+            keep = Some(i + 1);
+        }
+    }
+    let keep = keep.unwrap_or(ranked.len());
+    ranked.truncate(keep.max(1));
+    ranked
 }
 
 #[cfg(test)]
@@ -160,49 +147,6 @@ mod tests {
         assert_eq!(kept.iter().map(|c| c.0).collect::<Vec<_>>(), vec![0, 1]);
         let kept = top_candidates(&logits, 1.0, 1, 1.0);
         assert_eq!(kept, vec![(0, 1.0)]);
-    }
-
-    /// The plain definition: sort the whole vocabulary, cut at top-k, softmax, cut at top-p.
-    fn top_candidates_by_full_sort(logits: &[f32], temperature: f32, top_k: usize, top_p: f32) -> Vec<(u32, f32)> {
-        let mut ranked: Vec<(u32, f32)> =
-            logits.iter().enumerate().map(|(i, &x)| (i as u32, x / temperature)).collect();
-        ranked.sort_by(|a, b| b.1.total_cmp(&a.1));
-        if top_k > 0 {
-            ranked.truncate(top_k);
-        }
-        let sum: f32 = ranked.iter().map(|c| (c.1 - ranked[0].1).exp()).sum();
-        let max = ranked[0].1;
-        let mut cumulative = 0.0;
-        let mut kept = Vec::new();
-        for &(id, x) in &ranked {
-            let p = (x - max).exp() / sum;
-            kept.push((id, p));
-            cumulative += p;
-            if cumulative >= top_p {
-                break;
-            }
-        }
-        kept
-    }
-
-    #[test]
-    fn partial_ranking_keeps_what_a_full_sort_keeps() {
-        let mut rng = StdRng::seed_from_u64(3);
-        // Peaked and flat vocabularies (the nucleus of the flat one needs hundreds of tokens),
-        // with ties.
-        let peaked: Vec<f32> = (0..5000).map(|_| rng.random::<f32>() * 12.0).collect();
-        let flat: Vec<f32> = (0..5000).map(|i| (rng.random::<f32>() * 0.5 + (i % 7) as f32 * 0.01).round()).collect();
-        for logits in [&peaked, &flat] {
-            for (temperature, top_k, top_p) in [(0.7, 0, 0.95), (1.0, 0, 0.9), (1.3, 50, 0.99), (1.0, 2000, 1.0)] {
-                let fast = top_candidates(logits, temperature, top_k, top_p);
-                let plain = top_candidates_by_full_sort(logits, temperature, top_k, top_p);
-                assert_eq!(fast.len(), plain.len(), "T {temperature}, k {top_k}, p {top_p}");
-                for (a, b) in fast.iter().zip(&plain) {
-                    assert_eq!(a.0, b.0);
-                    assert!((a.1 - b.1).abs() < 1e-6);
-                }
-            }
-        }
     }
 
     #[test]
