@@ -4,9 +4,10 @@ use burn::module::Module;
 use burn::tensor::backend::Backend;
 use burn::tensor::module::attention;
 use burn::tensor::ops::AttentionModuleOptions;
-use burn::tensor::{Bool, Tensor};
+use burn::tensor::{Bool, Tensor, TensorData};
 
 use crate::config::LlamaConfig;
+use crate::host_attention::{HostKv, HostShape};
 use crate::inputs::AttentionInputs;
 use crate::kv_cache::LayerKv;
 use crate::project::{project, project_many};
@@ -65,11 +66,15 @@ impl<B: Backend> Attention<B> {
         let group = self.num_heads / kv_heads;
         let [q, k, v] = project_many([&self.q_proj, &self.k_proj, &self.v_proj], x);
         let q = shared.q.apply(q);
-        let k = self.kv_heads(shared.k.apply(k));
-        let v = self.kv_heads(v);
+        let k = shared.k.apply(k);
         let (k, v) = match cache {
-            Some(cache) => cache.append(k, v),
-            None => (k, v),
+            Some(cache) => match cache.host_mut() {
+                Some(host) => return project(&self.o_proj, self.attend_on_host(q, k, v, host, shared)),
+                None => {
+                    cache.append(self.kv_heads(k), self.kv_heads(v)).unwrap_or_else(|| unreachable!("not a host cache"))
+                }
+            },
+            None => (self.kv_heads(k), self.kv_heads(v)),
         };
         let q = q.reshape([batch, seq, kv_heads, group, head_dim]).permute([0, 2, 3, 1, 4]).reshape([
             batch,
@@ -84,6 +89,27 @@ impl<B: Backend> Attention<B> {
             .permute([0, 3, 1, 2, 4])
             .reshape([batch, seq, self.num_heads * head_dim]);
         project(&self.o_proj, out)
+    }
+
+    /// Appends `k` and `v` to `cache` and attends over it in host memory.
+    ///
+    /// # Shapes
+    /// - q: `[batch, seq, heads·head_dim]`, k and v: `[batch, seq, kv_heads·head_dim]`
+    /// - output: `[batch, seq, heads·head_dim]`
+    fn attend_on_host(
+        &self,
+        q: Tensor<B, 3>,
+        k: Tensor<B, 3>,
+        v: Tensor<B, 3>,
+        cache: &mut HostKv,
+        shared: &LayerInputs<B>,
+    ) -> Tensor<B, 3> {
+        let [batch, seq, width] = q.dims();
+        let device = q.device();
+        cache.append(&host_values(k), &host_values(v), [batch, seq]);
+        let shape = HostShape { batch, seq, heads: self.num_heads };
+        let out = cache.attend(&host_values(q), shape, shared.host_mask.as_deref());
+        Tensor::from_data(TensorData::new(out, [batch, seq, width]), &device)
     }
 
     /// `[batch, seq, kv_heads·head_dim] → [batch, kv_heads, seq, head_dim]`.
@@ -104,14 +130,30 @@ pub struct LayerInputs<B: Backend> {
     pub k: RotaryAngles<B>,
     /// `true` where a query must not see a key, `[batch, kv_heads, group·seq, cached + seq]`, rows
     /// in the grouped query layout `Attention::forward` uses; `None` when every query sees every
-    /// key.
+    /// key or the pass attends on the host.
     pub mask: Option<Tensor<B, 4, Bool>>,
+    /// The same mask as `[batch, seq, cached + seq]` host values, for a pass that attends over a
+    /// host cache ([`HostKv`]); `None` when every query sees every key or the pass does not.
+    pub host_mask: Option<Vec<bool>>,
 }
 
 impl<B: Backend> LayerInputs<B> {
     /// The shared inputs of a pass with `inputs`, for attention with `heads` query heads over
-    /// `kv_heads` key/value heads.
-    pub fn new(rope: &RotaryEmbedding<B>, inputs: &AttentionInputs<B>, [heads, kv_heads]: [usize; 2]) -> Self {
+    /// `kv_heads` key/value heads, over a host cache when `on_host`.
+    pub fn new(
+        rope: &RotaryEmbedding<B>,
+        inputs: &AttentionInputs<B>,
+        [heads, kv_heads]: [usize; 2],
+        on_host: bool,
+    ) -> Self {
+        let (q, k) = (rope.angles(&inputs.positions, heads), rope.angles(&inputs.positions, kv_heads));
+        if on_host {
+            let host_mask = inputs.mask.clone().map(|mask| {
+                // A boolean tensor's data always reads back as booleans.
+                mask.into_data().into_vec::<bool>().unwrap_or_else(|e| unreachable!("{e:?}"))
+            });
+            return Self { q, k, mask: None, host_mask };
+        }
         let group = heads / kv_heads;
         let mask = inputs.mask.clone().map(|mask| {
             let [batch, _, seq, total] = mask.dims();
@@ -123,8 +165,14 @@ impl<B: Backend> LayerInputs<B> {
             ]);
             Tensor::cat(vec![grouped; kv_heads], 1)
         });
-        Self { q: rope.angles(&inputs.positions, heads), k: rope.angles(&inputs.positions, kv_heads), mask }
+        Self { q, k, mask, host_mask: None }
     }
+}
+
+/// A tensor's values as `f32`s in host memory, row-major.
+fn host_values<B: Backend>(tensor: Tensor<B, 3>) -> Vec<f32> {
+    // Data converted to `f32` always reads back as `f32`.
+    tensor.into_data().convert::<f32>().into_vec::<f32>().unwrap_or_else(|e| unreachable!("{e:?}"))
 }
 
 #[cfg(test)]
@@ -138,7 +186,7 @@ mod tests {
         let rope = RotaryEmbedding::<Flex>::new(&LlamaConfig::tiny(), &device);
         let inputs = AttentionInputs::left_padded(&[2, 0], 3, 1, &device);
         let [heads, kv_heads] = [6, 2];
-        let shared = LayerInputs::new(&rope, &inputs, [heads, kv_heads]);
+        let shared = LayerInputs::new(&rope, &inputs, [heads, kv_heads], false);
         let source: Vec<bool> = inputs.mask.clone().unwrap().into_data().to_vec().unwrap();
         let mask = shared.mask.unwrap();
         let [batch, _, seq, total] = inputs.mask.unwrap().dims();

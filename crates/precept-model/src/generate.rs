@@ -167,7 +167,7 @@ fn decode<B: Backend>(
         }
         let expanded: Vec<usize> = kept.iter().map(|&p| cache_rows[p]).collect();
         if expanded.len() != cache_batch || expanded.iter().enumerate().any(|(row, &at)| row != at) {
-            cache.retain_rows(&expanded);
+            cache.retain_rows(&expanded, &device);
             cache_batch = expanded.len();
         }
         pads = kept.iter().map(|&p| pads[p]).collect();

@@ -1,38 +1,102 @@
-//! The key/value cache, passed explicitly to the forward pass.
+//! The key/value cache, passed explicitly to the forward pass: tensors on the model's device, or
+//! buffers in host memory ([`HostKv`]) that grow in place, for the CPU.
+
+use std::any::TypeId;
+use std::sync::OnceLock;
 
 use burn::tensor::backend::Backend;
 use burn::tensor::{Int, Tensor, TensorData};
 
-/// Cached keys and values of one layer, shape `[batch, kv_heads, len, head_dim]` each.
-#[derive(Debug, Clone, Default)]
+use crate::host_attention::HostKv;
+
+/// The backend whose caches live in host memory, when the program chose one.
+static HOST_CACHE_BACKEND: OnceLock<TypeId> = OnceLock::new();
+
+/// Keeps the KV caches of models on backend `B` in host memory ([`HostKv`]), where decoding
+/// appends to them in place and attends over them where they lie.
+///
+/// A CPU tuning knob, set once by the program for its CPU backend (later calls are ignored); on a
+/// GPU backend it would copy every step's queries and keys to the host.
+pub fn set_host_kv_cache<B: Backend>() {
+    let _ = HOST_CACHE_BACKEND.set(TypeId::of::<B>());
+}
+
+/// Whether the program chose host caches for `B`.
+pub(crate) fn host_kv_cache<B: Backend>() -> bool {
+    HOST_CACHE_BACKEND.get() == Some(&TypeId::of::<B>())
+}
+
+/// Cached keys and values of one layer.
+#[derive(Debug, Clone)]
 pub struct LayerKv<B: Backend> {
-    keys: Option<Tensor<B, 4>>,
-    values: Option<Tensor<B, 4>>,
+    store: LayerStore<B>,
+}
+
+/// Where a layer's keys and values are kept.
+#[derive(Debug, Clone)]
+enum LayerStore<B: Backend> {
+    /// `[batch, kv_heads, len, head_dim]` each, extended by concatenation.
+    Tensors { keys: Option<Tensor<B, 4>>, values: Option<Tensor<B, 4>> },
+    /// Host buffers, extended in place.
+    Host(HostKv),
+}
+
+impl<B: Backend> Default for LayerKv<B> {
+    fn default() -> Self {
+        Self { store: LayerStore::Tensors { keys: None, values: None } }
+    }
 }
 
 impl<B: Backend> LayerKv<B> {
-    /// Appends this step's keys and values and returns the whole cached sequence.
-    pub fn append(&mut self, keys: Tensor<B, 4>, values: Tensor<B, 4>) -> (Tensor<B, 4>, Tensor<B, 4>) {
+    /// Appends this step's keys and values (`[batch, kv_heads, seq, head_dim]`) and returns the
+    /// whole cached sequence, for a cache of tensors; `None` for a host cache (use
+    /// [`Self::host_mut`]).
+    pub fn append(&mut self, new_keys: Tensor<B, 4>, new_values: Tensor<B, 4>) -> Option<(Tensor<B, 4>, Tensor<B, 4>)> {
+        let LayerStore::Tensors { keys, values } = &mut self.store else {
+            return None;
+        };
         let join = |old: Option<Tensor<B, 4>>, new| match old {
             Some(old) => Tensor::cat(vec![old, new], 2),
             None => new,
         };
-        let keys = join(self.keys.take(), keys);
-        let values = join(self.values.take(), values);
-        self.keys = Some(keys.clone());
-        self.values = Some(values.clone());
-        (keys, values)
+        let joined_keys = join(keys.take(), new_keys);
+        let joined_values = join(values.take(), new_values);
+        *keys = Some(joined_keys.clone());
+        *values = Some(joined_values.clone());
+        Some((joined_keys, joined_values))
+    }
+
+    /// The host buffers, when this cache keeps them.
+    pub fn host_mut(&mut self) -> Option<&mut HostKv> {
+        match &mut self.store {
+            LayerStore::Host(host) => Some(host),
+            LayerStore::Tensors { .. } => None,
+        }
+    }
+
+    /// Whether the keys and values are kept in host memory.
+    pub fn is_on_host(&self) -> bool {
+        matches!(self.store, LayerStore::Host(_))
     }
 
     /// Number of cached positions.
     pub fn len(&self) -> usize {
-        self.keys.as_ref().map_or(0, |k| k.dims()[2])
+        match &self.store {
+            LayerStore::Tensors { keys, .. } => keys.as_ref().map_or(0, |k| k.dims()[2]),
+            LayerStore::Host(host) => host.len(),
+        }
     }
 
-    /// Keeps only the batch rows listed in `rows` (`[kept]`, indices into the current batch).
-    pub fn retain_rows(&mut self, rows: &Tensor<B, 1, Int>) {
-        for cached in [&mut self.keys, &mut self.values] {
-            *cached = cached.take().map(|t| t.select(0, rows.clone()));
+    /// Keeps only the batch rows listed in `rows` (indices into the current batch, repeats allowed).
+    fn retain_rows(&mut self, rows: &[usize], indices: impl FnOnce() -> Tensor<B, 1, Int>) {
+        match &mut self.store {
+            LayerStore::Tensors { keys, values } => {
+                let indices = indices();
+                for cached in [keys, values] {
+                    *cached = cached.take().map(|t| t.select(0, indices.clone()));
+                }
+            }
+            LayerStore::Host(host) => host.retain_rows(rows),
         }
     }
 
@@ -50,20 +114,26 @@ pub struct KvCache<B: Backend> {
 }
 
 impl<B: Backend> KvCache<B> {
-    /// An empty cache for a model with `num_layers` layers.
+    /// An empty cache of tensors for a model with `num_layers` layers.
     pub fn new(num_layers: usize) -> Self {
         Self { layers: (0..num_layers).map(|_| LayerKv::default()).collect() }
     }
 
-    /// Keeps only the batch rows at the given indices (rows that finished generating are dropped).
-    pub fn retain_rows(&mut self, rows: &[usize]) {
-        let Some(device) = self.layers.iter().find_map(|l| l.keys.as_ref().map(|k| k.device())) else {
-            return;
+    /// An empty cache in host memory for `num_layers` layers of `kv_heads` heads of `head_dim`.
+    pub fn on_host(num_layers: usize, kv_heads: usize, head_dim: usize) -> Self {
+        let layer = || LayerKv { store: LayerStore::Host(HostKv::new(kv_heads, head_dim)) };
+        Self { layers: (0..num_layers).map(|_| layer()).collect() }
+    }
+
+    /// Keeps only the batch rows at the given indices (rows that finished generating are dropped;
+    /// a repeated index copies its row).
+    pub fn retain_rows(&mut self, rows: &[usize], device: &B::Device) {
+        let indices = || {
+            let indices: Vec<i64> = rows.iter().map(|&r| r as i64).collect();
+            Tensor::<B, 1, Int>::from_data(TensorData::new(indices, [rows.len()]), device)
         };
-        let indices: Vec<i64> = rows.iter().map(|&r| r as i64).collect();
-        let indices = Tensor::<B, 1, Int>::from_data(TensorData::new(indices, [rows.len()]), &device);
         for layer in &mut self.layers {
-            layer.retain_rows(&indices);
+            layer.retain_rows(rows, indices);
         }
     }
 

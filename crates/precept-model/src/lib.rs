@@ -5,6 +5,8 @@
 //!   mask) and an optional explicit [`KvCache`] to full-sequence logits.
 //! - [`checkpoint`] loads and saves Hugging Face folders (safetensors, sharded, f32/f16/bf16)
 //!   and PEFT adapter folders; [`lora`] adds, freezes and merges the adapters.
+//! - On the CPU, [`row_product`] computes decoding-step products and [`host_attention`] keeps the
+//!   KV cache in host memory and attends over it in place.
 //! - [`gguf`] imports llama.cpp GGUF files into such folders.
 //! - [`sampling`] and [`generate`] turn the model into a text generator, batched;
 //!   [`LocalGenerator`] serves precept-data's `Generate` trait (conversations in, replies and
@@ -16,6 +18,7 @@ mod config;
 mod error;
 pub mod generate;
 pub mod gguf;
+pub mod host_attention;
 mod inputs;
 mod kv_cache;
 mod local;
@@ -33,7 +36,7 @@ pub use attention::{Attention, LayerInputs};
 pub use config::{Llama3RopeScaling, LlamaConfig};
 pub use error::{ModelError, Result};
 pub use inputs::AttentionInputs;
-pub use kv_cache::{KvCache, LayerKv};
+pub use kv_cache::{set_host_kv_cache, KvCache, LayerKv};
 pub use local::LocalGenerator;
 pub use mlp::Mlp;
 pub use model::{DecoderLayer, LlamaForCausalLM, LlamaModel};

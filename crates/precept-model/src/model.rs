@@ -8,7 +8,7 @@ use burn::tensor::{Int, Tensor};
 use crate::attention::{Attention, LayerInputs};
 use crate::config::LlamaConfig;
 use crate::inputs::AttentionInputs;
-use crate::kv_cache::{KvCache, LayerKv};
+use crate::kv_cache::{host_kv_cache, KvCache, LayerKv};
 use crate::mlp::Mlp;
 use crate::project::{project, small_products};
 use crate::projection::{Projection, ProjectionConfig};
@@ -97,7 +97,8 @@ impl<B: Backend> LlamaModel<B> {
         let mut x = self.embed_tokens.forward(tokens);
         let shared = match self.layers.first() {
             Some(layer) => {
-                LayerInputs::new(&self.rope, inputs, [layer.self_attn.num_heads, layer.self_attn.num_kv_heads])
+                let on_host = cache.as_ref().is_some_and(|c| c.layers.first().is_some_and(LayerKv::is_on_host));
+                LayerInputs::new(&self.rope, inputs, [layer.self_attn.num_heads, layer.self_attn.num_kv_heads], on_host)
             }
             None => return self.norm.forward(x),
         };
@@ -151,9 +152,15 @@ impl<B: Backend> LlamaForCausalLM<B> {
         self.model.layers.len()
     }
 
-    /// An empty KV cache for this model.
+    /// An empty KV cache for this model: in host memory when the program chose that for `B`
+    /// ([`crate::set_host_kv_cache`]), tensors otherwise.
     pub fn new_cache(&self) -> KvCache<B> {
-        KvCache::new(self.num_layers())
+        match self.model.layers.first() {
+            Some(layer) if host_kv_cache::<B>() => {
+                KvCache::on_host(self.num_layers(), layer.self_attn.num_kv_heads, layer.self_attn.head_dim)
+            }
+            _ => KvCache::new(self.num_layers()),
+        }
     }
 
     /// Longest position the rotary tables cover.

@@ -1,0 +1,54 @@
+//! Generation with the KV cache in host memory (as the CLI runs on the CPU) gives the tokens of a
+//! plain greedy loop over full forward passes, for a batch with prompts of different lengths,
+//! repeated prompts (a shared prefill) and rows that stop early.
+
+#![allow(clippy::unwrap_used)] // test code: a failure should stop the test
+
+use burn::backend::Flex;
+use burn::tensor::{Int, Tensor, TensorData};
+use precept_model::generate::{generate, GenerationConfig};
+use precept_model::{set_host_kv_cache, AttentionInputs, LlamaConfig, LlamaForCausalLM};
+
+type B = Flex;
+
+/// Greedy continuation by recomputing the whole sequence at every step, without a cache.
+fn greedy_without_cache(model: &LlamaForCausalLM<B>, prompt: &[u32], new_tokens: usize, eos: u32) -> Vec<u32> {
+    let device = Default::default();
+    let mut ids: Vec<i64> = prompt.iter().map(|&id| id as i64).collect();
+    let mut out = Vec::new();
+    while out.len() < new_tokens {
+        let len = ids.len();
+        let tokens = Tensor::<B, 2, Int>::from_data(TensorData::new(ids.clone(), [1, len]), &device);
+        let logits = model.forward(tokens, &AttentionInputs::causal(1, len, 0, &device), None);
+        let last: Vec<f32> = logits.slice([0..1, len - 1..len]).into_data().to_vec().unwrap();
+        let next = (0..last.len()).fold(0, |best, i| if last[i] > last[best] { i } else { best }) as u32;
+        out.push(next);
+        if next == eos {
+            break;
+        }
+        ids.push(next as i64);
+    }
+    out
+}
+
+#[test]
+fn host_cache_generation_equals_greedy_full_forward_passes() {
+    set_host_kv_cache::<B>();
+    <B as burn::tensor::backend::Backend>::seed(&Default::default(), 7);
+    let model: LlamaForCausalLM<B> = LlamaConfig::tiny().init(&Default::default());
+    assert!(model.new_cache().layers.iter().all(precept_model::LayerKv::is_on_host));
+    let mut prompts: Vec<Vec<u32>> =
+        (0..9).map(|i| (0..(1 + i % 5)).map(|j| (i * 7 + j * 3) as u32 % 97).collect()).collect();
+    prompts.push(prompts[3].clone());
+    prompts.push(prompts[3].clone());
+    let free = generate(&model, &prompts, &GenerationConfig { max_new_tokens: 10, ..Default::default() }, |_, _| false)
+        .unwrap();
+    // An EOS id that ends some rows early and leaves others running.
+    let eos = free[1].ids[2];
+    let settings = GenerationConfig { max_new_tokens: 10, eos_token_ids: vec![eos], ..Default::default() };
+    let batched = generate(&model, &prompts, &settings, |_, _| false).unwrap();
+    assert!(batched.iter().any(|g| g.ids.len() < 10) && batched.iter().any(|g| g.ids.len() == 10));
+    for (prompt, generation) in prompts.iter().zip(&batched) {
+        assert_eq!(generation.ids, greedy_without_cache(&model, prompt, 10, eos), "prompt {prompt:?}");
+    }
+}
