@@ -43,7 +43,14 @@ fn main() -> ExitCode {
         .without_time()
         .init();
     device::flush_denormals_everywhere();
-    match commands::run(cli) {
+    // On a worker of the CPU thread pool, so that the command's parallel sections are forked and
+    // joined by the pool's own threads instead of waking them from, and sleeping on, a third one.
+    // The server blocks its thread on the network, so its engine thread joins the pool instead.
+    let result = match cli.command {
+        args::Command::Serve(_) => commands::run(cli),
+        _ => rayon::scope(|_| commands::run(cli)),
+    };
+    match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             // The eval gate's verdicts have exit codes of their own (2, 3, 4).

@@ -91,7 +91,11 @@ pub fn serve<B: Backend>(
         let (tokenizer, max_batch) = (tokenizer.clone(), options.max_batch.max(1));
         std::thread::Builder::new()
             .name("precept-engine".into())
-            .spawn(move || engine::run_engine(model, tokenizer, queue, max_batch))
+            .spawn(move || {
+                // On a worker of the CPU thread pool: the engine's parallel sections then fork
+                // and join on the pool's own threads.
+                rayon::scope(|_| engine::run_engine(model, tokenizer, queue, max_batch))
+            })
             .map_err(io)?
     };
     let shared = routes::Shared { tokenizer, limits, api_key: options.api_key, jobs, created: routes::unix_now() };
