@@ -37,9 +37,14 @@ impl DeviceCommand for BenchGenerate {
             bail!("--batch, --prompt-tokens and --repeat must be positive and --new-tokens at least 2");
         }
         let (config, model) = load_weights::<B>(&args.model, &device)?;
-        // A fixed pseudo-text prompt: distinct ids spread over the vocabulary.
-        let prompt: Vec<u32> = (0..args.prompt_tokens).map(|i| ((i * 7919 + 13) % config.vocab_size) as u32).collect();
-        let prompts = vec![prompt; args.batch];
+        // Fixed pseudo-text prompts, a different one per row (identical rows would share one
+        // prefill): distinct ids spread over the vocabulary.
+        let prompts: Vec<Vec<u32>> = (0..args.batch)
+            .map(|row| {
+                let id = |i: usize| ((i * 7919 + 13 + row * 104_729) % config.vocab_size) as u32;
+                (0..args.prompt_tokens).map(id).collect()
+            })
+            .collect();
         let settings = GenerationConfig { max_new_tokens: args.new_tokens, ..Default::default() };
         let mut timed: Vec<BenchReport> = Vec::new();
         for run in 0..=args.repeat {
