@@ -14,9 +14,10 @@
 //! [`critique_and_revise`] samples a principle per prompt and round ([`SplitMix64`] seeded by
 //! run seed, prompt id and round), batches every stage over the live prompts, and drops
 //! degenerate replies ([`check`]) with the reason. [`label_pairs`] asks a [`Comparison`] question
-//! in both orders and averages the option probabilities ([`soft_label`]); [`constitute`] uses its
-//! two halves, [`sample_pairs`] and [`judge_sampled`], to judge only the prompts whose records take
-//! an AI-feedback pair. [`constitute`] drives the loop and the feedback in batches, appends each finished prompt's records through [`Outputs`] (which repairs a
+//! in both orders and averages the option probabilities ([`soft_label`]). [`constitute`] drives
+//! the loop and the feedback in batches, judging only the prompts whose records take an
+//! AI-feedback pair (through the two halves of [`label_pairs`], [`sample_pairs`] and
+//! [`judge_sampled`]), appends each finished prompt's records through [`Outputs`] (which repairs a
 //! killed run on reopen) and keeps the [`Manifest`] current. A prompt that says what a safe model
 //! does with it has records that keep to that ([`select`]). Every failure is a
 //! [`ConstitutionError`] naming the file, line, field or setting.

@@ -70,9 +70,7 @@ impl<B: Backend> Attention<B> {
         let (k, v) = match cache {
             Some(cache) => match cache.host_mut() {
                 Some(host) => return project(&self.o_proj, self.attend_on_host(q, k, v, host, shared)),
-                None => {
-                    cache.append(self.kv_heads(k), self.kv_heads(v)).unwrap_or_else(|| unreachable!("not a host cache"))
-                }
+                None => cache.append(self.kv_heads(k), self.kv_heads(v)),
             },
             None => (self.kv_heads(k), self.kv_heads(v)),
         };

@@ -48,12 +48,14 @@ impl<B: Backend> Default for LayerKv<B> {
 }
 
 impl<B: Backend> LayerKv<B> {
-    /// Appends this step's keys and values (`[batch, kv_heads, seq, head_dim]`) and returns the
-    /// whole cached sequence, for a cache of tensors; `None` for a host cache (use
-    /// [`Self::host_mut`]).
-    pub fn append(&mut self, new_keys: Tensor<B, 4>, new_values: Tensor<B, 4>) -> Option<(Tensor<B, 4>, Tensor<B, 4>)> {
+    /// Appends this step's keys and values (`[batch, kv_heads, seq, head_dim]`) to a cache of
+    /// tensors and returns the whole cached sequence.
+    ///
+    /// # Panics
+    /// On a host cache, which [`Self::host_mut`] extends instead.
+    pub fn append(&mut self, new_keys: Tensor<B, 4>, new_values: Tensor<B, 4>) -> (Tensor<B, 4>, Tensor<B, 4>) {
         let LayerStore::Tensors { keys, values } = &mut self.store else {
-            return None;
+            panic!("a host cache is extended through `host_mut`");
         };
         let join = |old: Option<Tensor<B, 4>>, new| match old {
             Some(old) => Tensor::cat(vec![old, new], 2),
@@ -63,7 +65,7 @@ impl<B: Backend> LayerKv<B> {
         let joined_values = join(values.take(), new_values);
         *keys = Some(joined_keys.clone());
         *values = Some(joined_values.clone());
-        Some((joined_keys, joined_values))
+        (joined_keys, joined_values)
     }
 
     /// The host buffers, when this cache keeps them.
@@ -87,11 +89,12 @@ impl<B: Backend> LayerKv<B> {
         }
     }
 
-    /// Keeps only the batch rows listed in `rows` (indices into the current batch, repeats allowed).
-    fn retain_rows(&mut self, rows: &[usize], indices: impl FnOnce() -> Tensor<B, 1, Int>) {
+    /// Keeps only the batch rows listed in `rows` (indices into the current batch, repeats
+    /// allowed); `indices` holds the same as a tensor, needed by a cache of tensors only.
+    fn retain_rows(&mut self, rows: &[usize], indices: Option<&Tensor<B, 1, Int>>) {
         match &mut self.store {
             LayerStore::Tensors { keys, values } => {
-                let indices = indices();
+                let Some(indices) = indices else { return };
                 for cached in [keys, values] {
                     *cached = cached.take().map(|t| t.select(0, indices.clone()));
                 }
@@ -128,12 +131,12 @@ impl<B: Backend> KvCache<B> {
     /// Keeps only the batch rows at the given indices (rows that finished generating are dropped;
     /// a repeated index copies its row).
     pub fn retain_rows(&mut self, rows: &[usize], device: &B::Device) {
-        let indices = || {
+        let indices = self.layers.iter().any(|layer| !layer.is_on_host()).then(|| {
             let indices: Vec<i64> = rows.iter().map(|&r| r as i64).collect();
             Tensor::<B, 1, Int>::from_data(TensorData::new(indices, [rows.len()]), device)
-        };
+        });
         for layer in &mut self.layers {
-            layer.retain_rows(rows, indices);
+            layer.retain_rows(rows, indices.as_ref());
         }
     }
 
