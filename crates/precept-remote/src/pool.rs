@@ -1,5 +1,5 @@
 //! Spreading requests over endpoints: at most `concurrency` in flight per endpoint, failed
-//! attempts retried with exponential backoff on whichever endpoint is free next.
+//! attempts retried with exponential backoff on another endpoint when there is one.
 
 use std::collections::VecDeque;
 use std::sync::{Condvar, Mutex};
@@ -29,8 +29,17 @@ pub struct Limits {
     pub backoff: Duration,
 }
 
+/// A request waiting for a worker.
+struct Queued {
+    item: usize,
+    /// Attempts made so far.
+    tries: usize,
+    /// The endpoint of the last failed attempt, which a retry avoids when another can take it.
+    failed_on: Option<usize>,
+}
+
 struct State<T> {
-    queue: VecDeque<(usize, usize)>,
+    queue: VecDeque<Queued>,
     results: Vec<Option<T>>,
     pending: usize,
     error: Option<RemoteError>,
@@ -44,17 +53,20 @@ pub fn run_all<T: Send>(
     attempt: impl Fn(usize, usize) -> Result<T, Failure> + Sync,
 ) -> Result<Vec<T>, RemoteError> {
     let state = Mutex::new(State {
-        queue: (0..count).map(|item| (item, 0)).collect(),
+        queue: (0..count).map(|item| Queued { item, tries: 0, failed_on: None }).collect(),
         results: (0..count).map(|_| None).collect(),
         pending: count,
         error: None,
     });
     let changed = Condvar::new();
     let workers = (limits.endpoints * limits.concurrency.max(1)).min(count);
+    // Workers go round the endpoints, so with fewer workers than endpoints some have none.
+    let served = limits.endpoints.min(workers);
     std::thread::scope(|scope| {
         for worker in 0..workers {
             let (state, changed, attempt) = (&state, &changed, &attempt);
-            scope.spawn(move || work(worker % limits.endpoints, limits, (state, changed), attempt));
+            let endpoint = Endpoint { index: worker % limits.endpoints, others_served: served > 1 };
+            scope.spawn(move || work(endpoint, limits, (state, changed), attempt));
         }
     });
     let state = state.into_inner().unwrap_or_else(|poisoned| poisoned.into_inner());
@@ -65,27 +77,42 @@ pub fn run_all<T: Send>(
     }
 }
 
+/// The endpoint a worker sends to.
+#[derive(Clone, Copy)]
+struct Endpoint {
+    index: usize,
+    /// Whether some other endpoint has workers, so retries can leave this one.
+    others_served: bool,
+}
+
+impl Endpoint {
+    fn takes(self, queued: &Queued) -> bool {
+        !self.others_served || queued.failed_on != Some(self.index)
+    }
+}
+
 fn work<T>(
-    endpoint: usize,
+    endpoint: Endpoint,
     limits: Limits,
     (state, changed): (&Mutex<State<T>>, &Condvar),
     attempt: &impl Fn(usize, usize) -> Result<T, Failure>,
 ) {
     let lock = || state.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
     loop {
-        let (item, tries) = {
+        let Queued { item, tries, .. } = {
             let mut guard = lock();
             loop {
                 if guard.error.is_some() || guard.pending == 0 {
                     return;
                 }
-                if let Some(next) = guard.queue.pop_front() {
+                let next = guard.queue.iter().position(|queued| endpoint.takes(queued));
+                if let Some(next) = next.and_then(|position| guard.queue.remove(position)) {
                     break next;
                 }
                 guard = changed.wait(guard).unwrap_or_else(|poisoned| poisoned.into_inner());
             }
         };
-        let outcome = attempt(item, endpoint);
+        let outcome = attempt(item, endpoint.index);
         let mut guard = lock();
         match outcome {
             Ok(value) => {
@@ -109,7 +136,7 @@ fn work<T>(
                 );
                 std::thread::sleep(wait);
                 guard = lock();
-                guard.queue.push_back((item, tries + 1));
+                guard.queue.push_back(Queued { item, tries: tries + 1, failed_on: Some(endpoint.index) });
             }
         }
         drop(guard);
@@ -141,14 +168,29 @@ mod tests {
 
     #[test]
     fn a_transient_failure_is_retried_on_another_endpoint_until_it_succeeds() {
-        // Endpoint 0 always fails; every item ends up answered by endpoint 1. An item may bounce
-        // between endpoint 0's workers several times first, so the retry budget is generous.
-        let got = run_all(6, limits(2, 1000), |item, endpoint| match endpoint {
+        // Endpoint 0 always fails; a retry never goes back to it while endpoint 1 has workers, so
+        // one retry per item is enough for every item to be answered by endpoint 1.
+        let got = run_all(6, limits(2, 1), |item, endpoint| match endpoint {
             0 => Err(Failure::Transient("http://down".into(), "connection refused".into())),
             _ => Ok(item),
         })
         .unwrap();
         assert_eq!(got, (0..6).collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn a_lone_worker_retries_on_its_own_endpoint_rather_than_waiting_for_one_without_workers() {
+        // One item gives one worker, on endpoint 0; endpoints 1 and 2 have none to retry on.
+        let calls = AtomicUsize::new(0);
+        let got = run_all(1, limits(3, 2), |item, endpoint| {
+            assert_eq!(endpoint, 0);
+            match calls.fetch_add(1, Ordering::Relaxed) {
+                0 | 1 => Err(Failure::Transient("http://busy".into(), "503".into())),
+                _ => Ok(item),
+            }
+        })
+        .unwrap();
+        assert_eq!(got, vec![0]);
     }
 
     #[test]
