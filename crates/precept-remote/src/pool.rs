@@ -158,7 +158,13 @@ mod tests {
         let used: Vec<AtomicUsize> = (0..3).map(|_| AtomicUsize::new(0)).collect();
         let got = run_all(40, limits(3, 0), |item, endpoint| {
             used[endpoint].fetch_add(1, Ordering::Relaxed);
-            std::thread::sleep(Duration::from_millis(2));
+            // Hold each request until every endpoint has taken one, so a worker that starts late
+            // on a loaded machine cannot find the queue already empty (the deadline only bounds
+            // a failing run).
+            let deadline = std::time::Instant::now() + Duration::from_secs(10);
+            while used.iter().any(|n| n.load(Ordering::Relaxed) == 0) && std::time::Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(1));
+            }
             Ok(item * 10)
         })
         .unwrap();
