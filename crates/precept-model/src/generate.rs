@@ -4,7 +4,8 @@
 //! positions start at each prompt's first real token, so a row decodes exactly as it would alone.
 //! Decoding reuses an explicit [`KvCache`]: one prefill pass, then one token per row per step.
 //! Rows with the same prompt (several samples of one conversation) share one prefill row, which
-//! the cache copies to each of them after the first step.
+//! the cache copies to each of them after the first step; a prefix that every prompt shares (a
+//! system prompt, few-shot turns) is filled once and copied to every row before the prefill.
 
 use std::collections::HashMap;
 
@@ -125,18 +126,20 @@ fn decode<B: Backend>(
     // Rows with the same prompt share one prefill; `cache_rows[position]` is the cache row (and
     // logits row) of each active row until the cache is expanded after the first step.
     let (prefilled, mut cache_rows) = distinct_prompts(prompts, &active);
+    let mut cache = model.new_cache();
+    let shared = fill_shared_prefix(model, prompts, &prefilled, &mut cache);
     let longest = prefilled.iter().map(|&i| prompts[i].len()).max().unwrap_or(0);
     let prefill_pads: Vec<usize> = prefilled.iter().map(|&i| longest - prompts[i].len()).collect();
     let mut pads: Vec<usize> = active.iter().map(|&i| longest - prompts[i].len()).collect();
-    let mut ids: Vec<i64> = Vec::with_capacity(prefilled.len() * longest);
+    let rest = longest - shared;
+    let mut ids: Vec<i64> = Vec::with_capacity(prefilled.len() * rest);
     for (&i, &pad) in prefilled.iter().zip(&prefill_pads) {
         ids.extend(std::iter::repeat_n(0, pad));
-        ids.extend(prompts[i].iter().map(|&t| t as i64));
+        ids.extend(prompts[i][shared..].iter().map(|&t| t as i64));
     }
-    let mut cache = model.new_cache();
     let mut cache_batch = prefilled.len();
-    let mut step_tokens = Tensor::<B, 2, Int>::from_data(TensorData::new(ids, [prefilled.len(), longest]), &device);
-    let mut step_inputs = AttentionInputs::left_padded(&prefill_pads, longest, 0, &device);
+    let mut step_tokens = Tensor::<B, 2, Int>::from_data(TensorData::new(ids, [prefilled.len(), rest]), &device);
+    let mut step_inputs = AttentionInputs::padded_after(shared, &prefill_pads, rest, shared, &device);
     for step in 0.. {
         let logits = last_logits(model, step_tokens, &step_inputs, &mut cache);
         let vocab = logits.len() / cache_batch;
@@ -174,9 +177,51 @@ fn decode<B: Backend>(
         active = kept.iter().map(|&p| active[p]).collect();
         cache_rows = (0..active.len()).collect();
         step_tokens = Tensor::from_data(TensorData::new(next, [active.len(), 1]), &device);
-        step_inputs = AttentionInputs::left_padded(&pads, 1, cache.len(), &device);
+        step_inputs = AttentionInputs::padded_after(shared, &pads, 1, cache.len(), &device);
     }
     Ok(rows.into_iter().map(Row::into_generation).collect())
+}
+
+/// Fewest tokens worth filling once for all rows rather than once per row.
+const MIN_SHARED_PREFIX: usize = 8;
+
+/// Fills `cache` with the prefix that all `prefilled` rows' prompts share, once, copied to each
+/// row, and returns its length; 0 (and an untouched cache) for one row or a short prefix. Each row
+/// keeps at least its last prompt token for the prefill, whose logits choose its first token.
+fn fill_shared_prefix<B: Backend>(
+    model: &LlamaForCausalLM<B>,
+    prompts: &[Vec<u32>],
+    prefilled: &[usize],
+    cache: &mut KvCache<B>,
+) -> usize {
+    let shared = shared_prefix_len(prompts, prefilled);
+    if shared == 0 {
+        return 0;
+    }
+    let device = model.model.embed_tokens.weight.device();
+    let ids: Vec<i64> = prompts[prefilled[0]][..shared].iter().map(|&t| t as i64).collect();
+    let tokens = Tensor::<B, 2, Int>::from_data(TensorData::new(ids, [1, shared]), &device);
+    model.model.forward(tokens, &AttentionInputs::causal(1, shared, 0, &device), Some(cache));
+    cache.retain_rows(&vec![0; prefilled.len()], &device);
+    shared
+}
+
+/// How many leading tokens the prompts of `rows` share, leaving each at least one of its own;
+/// 0 for a single row or fewer than [`MIN_SHARED_PREFIX`].
+fn shared_prefix_len(prompts: &[Vec<u32>], rows: &[usize]) -> usize {
+    let [first, rest @ ..] = rows else { return 0 };
+    if rest.is_empty() {
+        return 0;
+    }
+    let shortest = rows.iter().map(|&i| prompts[i].len()).min().unwrap_or(0);
+    let shared = rest.iter().fold(shortest.saturating_sub(1), |shared, &i| {
+        prompts[*first].iter().zip(&prompts[i]).take(shared).take_while(|(a, b)| a == b).count()
+    });
+    if shared < MIN_SHARED_PREFIX {
+        0
+    } else {
+        shared
+    }
 }
 
 /// The first row of each distinct prompt among `active` rows, and for each active row the position
@@ -241,4 +286,24 @@ fn check_prompts<B: Backend>(model: &LlamaForCausalLM<B>, prompts: &[Vec<u32>], 
         });
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_shared_prefix_stops_at_the_first_difference_and_leaves_every_row_a_token() {
+        let prefix: Vec<u32> = (0..10).collect();
+        let with = |tail: &[u32]| [prefix.as_slice(), tail].concat();
+        let prompts = vec![with(&[50, 51]), with(&[50, 52, 53]), with(&[60]), prefix[..9].to_vec(), with(&[50])];
+        assert_eq!(shared_prefix_len(&prompts, &[0, 1]), 11);
+        assert_eq!(shared_prefix_len(&prompts, &[0, 1, 2]), 10);
+        // The shortest prompt is the prefix itself: one token stays for its prefill.
+        assert_eq!(shared_prefix_len(&prompts, &[0, 4]), 10);
+        assert_eq!(shared_prefix_len(&prompts, &[0, 3]), 8);
+        assert_eq!(shared_prefix_len(&prompts, &[0]), 0, "one row has nothing to share");
+        let short = vec![vec![1, 2, 3, 4], vec![1, 2, 3, 5]];
+        assert_eq!(shared_prefix_len(&short, &[0, 1]), 0, "three tokens are not worth a pass");
+    }
 }

@@ -111,6 +111,47 @@ fn batched_greedy_generation_equals_single_runs() {
 }
 
 #[test]
+fn prompts_sharing_a_prefix_fill_it_once_and_decode_as_they_would_alone() {
+    let config = LlamaConfig::tiny();
+    let model = tiny_model(&config);
+    let prefix: Vec<u32> = (0..12).map(|j| (j * 5 + 3) % 97).collect();
+    let mut prompts: Vec<Vec<u32>> = (0..7)
+        .map(|i| [prefix.clone(), (0..(1 + i % 4)).map(|j| (i * 7 + j * 3) as u32 % 97).collect()].concat())
+        .collect();
+    prompts.push(prompts[2].clone());
+    prompts.push(prefix[..9].to_vec());
+    let free = generate(&model, &prompts, &GenerationConfig { max_new_tokens: 8, ..Default::default() }, |_, _| false)
+        .unwrap();
+    // An EOS id that ends some rows early and leaves others running.
+    let eos = free[1].ids[2];
+    let settings = GenerationConfig { max_new_tokens: 8, eos_token_ids: vec![eos], ..Default::default() };
+    let batched = generate(&model, &prompts, &settings, |_, _| false).unwrap();
+    assert!(batched.iter().any(|g| g.ids.len() < 8) && batched.iter().any(|g| g.ids.len() == 8));
+    for (prompt, together) in prompts.iter().zip(&batched) {
+        let alone = generate(&model, std::slice::from_ref(prompt), &settings, |_, _| false).unwrap();
+        assert_eq!(alone[0], *together, "prompt {prompt:?}");
+    }
+}
+
+#[test]
+fn a_row_after_a_shared_prefix_and_padding_has_the_logits_it_has_alone() {
+    let device = Default::default();
+    let model = tiny_model(&LlamaConfig::tiny());
+    let prefix = [4, 8, 15, 16];
+    let alone = model.forward(tokens(&[4, 8, 15, 16, 23, 42], 1), &AttentionInputs::causal(1, 6, 0, &device), None);
+    let mut cache = model.new_cache();
+    model.forward(tokens(&prefix, 1), &AttentionInputs::causal(1, 4, 0, &device), Some(&mut cache));
+    cache.retain_rows(&[0, 0], &device);
+    // Row 0 continues with two tokens; row 1 with one, after one padding position.
+    let inputs = AttentionInputs::padded_after(4, &[0, 1], 2, 4, &device);
+    let both = model.forward(tokens(&[23, 42, 0, 23], 2), &inputs, Some(&mut cache));
+    let vocab = both.dims()[2];
+    let after = |t: Tensor<B, 3>, row, range: std::ops::Range<usize>| t.slice([row..row + 1, range, 0..vocab]);
+    assert!(max_abs_diff(after(alone.clone(), 0, 4..6), after(both.clone(), 0, 0..2)) < 1e-5);
+    assert!(max_abs_diff(after(alone, 0, 4..5), after(both, 1, 1..2)) < 1e-5);
+}
+
+#[test]
 fn rows_leaving_the_batch_at_eos_do_not_change_the_others() {
     let config = LlamaConfig::tiny();
     let model = tiny_model(&config);

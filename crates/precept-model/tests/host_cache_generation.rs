@@ -1,6 +1,7 @@
 //! Generation with the KV cache in host memory (as the CLI runs on the CPU) gives the tokens of a
 //! plain greedy loop over full forward passes, for a batch with prompts of different lengths,
-//! repeated prompts (a shared prefill) and rows that stop early.
+//! repeated prompts (a shared prefill), prompts with a common prefix (filled once) and rows that
+//! stop early.
 
 #![allow(clippy::unwrap_used)] // test code: a failure should stop the test
 
@@ -41,14 +42,24 @@ fn host_cache_generation_equals_greedy_full_forward_passes() {
         (0..9).map(|i| (0..(1 + i % 5)).map(|j| (i * 7 + j * 3) as u32 % 97).collect()).collect();
     prompts.push(prompts[3].clone());
     prompts.push(prompts[3].clone());
-    let free = generate(&model, &prompts, &GenerationConfig { max_new_tokens: 10, ..Default::default() }, |_, _| false)
-        .unwrap();
+    assert_same_as_greedy_full_forward_passes(&model, &prompts);
+    // A common prefix, filled once for every row.
+    let prefix: Vec<u32> = (0..11).map(|j| (j * 5 + 2) % 97).collect();
+    let prefixed: Vec<Vec<u32>> = prompts.iter().map(|p| [prefix.as_slice(), p].concat()).collect();
+    assert_same_as_greedy_full_forward_passes(&model, &prefixed);
+}
+
+/// Checks batched generation, with an EOS id that stops some rows early, against
+/// [`greedy_without_cache`] for each prompt.
+fn assert_same_as_greedy_full_forward_passes(model: &LlamaForCausalLM<B>, prompts: &[Vec<u32>]) {
+    let free =
+        generate(model, prompts, &GenerationConfig { max_new_tokens: 10, ..Default::default() }, |_, _| false).unwrap();
     // An EOS id that ends some rows early and leaves others running.
     let eos = free[1].ids[2];
     let settings = GenerationConfig { max_new_tokens: 10, eos_token_ids: vec![eos], ..Default::default() };
-    let batched = generate(&model, &prompts, &settings, |_, _| false).unwrap();
+    let batched = generate(model, prompts, &settings, |_, _| false).unwrap();
     assert!(batched.iter().any(|g| g.ids.len() < 10) && batched.iter().any(|g| g.ids.len() == 10));
     for (prompt, generation) in prompts.iter().zip(&batched) {
-        assert_eq!(generation.ids, greedy_without_cache(&model, prompt, 10, eos), "prompt {prompt:?}");
+        assert_eq!(generation.ids, greedy_without_cache(model, prompt, 10, eos), "prompt {prompt:?}");
     }
 }
