@@ -10,6 +10,8 @@
 
 use rayon::prelude::*;
 
+use crate::softmax::softmax_in_place;
+
 /// Query positions handed to a thread at a time during prefill.
 const TASK_POSITIONS: usize = 32;
 
@@ -264,27 +266,6 @@ unsafe fn product(
             gemm::Parallelism::None,
         );
     }
-}
-
-/// Replaces `scores` by their softmax over the keys `hidden` does not hide. A query that sees no
-/// key gets zero weights (no query of a causal, left-padded mask is in that case: each sees
-/// itself).
-fn softmax_in_place(scores: &mut [f32], hidden: Option<&[bool]>) {
-    if let Some(hidden) = hidden {
-        scores.iter_mut().zip(hidden).filter(|(_, &h)| h).for_each(|(s, _)| *s = f32::NEG_INFINITY);
-    }
-    let max = scores.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-    if max == f32::NEG_INFINITY {
-        scores.fill(0.0);
-        return;
-    }
-    let mut sum = 0.0;
-    for s in scores.iter_mut() {
-        *s = (*s - max).exp();
-        sum += *s;
-    }
-    let inverse = 1.0 / sum;
-    scores.iter_mut().for_each(|s| *s *= inverse);
 }
 
 #[cfg(test)]

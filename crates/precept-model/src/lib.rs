@@ -31,6 +31,7 @@ mod rms_norm;
 mod rope;
 pub mod row_product;
 pub mod sampling;
+mod softmax;
 
 pub use attention::{Attention, LayerInputs};
 pub use config::{Llama3RopeScaling, LlamaConfig};

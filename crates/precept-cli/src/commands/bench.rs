@@ -37,8 +37,8 @@ impl DeviceCommand for BenchGenerate {
             bail!("--batch, --prompt-tokens and --repeat must be positive and --new-tokens at least 2");
         }
         let (config, model) = load_weights::<B>(&args.model, &device)?;
-        // Fixed pseudo-text prompts, a different one per row (identical rows would share one
-        // prefill): distinct ids spread over the vocabulary.
+        // Fixed pseudo-text prompts, different from their first token on (identical rows, or a
+        // common prefix, would be prefilled once): distinct ids spread over the vocabulary.
         let prompts: Vec<Vec<u32>> = (0..args.batch)
             .map(|row| {
                 let id = |i: usize| ((i * 7919 + 13 + row * 104_729) % config.vocab_size) as u32;
