@@ -64,7 +64,7 @@ impl DeviceChoice {
                 } else {
                     precept_model::set_matvec_split(rayon::current_num_threads());
                 }
-                precept_model::set_host_kv_cache::<burn::backend::Flex>();
+                precept_model::set_host_kernels::<burn::backend::Flex>();
                 command.run::<burn::backend::Flex>(Default::default())
             }
             #[cfg(feature = "cuda")]

@@ -4,9 +4,10 @@ use burn::module::Module;
 use burn::tensor::backend::Backend;
 use burn::tensor::module::attention;
 use burn::tensor::ops::AttentionModuleOptions;
-use burn::tensor::{Bool, Tensor, TensorData};
+use burn::tensor::{Bool, Tensor};
 
 use crate::config::LlamaConfig;
+use crate::host::{from_host, host_values};
 use crate::host_attention::{HostKv, HostShape};
 use crate::inputs::AttentionInputs;
 use crate::kv_cache::LayerKv;
@@ -107,7 +108,7 @@ impl<B: Backend> Attention<B> {
         cache.append(&host_values(k), &host_values(v), [batch, seq]);
         let shape = HostShape { batch, seq, heads: self.num_heads };
         let out = cache.attend(&host_values(q), shape, shared.host_mask.as_deref());
-        Tensor::from_data(TensorData::new(out, [batch, seq, width]), &device)
+        from_host(out, [batch, seq, width], &device)
     }
 
     /// `[batch, seq, kv_heads·head_dim] → [batch, kv_heads, seq, head_dim]`.
@@ -165,12 +166,6 @@ impl<B: Backend> LayerInputs<B> {
         });
         Self { q, k, mask, host_mask: None }
     }
-}
-
-/// A tensor's values as `f32`s in host memory, row-major.
-fn host_values<B: Backend>(tensor: Tensor<B, 3>) -> Vec<f32> {
-    // Data converted to `f32` always reads back as `f32`.
-    tensor.into_data().convert::<f32>().into_vec::<f32>().unwrap_or_else(|e| unreachable!("{e:?}"))
 }
 
 #[cfg(test)]

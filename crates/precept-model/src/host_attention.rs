@@ -10,7 +10,7 @@
 
 use rayon::prelude::*;
 
-use crate::softmax::softmax_in_place;
+use crate::host_math::softmax_in_place;
 
 /// Query positions handed to a thread at a time during prefill.
 const TASK_POSITIONS: usize = 32;

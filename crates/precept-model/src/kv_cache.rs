@@ -1,30 +1,10 @@
 //! The key/value cache, passed explicitly to the forward pass: tensors on the model's device, or
 //! buffers in host memory ([`HostKv`]) that grow in place, for the CPU.
 
-use std::any::TypeId;
-use std::sync::OnceLock;
-
 use burn::tensor::backend::Backend;
 use burn::tensor::{Int, Tensor, TensorData};
 
 use crate::host_attention::HostKv;
-
-/// The backend whose caches live in host memory, when the program chose one.
-static HOST_CACHE_BACKEND: OnceLock<TypeId> = OnceLock::new();
-
-/// Keeps the KV caches of models on backend `B` in host memory ([`HostKv`]), where decoding
-/// appends to them in place and attends over them where they lie.
-///
-/// A CPU tuning knob, set once by the program for its CPU backend (later calls are ignored); on a
-/// GPU backend it would copy every step's queries and keys to the host.
-pub fn set_host_kv_cache<B: Backend>() {
-    let _ = HOST_CACHE_BACKEND.set(TypeId::of::<B>());
-}
-
-/// Whether the program chose host caches for `B`.
-pub(crate) fn host_kv_cache<B: Backend>() -> bool {
-    HOST_CACHE_BACKEND.get() == Some(&TypeId::of::<B>())
-}
 
 /// Cached keys and values of one layer.
 #[derive(Debug, Clone)]

@@ -5,8 +5,9 @@
 //!   mask) and an optional explicit [`KvCache`] to full-sequence logits.
 //! - [`checkpoint`] loads and saves Hugging Face folders (safetensors, sharded, f32/f16/bf16)
 //!   and PEFT adapter folders; [`lora`] adds, freezes and merges the adapters.
-//! - On the CPU, [`row_product`] computes decoding-step products and [`host_attention`] keeps the
-//!   KV cache in host memory and attends over it in place.
+//! - On the CPU, [`row_product`] computes decoding-step products, [`host_attention`] keeps the
+//!   KV cache in host memory and attends over it in place, and SwiGLU runs on host memory with a
+//!   vectorised `exp` ([`set_host_kernels`]).
 //! - [`gguf`] imports llama.cpp GGUF files into such folders.
 //! - [`sampling`] and [`generate`] turn the model into a text generator, batched;
 //!   [`LocalGenerator`] serves precept-data's `Generate` trait (conversations in, replies and
@@ -18,7 +19,9 @@ mod config;
 mod error;
 pub mod generate;
 pub mod gguf;
+mod host;
 pub mod host_attention;
+mod host_math;
 mod inputs;
 mod kv_cache;
 mod local;
@@ -31,13 +34,13 @@ mod rms_norm;
 mod rope;
 pub mod row_product;
 pub mod sampling;
-mod softmax;
 
 pub use attention::{Attention, LayerInputs};
 pub use config::{Llama3RopeScaling, LlamaConfig};
 pub use error::{ModelError, Result};
+pub use host::set_host_kernels;
 pub use inputs::AttentionInputs;
-pub use kv_cache::{set_host_kv_cache, KvCache, LayerKv};
+pub use kv_cache::{KvCache, LayerKv};
 pub use local::LocalGenerator;
 pub use mlp::Mlp;
 pub use model::{DecoderLayer, LlamaForCausalLM, LlamaModel};

@@ -6,6 +6,8 @@ use burn::tensor::backend::Backend;
 use burn::tensor::Tensor;
 
 use crate::config::LlamaConfig;
+use crate::host::{from_host, host_kernels, host_values};
+use crate::host_math::swiglu_in_place;
 use crate::project::{project, project_many};
 use crate::projection::{Projection, ProjectionConfig};
 
@@ -37,6 +39,32 @@ impl<B: Backend> Mlp<B> {
     /// - x: `[batch, seq, d_model]` → `[batch, seq, d_model]`
     pub fn forward(&self, x: Tensor<B, 3>) -> Tensor<B, 3> {
         let [gate, up] = project_many([&self.gate_proj, &self.up_proj], x);
-        project(&self.down_proj, silu(gate) * up)
+        let hidden = if host_kernels::<B>() { swiglu_on_host(gate, up) } else { silu(gate) * up };
+        project(&self.down_proj, hidden)
+    }
+}
+
+/// `silu(gate) * up` computed in host memory ([`crate::set_host_kernels`]).
+fn swiglu_on_host<B: Backend>(gate: Tensor<B, 3>, up: Tensor<B, 3>) -> Tensor<B, 3> {
+    let (shape, device) = (gate.dims(), gate.device());
+    let mut values = host_values(gate);
+    swiglu_in_place(&mut values, &host_values(up));
+    from_host(values, shape, &device)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use burn::backend::Flex;
+    use burn::tensor::Distribution;
+
+    #[test]
+    fn swiglu_on_host_equals_the_backends_silu_times_up() {
+        let device = Default::default();
+        let gate = Tensor::<Flex, 3>::random([2, 5, 96], Distribution::Normal(0.0, 4.0), &device);
+        let up = Tensor::<Flex, 3>::random([2, 5, 96], Distribution::Normal(0.0, 1.0), &device);
+        let expected = silu(gate.clone()) * up.clone();
+        let difference = (swiglu_on_host(gate, up) - expected).abs().max().into_scalar();
+        assert!(difference < 1e-5, "{difference}");
     }
 }

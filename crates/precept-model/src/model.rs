@@ -7,8 +7,9 @@ use burn::tensor::{Int, Tensor};
 
 use crate::attention::{Attention, LayerInputs};
 use crate::config::LlamaConfig;
+use crate::host::host_kernels;
 use crate::inputs::AttentionInputs;
-use crate::kv_cache::{host_kv_cache, KvCache, LayerKv};
+use crate::kv_cache::{KvCache, LayerKv};
 use crate::mlp::Mlp;
 use crate::project::{project, small_products};
 use crate::projection::{Projection, ProjectionConfig};
@@ -153,10 +154,10 @@ impl<B: Backend> LlamaForCausalLM<B> {
     }
 
     /// An empty KV cache for this model: in host memory when the program chose that for `B`
-    /// ([`crate::set_host_kv_cache`]), tensors otherwise.
+    /// ([`crate::set_host_kernels`]), tensors otherwise.
     pub fn new_cache(&self) -> KvCache<B> {
         match self.model.layers.first() {
-            Some(layer) if host_kv_cache::<B>() => {
+            Some(layer) if host_kernels::<B>() => {
                 KvCache::on_host(self.num_layers(), layer.self_attn.num_kv_heads, layer.self_attn.head_dim)
             }
             _ => KvCache::new(self.num_layers()),

@@ -8,7 +8,7 @@
 use burn::backend::Flex;
 use burn::tensor::{Int, Tensor, TensorData};
 use precept_model::generate::{generate, GenerationConfig};
-use precept_model::{set_host_kv_cache, AttentionInputs, LlamaConfig, LlamaForCausalLM};
+use precept_model::{set_host_kernels, AttentionInputs, LlamaConfig, LlamaForCausalLM};
 
 type B = Flex;
 
@@ -34,7 +34,7 @@ fn greedy_without_cache(model: &LlamaForCausalLM<B>, prompt: &[u32], new_tokens:
 
 #[test]
 fn host_cache_generation_equals_greedy_full_forward_passes() {
-    set_host_kv_cache::<B>();
+    set_host_kernels::<B>();
     <B as burn::tensor::backend::Backend>::seed(&Default::default(), 7);
     let model: LlamaForCausalLM<B> = LlamaConfig::tiny().init(&Default::default());
     assert!(model.new_cache().layers.iter().all(precept_model::LayerKv::is_on_host));
