@@ -73,6 +73,10 @@ impl DrawConfig {
         if self.count == 0 {
             return Err(ConstitutionError::Setting { setting: "draws", problem: "must be at least 1".into() });
         }
+        if self.settings.max_new_tokens == 0 {
+            let problem = "must be at least 1".into();
+            return Err(ConstitutionError::Setting { setting: "draw max new tokens", problem });
+        }
         if self.settings.temperature <= 0.0 {
             let problem = "must be positive (greedy draws would all be the same answer)".into();
             return Err(ConstitutionError::Setting { setting: "draw temperature", problem });

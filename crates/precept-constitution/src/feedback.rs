@@ -55,6 +55,10 @@ impl FeedbackConfig {
     /// # Errors
     /// [`ConstitutionError::Setting`] naming the bad setting.
     pub fn validate(&self) -> Result<()> {
+        if self.samples.max_new_tokens == 0 {
+            let problem = "must be at least 1".into();
+            return Err(ConstitutionError::Setting { setting: "feedback max new tokens", problem });
+        }
         if let Some((low, high)) = self.clamp {
             if !(0.0..=0.5).contains(&low) || !(0.5..=1.0).contains(&high) {
                 let problem = format!("must satisfy 0 <= low <= 0.5 <= high <= 1, got [{low}, {high}]");
@@ -445,6 +449,9 @@ mod tests {
         );
         let bad = FeedbackConfig { threshold: 0.3, ..FeedbackConfig::default() };
         assert_eq!(bad.validate().unwrap_err().to_string(), "setting `threshold` must be between 0.5 and 1, got 0.3");
+        let mut bad = FeedbackConfig::default();
+        bad.samples.max_new_tokens = 0;
+        assert_eq!(bad.validate().unwrap_err().to_string(), "setting `feedback max new tokens` must be at least 1");
         let mut c = constitution();
         c.comparisons.clear();
         let err = label_pairs(&mut two_answers(), &c, &[PromptRecord::user("x", "Q")], &FeedbackConfig::default());

@@ -105,6 +105,9 @@ impl RunConfig {
         if self.batch == 0 {
             return Err(ConstitutionError::Setting { setting: "batch", problem: "must be at least 1".into() });
         }
+        if self.settings.generation.max_new_tokens == 0 {
+            return Err(ConstitutionError::Setting { setting: "max new tokens", problem: "must be at least 1".into() });
+        }
         if let Some(draws) = &self.settings.draws {
             draws.validate()?;
         }
@@ -774,6 +777,10 @@ mod tests {
         let err = constitute(&mut Scripted::new(script), &constitution(), &prompts(1), &zero, &mut |_| {});
         assert_eq!(err.unwrap_err().to_string(), "setting `rounds` must be at least 1");
         zero.settings.rounds = 1;
+        zero.settings.generation.max_new_tokens = 0;
+        let err = constitute(&mut Scripted::new(script), &constitution(), &prompts(1), &zero, &mut |_| {});
+        assert_eq!(err.unwrap_err().to_string(), "setting `max new tokens` must be at least 1");
+        zero.settings.generation.max_new_tokens = 16;
         zero.settings.draws = Some(DrawConfig { count: 0, ..DrawConfig::default() });
         let err = constitute(&mut Scripted::new(script), &constitution(), &prompts(1), &zero, &mut |_| {});
         assert_eq!(err.unwrap_err().to_string(), "setting `draws` must be at least 1");
@@ -785,6 +792,11 @@ mod tests {
             err.unwrap_err().to_string(),
             "setting `draw temperature` must be positive (greedy draws would all be the same answer)"
         );
+        let mut empty = DrawConfig::default();
+        empty.settings.max_new_tokens = 0;
+        zero.settings.draws = Some(empty);
+        let err = constitute(&mut Scripted::new(script), &constitution(), &prompts(1), &zero, &mut |_| {});
+        assert_eq!(err.unwrap_err().to_string(), "setting `draw max new tokens` must be at least 1");
         assert!(!dir.path().join(MANIFEST_FILE).exists());
     }
 }
