@@ -188,7 +188,7 @@ const MIN_SHARED_PREFIX: usize = 8;
 /// Fills `cache` with the prefix that all `prefilled` rows' prompts share, once, copied to each
 /// row, and returns its length; 0 (and an untouched cache) for one row or a short prefix. Each row
 /// keeps at least its last prompt token for the prefill, whose logits choose its first token.
-fn fill_shared_prefix<B: Backend>(
+pub(crate) fn fill_shared_prefix<B: Backend>(
     model: &LlamaForCausalLM<B>,
     prompts: &[Vec<u32>],
     prefilled: &[usize],

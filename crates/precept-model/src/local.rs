@@ -12,7 +12,7 @@ use precept_data::{
 
 use crate::checkpoint::load_model;
 use crate::error::{ModelError, Result};
-use crate::generate::{generate, FinishReason, GenerationConfig};
+use crate::generate::{fill_shared_prefix, generate, FinishReason, GenerationConfig};
 use crate::inputs::AttentionInputs;
 use crate::model::LlamaForCausalLM;
 use crate::sampling::SamplingConfig;
@@ -49,26 +49,29 @@ impl<B: Backend> LocalGenerator<B> {
     }
 
     /// `Σ log p(option | prompt)` for every prompt and option, `[prompt][option]`. Each chunk of
-    /// prompts is prefilled once; every option (non-empty, as the caller checks) then continues
-    /// from a copy of its KV cache.
+    /// prompts is prefilled once (the prefix they all share once for all of them); every option
+    /// (non-empty, as the caller checks) then continues from a copy of its KV cache.
     fn option_log_probs(&self, prompts: &[Vec<u32>], options: &[Vec<u32>]) -> Vec<Vec<f64>> {
         let device = self.model.model.embed_tokens.weight.device();
         let mut scores = Vec::with_capacity(prompts.len());
         for chunk in prompts.chunks(SCORING_BATCH) {
             let batch = chunk.len();
+            let mut cache = self.model.new_cache();
+            let rows: Vec<usize> = (0..batch).collect();
+            let shared = fill_shared_prefix(&self.model, chunk, &rows, &mut cache);
             let longest = chunk.iter().map(Vec::len).max().unwrap_or(0);
             let pads: Vec<usize> = chunk.iter().map(|p| longest - p.len()).collect();
-            let mut ids = Vec::with_capacity(batch * longest);
+            let own = longest - shared;
+            let mut ids = Vec::with_capacity(batch * own);
             for (prompt, &pad) in chunk.iter().zip(&pads) {
                 ids.extend(std::iter::repeat_n(0i64, pad));
-                ids.extend(prompt.iter().map(|&t| t as i64));
+                ids.extend(prompt[shared..].iter().map(|&t| t as i64));
             }
-            let tokens = Tensor::<B, 2, Int>::from_data(TensorData::new(ids, [batch, longest]), &device);
-            let mut cache = self.model.new_cache();
-            let inputs = AttentionInputs::left_padded(&pads, longest, 0, &device);
+            let tokens = Tensor::<B, 2, Int>::from_data(TensorData::new(ids, [batch, own]), &device);
+            let inputs = AttentionInputs::padded_after(shared, &pads, own, shared, &device);
             let hidden = self.model.model.forward(tokens, &inputs, Some(&mut cache));
             let d_model = hidden.dims()[2];
-            let last = self.log_probs(hidden.slice([0..batch, longest - 1..longest, 0..d_model]));
+            let last = self.log_probs(hidden.slice([0..batch, own - 1..own, 0..d_model]));
             let vocab = last.len() / batch;
             let mut chunk_scores = vec![vec![0.0; options.len()]; batch];
             for (o, option) in options.iter().enumerate() {
@@ -82,7 +85,7 @@ impl<B: Backend> LocalGenerator<B> {
                 // The option's tokens but the last, after each prompt, predict its tokens after the first.
                 let fed: Vec<i64> = (0..batch).flat_map(|_| option[..rest].iter().map(|&t| t as i64)).collect();
                 let fed = Tensor::<B, 2, Int>::from_data(TensorData::new(fed, [batch, rest]), &device);
-                let inputs = AttentionInputs::left_padded(&pads, rest, longest, &device);
+                let inputs = AttentionInputs::padded_after(shared, &pads, rest, longest, &device);
                 let hidden = self.model.model.forward(fed, &inputs, Some(&mut cache.clone()));
                 let log_probs = self.log_probs(hidden);
                 for (row, score) in chunk_scores.iter_mut().enumerate() {
@@ -197,10 +200,24 @@ mod tests {
     #[test]
     fn option_probabilities_are_the_normalised_sequence_probabilities_of_each_option() {
         let mut generator = generator();
-        let conversations = vec![ask("is it ?"), ask("yes")];
         let options = vec!["yes".to_string(), "no maybe".to_string()];
-        let probabilities = generator.option_probabilities(&conversations, &options).unwrap();
-        // Independent computation: full-sequence logits of prompt+option, one row at a time.
+        // Without a common prefix, and with a system message long enough to be filled once.
+        let system = || Message::system("is it yes no maybe is it yes no maybe");
+        let plain = [ask("is it ?"), ask("yes")];
+        let with_system = [vec![system(), Message::user("is it ?")], vec![system(), Message::user("yes")]];
+        for conversations in [plain, with_system] {
+            assert_option_probabilities_match_full_forward_passes(&mut generator, &conversations, &options);
+        }
+    }
+
+    /// Checks `option_probabilities` against the full-sequence logits of prompt+option, computed
+    /// one row at a time.
+    fn assert_option_probabilities_match_full_forward_passes(
+        generator: &mut LocalGenerator<Flex>,
+        conversations: &[Vec<Message>],
+        options: &[String],
+    ) {
+        let probabilities = generator.option_probabilities(conversations, options).unwrap();
         let device = Default::default();
         for (conversation, got) in conversations.iter().zip(&probabilities) {
             let prompt = generator.prompt_ids(std::slice::from_ref(conversation)).unwrap().remove(0);
