@@ -120,17 +120,7 @@ fn prompts_sharing_a_prefix_fill_it_once_and_decode_as_they_would_alone() {
         .collect();
     prompts.push(prompts[2].clone());
     prompts.push(prefix[..9].to_vec());
-    let free = generate(&model, &prompts, &GenerationConfig { max_new_tokens: 8, ..Default::default() }, |_, _| false)
-        .unwrap();
-    // An EOS id that ends some rows early and leaves others running.
-    let eos = free[1].ids[2];
-    let settings = GenerationConfig { max_new_tokens: 8, eos_token_ids: vec![eos], ..Default::default() };
-    let batched = generate(&model, &prompts, &settings, |_, _| false).unwrap();
-    assert!(batched.iter().any(|g| g.ids.len() < 8) && batched.iter().any(|g| g.ids.len() == 8));
-    for (prompt, together) in prompts.iter().zip(&batched) {
-        let alone = generate(&model, std::slice::from_ref(prompt), &settings, |_, _| false).unwrap();
-        assert_eq!(alone[0], *together, "prompt {prompt:?}");
-    }
+    assert_batch_with_eos_equals_single_runs(&model, &prompts, [1, 2]);
 }
 
 #[test]
@@ -157,15 +147,25 @@ fn rows_leaving_the_batch_at_eos_do_not_change_the_others() {
     let model = tiny_model(&config);
     let prompts: Vec<Vec<u32>> =
         (0..6).map(|i| (0..(2 + i % 3)).map(|j| (i * 11 + j * 5) as u32 % 97).collect()).collect();
-    let free = generate(&model, &prompts, &GenerationConfig { max_new_tokens: 8, ..Default::default() }, |_, _| false)
-        .unwrap();
-    // An EOS id that ends some rows early and leaves others running.
-    let eos = free[0].ids[1];
+    assert_batch_with_eos_equals_single_runs(&model, &prompts, [0, 1]);
+}
+
+/// Generates 8 tokens for `prompts` in one batch, with an EOS id (the free run's token at
+/// `[row, index]`) that ends some rows early and leaves others running, and checks each row
+/// against the prompt generated alone.
+fn assert_batch_with_eos_equals_single_runs(
+    model: &LlamaForCausalLM<B>,
+    prompts: &[Vec<u32>],
+    [row, index]: [usize; 2],
+) {
+    let free =
+        generate(model, prompts, &GenerationConfig { max_new_tokens: 8, ..Default::default() }, |_, _| false).unwrap();
+    let eos = free[row].ids[index];
     let settings = GenerationConfig { max_new_tokens: 8, eos_token_ids: vec![eos], ..Default::default() };
-    let batched = generate(&model, &prompts, &settings, |_, _| false).unwrap();
+    let batched = generate(model, prompts, &settings, |_, _| false).unwrap();
     assert!(batched.iter().any(|g| g.ids.len() < 8) && batched.iter().any(|g| g.ids.len() == 8));
     for (prompt, together) in prompts.iter().zip(&batched) {
-        let alone = generate(&model, std::slice::from_ref(prompt), &settings, |_, _| false).unwrap();
+        let alone = generate(model, std::slice::from_ref(prompt), &settings, |_, _| false).unwrap();
         assert_eq!(alone[0], *together, "prompt {prompt:?}");
     }
 }
