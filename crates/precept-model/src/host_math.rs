@@ -2,6 +2,7 @@
 //! softmax of host attention ([`softmax_in_place`]) and SwiGLU ([`swiglu_in_place`]). libm's
 //! scalar `expf`, behind both in the backend, was about a quarter of a long prefill.
 
+use pulp::Arch;
 use rayon::prelude::*;
 
 /// Below this, `exp(x)` is under the smallest normal `f32` and is taken as zero.
@@ -33,28 +34,13 @@ const SWIGLU_TASK: usize = 1 << 14;
 /// If the two lengths differ.
 pub(crate) fn swiglu_in_place(gate: &mut [f32], up: &[f32]) {
     assert_eq!(gate.len(), up.len(), "gate and up values pair up");
-    gate.par_chunks_mut(SWIGLU_TASK).zip(up.par_chunks(SWIGLU_TASK)).for_each(|(gate, up)| {
-        #[cfg(target_arch = "x86_64")]
-        if std::arch::is_x86_feature_detected!("avx512f") {
-            // SAFETY: the CPU has AVX-512F, checked just above.
-            return unsafe { swiglu_avx512(gate, up) };
-        }
-        swiglu(gate, up);
-    });
+    gate.par_chunks_mut(SWIGLU_TASK)
+        .zip(up.par_chunks(SWIGLU_TASK))
+        .for_each(|(gate, up)| Arch::new().dispatch(|| swiglu(gate, up)));
 }
 
-/// [`swiglu`] compiled for AVX-512, where its loop runs 16 lanes at a time.
-///
-/// # Safety
-/// AVX-512F must be available.
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f")]
-unsafe fn swiglu_avx512(gate: &mut [f32], up: &[f32]) {
-    swiglu(gate, up);
-}
-
-/// The portable loop behind [`swiglu_in_place`]: `σ(x)` from `e = exp(−|x|)` as `1/(1+e)` or
-/// `e/(1+e)`, which never overflows.
+/// The loop behind [`swiglu_in_place`], compiled for the CPU's vectors: `σ(x)` from
+/// `e = exp(−|x|)` as `1/(1+e)` or `e/(1+e)`, which never overflows.
 #[inline(always)]
 fn swiglu(gate: &mut [f32], up: &[f32]) {
     for (g, &u) in gate.iter_mut().zip(up) {
@@ -66,25 +52,11 @@ fn swiglu(gate: &mut [f32], up: &[f32]) {
 
 /// `xᵢ ← exp(xᵢ − shift)` for `xᵢ ≤ shift` (or −∞), returning the sum of the results.
 fn exp_shifted_in_place(values: &mut [f32], shift: f32) -> f32 {
-    #[cfg(target_arch = "x86_64")]
-    if std::arch::is_x86_feature_detected!("avx512f") {
-        // SAFETY: the CPU has AVX-512F, checked just above.
-        return unsafe { exp_shifted_avx512(values, shift) };
-    }
-    exp_shifted(values, shift)
+    Arch::new().dispatch(|| exp_shifted(values, shift))
 }
 
-/// [`exp_shifted`] compiled for AVX-512, where its loop runs 16 lanes at a time.
-///
-/// # Safety
-/// AVX-512F must be available.
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f")]
-unsafe fn exp_shifted_avx512(values: &mut [f32], shift: f32) -> f32 {
-    exp_shifted(values, shift)
-}
-
-/// The portable loop behind [`exp_shifted_in_place`]: branch-free, so it vectorises.
+/// The loop behind [`exp_shifted_in_place`], compiled for the CPU's vectors: branch-free, so it
+/// vectorises.
 #[inline(always)]
 fn exp_shifted(values: &mut [f32], shift: f32) -> f32 {
     let mut sums = [0.0f32; 16];

@@ -3,21 +3,23 @@
 //! A general GEMM packs both operands into panels, which pays for itself on large products; a
 //! decoding step multiplies 1 to 32 rows by weights that are read from memory once per step, so
 //! packing them adds a second pass. These kernels stream each weight straight from its storage
-//! into AVX-512 registers, hold a tile of outputs in registers, and reuse each weight tile from
+//! into vector registers, hold a tile of outputs in registers, and reuse each weight tile from
 //! cache for every row:
 //! - a [`Weight::Stored`] `[d_in, d_out]` weight is cut into bands of weight rows, one per thread,
 //!   each a contiguous stretch of memory whose partial products are then added in band order;
 //! - a [`Weight::Transposed`] `[d_out, d_in]` weight (a tied embedding) is cut into blocks of
 //!   output columns, each a contiguous stretch of rows, computed as dot products.
 //!
-//! All the weights of one call share one parallel region. Without AVX-512, plain loops compute
-//! the same sums (slowly: a program should then keep the backend's own product).
+//! All the weights of one call share one parallel region. The kernels ([`simd`]) are written once
+//! over pulp's vector types and run with the widest instruction set the CPU has; without one
+//! ([`vectorised`] is false), plain loops compute the same sums (slowly: a program should then
+//! keep the backend's own product).
 
-#[cfg(target_arch = "x86_64")]
-mod avx512;
+mod simd;
 
 use std::ops::Range;
 
+use pulp::{Arch, Simd, WithSimd};
 use rayon::prelude::*;
 
 /// Output columns of a transposed weight handed to a thread at a time.
@@ -25,16 +27,17 @@ const TASK_COLUMNS: usize = 192;
 /// Fewest weight rows worth a thread of their own.
 const MIN_BAND_ROWS: usize = 64;
 
-/// Whether this CPU runs the vectorised kernels.
+/// Whether this CPU has vector instructions for the kernels (AVX2 with FMA or AVX-512 on x86-64,
+/// NEON on AArch64).
 pub fn vectorised() -> bool {
-    #[cfg(target_arch = "x86_64")]
-    {
-        std::arch::is_x86_feature_detected!("avx512f")
+    struct Vectorised;
+    impl WithSimd for Vectorised {
+        type Output = bool;
+        fn with_simd<S: Simd>(self, _: S) -> bool {
+            !S::IS_SCALAR
+        }
     }
-    #[cfg(not(target_arch = "x86_64"))]
-    {
-        false
-    }
+    Arch::new().dispatch(Vectorised)
 }
 
 /// A weight in host memory, row-major and contiguous.
@@ -146,46 +149,15 @@ impl Task {
 
 /// `x[:, depth]·w[depth, :]`, `[rows, d_out]`.
 fn weight_band(x: &[f32], w: &[f32], shape: Shape, depth: Range<usize>) -> Vec<f32> {
-    let Shape { rows, d_in, d_out } = shape;
-    let mut partial = vec![0.0; rows * d_out];
-    let mut done = 0;
-    #[cfg(target_arch = "x86_64")]
-    if vectorised() {
-        done = d_out / avx512::TILE_COLUMNS * avx512::TILE_COLUMNS;
-        // SAFETY: AVX-512F is present; `x`, `w` and `partial` hold `[rows, d_in]`, `[d_in, d_out]`
-        // and `[rows, d_out]` values, `depth` lies within `0..d_in` and `done ≤ d_out`.
-        unsafe { avx512::rows_times_weight(x, w, &mut partial, shape, depth.clone(), done) };
-    }
-    for row in 0..rows {
-        let out = &mut partial[row * d_out..][done..d_out];
-        for k in depth.clone() {
-            let (xk, w_row) = (x[row * d_in + k], &w[k * d_out..][done..d_out]);
-            out.iter_mut().zip(w_row).for_each(|(o, &wk)| *o += xk * wk);
-        }
-    }
+    let mut partial = vec![0.0; shape.rows * shape.d_out];
+    Arch::new().dispatch(simd::WeightBand { x, w, partial: &mut partial, shape, depth });
     partial
 }
 
 /// Output columns `columns` of `x·eᵀ`, `[rows, columns.len()]`.
 fn transposed_columns(x: &[f32], e: &[f32], shape: Shape, columns: Range<usize>) -> Vec<f32> {
-    let Shape { rows, d_in, .. } = shape;
-    let width = columns.len();
-    let mut block = vec![0.0; rows * width];
-    let mut done = 0;
-    #[cfg(target_arch = "x86_64")]
-    if vectorised() {
-        done = width / avx512::DOT_COLUMNS * avx512::DOT_COLUMNS;
-        // SAFETY: AVX-512F is present; `x`, `e` and `block` hold `[rows, d_in]`, `[d_out, d_in]`
-        // and `[rows, width]` values, `columns` lies within `0..d_out` and `done ≤ width`.
-        unsafe { avx512::rows_times_transposed(x, e, &mut block, shape, columns.start, done) };
-    }
-    for row in 0..rows {
-        let x_row = &x[row * d_in..][..d_in];
-        for column in done..width {
-            let e_row = &e[(columns.start + column) * d_in..][..d_in];
-            block[row * width + column] = x_row.iter().zip(e_row).map(|(a, b)| a * b).sum();
-        }
-    }
+    let mut block = vec![0.0; shape.rows * columns.len()];
+    Arch::new().dispatch(simd::TransposedColumns { x, e, block: &mut block, shape, columns });
     block
 }
 
