@@ -10,10 +10,10 @@
 //! - a [`Weight::Transposed`] `[d_out, d_in]` weight (a tied embedding) is cut into blocks of
 //!   output columns, each a contiguous stretch of rows, computed as dot products.
 //!
-//! All the weights of one call share one parallel region. The kernels ([`simd`]) are written once
-//! over pulp's vector types and run with the widest instruction set the CPU has; without one
-//! ([`vectorised`] is false), plain loops compute the same sums (slowly: a program should then
-//! keep the backend's own product).
+//! All the weights of one call share one parallel region. The kernels (module `simd`) are
+//! written once over pulp's vector types and run with the widest instruction set the CPU has;
+//! without one ([`vectorised`] is false), plain loops compute the same sums (slowly: a program
+//! should then keep the backend's own product).
 
 mod simd;
 
