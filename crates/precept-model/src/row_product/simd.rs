@@ -34,10 +34,11 @@ pub(super) struct WeightBand<'a> {
 impl WithSimd for WeightBand<'_> {
     type Output = ();
 
-    /// Runs in passes over a few weight rows at a time, adjacent in memory; each pass sweeps tiles of
-    /// three vectors of columns left to right, so the weights stream in order, and a tile's
-    /// weights are reused from L1 by every tile of rows of `x`. Within a pass the tile's lines of
-    /// the next pass are prefetched into L2. Columns past the last whole tile are summed plainly.
+    /// Runs in passes over a few weight rows at a time, adjacent in memory; each pass sweeps
+    /// tiles of three vectors of columns left to right, so the weights stream in order, and a
+    /// tile's weights are reused from L1 by every tile of rows of `x`. Within a pass the tile's
+    /// lines of the next pass are prefetched into L2. Columns past the last whole tile are summed
+    /// plainly.
     #[inline(always)]
     fn with_simd<S: Simd>(self, simd: S) {
         let Self { x, w, partial, shape, depth } = self;
