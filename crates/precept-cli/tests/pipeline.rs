@@ -68,7 +68,8 @@ fn a_tiny_pipeline_runs_every_stage_and_a_rerun_skips_the_finished_ones() {
     let args = ["pipeline", "--config", config.to_str().unwrap()].map(String::from);
     kill_when_ready(&args, &repo_root(), &run.join("sft/checkpoints/checkpoint-000001"));
 
-    let log = assert_finished(&pipeline(&config, &[]));
+    let first = pipeline(&config, &[]);
+    let log = assert_finished(&first);
     assert!(
         log.contains("constitute: finished with these settings; skipped") && log.contains("sft: continuing"),
         "{log}"
@@ -85,15 +86,21 @@ fn a_tiny_pipeline_runs_every_stage_and_a_rerun_skips_the_finished_ones() {
         assert!(marker.contains("\"complete\": true"), "{stage}: {marker}");
     }
 
-    let again = assert_finished(&pipeline(&config, &[]));
-    for stage in ["constitute", "sft", "dpo"] {
-        assert!(again.contains(&format!("{stage}: finished with these settings; skipped")), "{again}");
+    let again = pipeline(&config, &[]);
+    let again_log = assert_finished(&again);
+    for stage in ["constitute", "sft", "dpo", "eval"] {
+        assert!(again_log.contains(&format!("{stage}: finished with these settings; skipped")), "{again_log}");
     }
+    // The skipped gate's verdict is replayed: same exit code, same table.
+    assert_eq!(again.status.code(), first.status.code(), "{again_log}");
+    assert_eq!(String::from_utf8_lossy(&again.stdout), String::from_utf8_lossy(&first.stdout));
     // Changing DPO's settings reruns DPO (and the gate), not the stages before it.
     std::fs::write(&config, settings.replace("learning_rate = 1e-5", "learning_rate = 2e-5")).unwrap();
     let changed = assert_finished(&pipeline(&config, &[]));
     assert!(
-        changed.contains("sft: finished with these settings; skipped") && changed.contains("dpo: starting"),
+        changed.contains("sft: finished with these settings; skipped")
+            && changed.contains("dpo: starting")
+            && changed.contains("eval: starting"),
         "{changed}"
     );
 }

@@ -221,7 +221,6 @@ impl DeviceCommand for Gate {
         };
         let suite = &plan.suite;
         let comparison = compare(&base, &tuned, &suite.thresholds, &suite.gate);
-        let verdict = comparison.verdict;
         let info = |side: &SideResult, cached: bool| SideInfo {
             model: side.model.clone(),
             system_prompt: side.system_prompt.clone(),
@@ -239,7 +238,7 @@ impl DeviceCommand for Gate {
             judge: suite.judge.clone(),
             gate: suite.gate,
             thresholds: suite.thresholds.clone(),
-            exit_code: verdict.exit_code(),
+            exit_code: comparison.verdict.exit_code(),
             comparison,
         };
         if let Some(out) = &plan.out {
@@ -247,14 +246,20 @@ impl DeviceCommand for Gate {
                 tracing::info!("wrote {}", path.display());
             }
         }
-        if self.args.json {
-            print_json(&report)?;
-        } else {
-            print!("{}", terminal_table(&report));
-        }
-        match verdict {
-            Verdict::Pass => Ok(()),
-            verdict => Err(GateFailure { verdict }.into()),
-        }
+        announce(&report, self.args.json)
+    }
+}
+
+/// Prints a finished gate's report (JSON or a table) and turns its verdict into the result:
+/// a [`GateFailure`] unless it passed.
+pub fn announce(report: &Report, json: bool) -> Result<()> {
+    if json {
+        print_json(report)?;
+    } else {
+        print!("{}", terminal_table(report));
+    }
+    match report.comparison.verdict {
+        Verdict::Pass => Ok(()),
+        verdict => Err(GateFailure { verdict }.into()),
     }
 }

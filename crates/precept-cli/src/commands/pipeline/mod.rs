@@ -4,7 +4,7 @@
 //! stage's settings chained with every upstream stage's, and whether it finished. A rerun skips
 //! finished stages whose hash is unchanged, continues a killed one where it stopped (the stages
 //! resume by themselves: constitute's journal, the trainers' checkpoints, eval's reply journal),
-//! and restarts a stage whose settings changed. The gate always runs (its baseline is cached),
+//! and restarts a stage whose settings changed. A skipped gate prints its finished report again,
 //! so the exit code always carries its verdict.
 
 mod config;
@@ -19,7 +19,7 @@ use burn::backend::Autodiff;
 use burn::tensor::backend::Backend;
 use clap::Args;
 use precept_data::hash_json;
-use precept_eval::Suite;
+use precept_eval::{Report, Suite};
 use precept_train::checkpoint::Checkpoints;
 use precept_train::dpo::train_dpo;
 use precept_train::sft::train_sft;
@@ -27,7 +27,7 @@ use precept_train::sft::train_sft;
 use self::config::{prompts_file, stage_dir, PipelineConfig};
 use self::stage::{action, read_marker, write_marker, Action, Marker, Stage};
 use super::constitute::Constitute;
-use super::eval::gate::Gate;
+use super::eval::gate::{announce, Gate};
 use super::training::Progress;
 use crate::device::DeviceCommand;
 
@@ -148,12 +148,22 @@ impl DeviceCommand for Pipeline {
                 continue;
             }
             let mut todo = action(marker.as_ref(), &hash, forced);
-            if stage == Stage::Eval && todo == Action::Skip {
+            let finished_gate = (stage == Stage::Eval && todo == Action::Skip)
+                .then(|| report::read_json::<Report>(&dir.join("report.json")))
+                .flatten();
+            if stage == Stage::Eval && finished_gate.is_none() && todo == Action::Skip {
+                // Without a readable report the gate runs again (its replies are cached).
                 todo = Action::Resume;
             }
             match todo {
                 Action::Skip => {
                     tracing::info!("{}: finished with these settings; skipped", stage.name());
+                    if let Some(gate) = finished_gate {
+                        // The exit code still carries the finished gate's verdict.
+                        let verdict = announce(&gate, self.config.eval.json);
+                        self.report()?;
+                        return verdict;
+                    }
                     continue;
                 }
                 Action::Start if dir.exists() => {

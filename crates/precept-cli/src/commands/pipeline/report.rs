@@ -51,7 +51,8 @@ const CHART_STYLE: &str =
 .curves{display:flex;flex-wrap:wrap;gap:16px}.curve{border:1px solid #dde1e8;border-radius:4px;padding:8px}\
 .example{border:1px solid #dde1e8;border-radius:4px;margin:8px 0;padding:8px}";
 
-fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Option<T> {
+/// The JSON file at `path`, or `None` when it is missing or unreadable.
+pub fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Option<T> {
     serde_json::from_str(&std::fs::read_to_string(path).ok()?).ok()
 }
 
