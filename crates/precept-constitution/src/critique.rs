@@ -46,7 +46,7 @@ impl Default for LoopConfig {
 }
 
 /// One critique → revision round.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Round {
     /// The principle's id.
     pub principle: String,
@@ -107,6 +107,8 @@ pub enum Revised {
         answer_complete: bool,
         /// The rounds completed before the failure.
         rounds: Vec<Round>,
+        /// When a revision failed, its round, with the failed reply as the revision.
+        unfinished: Option<Round>,
     },
 }
 
@@ -236,6 +238,7 @@ pub fn critique_and_revise<G: Generate>(
                     answer: None,
                     answer_complete: false,
                     rounds: Vec::new(),
+                    unfinished: None,
                 })
             }
             None => {
@@ -322,9 +325,11 @@ fn stage<G: Generate>(
                 Some(reason) => {
                     // A critique's round is not complete yet: it is not among the finished rounds.
                     let mut rounds = row.rounds.clone();
-                    if stage == Stage::Revision {
-                        rounds.pop();
-                    }
+                    let unfinished = if stage == Stage::Revision {
+                        rounds.pop().map(|round| Round { revision: reply.text.clone(), ..round })
+                    } else {
+                        None
+                    };
                     outcomes[row.index] = Some(Revised::Filtered {
                         stage,
                         round: round + 1,
@@ -333,6 +338,7 @@ fn stage<G: Generate>(
                         answer: Some(row.answer.clone()),
                         answer_complete: row.answer_complete,
                         rounds,
+                        unfinished,
                     });
                     None
                 }
@@ -517,8 +523,10 @@ revision = "EX revision"
         let Revised::Filtered { text, answer, rounds, .. } = &outcomes[5] else { panic!() };
         assert_eq!((answer.as_deref(), rounds.len()), (Some("fine answer"), 0));
         assert!(!text.is_empty(), "the copied critique is kept");
-        let Revised::Filtered { text, .. } = &outcomes[3] else { panic!() };
+        let Revised::Filtered { text, unfinished, .. } = &outcomes[3] else { panic!() };
         assert_eq!(text, "same  text.");
+        let unfinished = unfinished.as_ref().expect("a failed revision keeps its round");
+        assert_eq!((unfinished.critique.is_empty(), unfinished.revision.as_str()), (false, "same  text."));
         assert!(matches!(outcomes[4], Revised::Done { .. }));
         // A truncated answer is not degenerate: it is critiqued and revised like any other, and
         // marked so that no record trains on it.

@@ -243,6 +243,8 @@ mod tests {
             prefs: false,
             filtered: vec!["answer-empty".into()],
             filtered_reply: Some(String::new()),
+            answer: None,
+            rounds: Vec::new(),
         };
         outputs.append(line, None, None).unwrap();
         drop(outputs);

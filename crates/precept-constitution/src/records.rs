@@ -119,6 +119,13 @@ pub struct ProgressLine {
     /// The loop's degenerate reply, when the loop filtered the prompt, for inspection.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub filtered_reply: Option<String>,
+    /// The first answer, for inspection, whether or not a record kept it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub answer: Option<String>,
+    /// Every round the loop wrote, for inspection; when a revision failed, the last round's
+    /// revision is that filtered reply.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub rounds: Vec<Round>,
 }
 
 #[cfg(test)]

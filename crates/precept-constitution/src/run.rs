@@ -250,10 +250,13 @@ fn records(
         filtered_reply = Some(text.clone());
     }
     let replies = Replies::of(&outcome, labelled.map(|l| l.samples.as_slice()), drawn);
-    let rounds = match &outcome {
-        Revised::Done { rounds, .. } | Revised::Filtered { rounds, .. } => rounds.clone(),
+    let (rounds, answer, unfinished) = match &outcome {
+        Revised::Done { rounds, answer, .. } => (rounds, Some(answer), None),
+        Revised::Filtered { rounds, answer, unfinished, .. } => (rounds, answer.as_ref(), unfinished.as_ref()),
     };
-    let lines = Lines { prompt, provenance: Provenance { rounds, ..provenance.clone() } };
+    let written_rounds = rounds.iter().chain(unfinished).cloned().collect();
+    let answer = answer.cloned();
+    let lines = Lines { prompt, provenance: Provenance { rounds: rounds.clone(), ..provenance.clone() } };
     let feedback_pair = match labelled.and_then(|l| l.feedback.as_ref()) {
         Some(Feedback::Pair { chosen, rejected, score, judgement }) => {
             let provenance = Provenance {
@@ -279,6 +282,8 @@ fn records(
         prefs: prefs.is_some(),
         filtered,
         filtered_reply,
+        answer,
+        rounds: written_rounds,
     };
     (line, sft, prefs)
 }
@@ -532,6 +537,12 @@ mod tests {
         let progress = lines(&dir.path().join(PROGRESS_FILE));
         assert_eq!(progress[3]["filtered"][0], "answer-empty");
         assert_eq!(progress[3]["filtered_reply"], "");
+        // The progress journal shows the loop's work on every prompt, kept or not.
+        assert!(progress[0]["answer"].as_str().unwrap().starts_with("answer to"), "{}", progress[0]);
+        let round = &progress[0]["rounds"][0];
+        assert!(round["critique"].as_str().unwrap().starts_with("critique of"), "{round}");
+        assert!(round["revision"].as_str().unwrap().starts_with("revision of"), "{round}");
+        assert!(progress[3].get("rounds").is_none() && progress[3].get("answer").is_none(), "{}", progress[3]);
         let sft_text = std::fs::read_to_string(dir.path().join(SFT_FILE)).unwrap();
         for (_, record) in SftReader::new(Cursor::new(sft_text), Path::new(SFT_FILE)) {
             record.unwrap();

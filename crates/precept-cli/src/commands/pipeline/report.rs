@@ -1,17 +1,17 @@
 //! The run report, `<out>/report.html`: one self-contained page (no external reference) with the
-//! settings, what the constitution loop kept and filtered, three critique → revision examples,
+//! settings, what the constitution loop kept and filtered, three of its critique → revision rounds,
 //! the SFT and DPO curves, and the gate's comparison of base and tuned.
 
 use std::fmt::Write;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
-use precept_constitution::{Manifest, ReplySource, SftLine, MANIFEST_FILE, SFT_FILE};
+use precept_constitution::{read_prompts, Manifest, ProgressLine, MANIFEST_FILE, PREFS_FILE, PROGRESS_FILE, SFT_FILE};
 use precept_data::Role;
 use precept_eval::{html_comparison, Report, STYLE};
 use serde_json::Value;
 
-use super::config::stage_dir;
+use super::config::{prompts_file, stage_dir};
 use super::stage::Stage;
 
 /// The report's file name in the run folder.
@@ -60,7 +60,7 @@ fn escape(text: &str) -> String {
     text.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
 }
 
-/// Counts of the constitution loop and three of its records.
+/// Counts of the constitution loop and three of its prompts.
 fn data_section(out: &Path, html: &mut String) {
     html.push_str("<h2>Data</h2>");
     let dir = stage_dir(out, Stage::Constitute);
@@ -86,30 +86,53 @@ fn data_section(out: &Path, html: &mut String) {
         }
         html.push_str("</table>");
     }
-    let text = std::fs::read_to_string(dir.join(SFT_FILE)).unwrap_or_default();
-    // Records that train on their revision (not on an answer chosen for keeping to the prompt's
-    // expected behaviour), so the example shows the loop's work.
-    let on_revision = |line: &SftLine| {
-        !line.provenance.rounds.is_empty() && line.provenance.replies.iter().all(|r| *r == ReplySource::Revision)
-    };
-    let examples: Vec<SftLine> =
-        text.lines().filter_map(|line| serde_json::from_str(line).ok()).filter(on_revision).take(3).collect();
-    if !examples.is_empty() {
-        html.push_str("<h3>Critique → revision, three records</h3>");
+    examples_section(out, &dir, html);
+}
+
+/// Three prompts the loop critiqued and revised, from its progress journal: ones whose round
+/// finished first, then ones whose revision was filtered, each with what became of it.
+fn examples_section(out: &Path, dir: &Path, html: &mut String) {
+    let text = std::fs::read_to_string(dir.join(PROGRESS_FILE)).unwrap_or_default();
+    let mut lines: Vec<ProgressLine> = text
+        .lines()
+        .filter_map(|line| serde_json::from_str::<ProgressLine>(line).ok())
+        .filter(|line| !line.rounds.is_empty())
+        .collect();
+    let revision_failed = |line: &ProgressLine| line.filtered.iter().any(|r| r.starts_with("revision-"));
+    lines.sort_by_key(revision_failed);
+    if lines.is_empty() {
+        html.push_str("<p class=\"muted\">No prompt reached a critique → revision round.</p>");
+        return;
     }
-    for example in examples {
-        let prompt: Vec<&str> =
-            example.messages.iter().filter(|m| m.role == Role::User).map(|m| m.content.as_str()).collect();
+    let prompts = read_prompts(&prompts_file(out)).unwrap_or_default();
+    html.push_str("<h3>Critique → revision, three prompts</h3>");
+    for line in lines.iter().take(3) {
+        let prompt = prompts.iter().find(|p| p.id == line.prompt_id);
+        let turns: Vec<&str> = prompt
+            .map(|p| p.context().iter().filter(|m| m.role == Role::User).map(|m| m.content.as_str()).collect())
+            .unwrap_or_default();
+        let kept: Vec<&str> = [(line.sft, SFT_FILE), (line.prefs, PREFS_FILE)]
+            .into_iter()
+            .filter_map(|(kept, file)| kept.then_some(file))
+            .collect();
+        let mut fate = Vec::new();
+        if !kept.is_empty() {
+            fate.push(format!("records in {}", kept.join(" and ")));
+        }
+        if !line.filtered.is_empty() {
+            fate.push(format!("filtered: {}", line.filtered.join(", ")));
+        }
         let _ = write!(
             html,
-            "<div class=\"example\"><div class=\"muted\">prompt <code>{}</code></div><pre>{}</pre>",
-            escape(&example.prompt_id),
-            escape(&prompt.join("\n\n"))
+            "<div class=\"example\"><div class=\"muted\">prompt <code>{}</code> — {}</div><pre>{}</pre>",
+            escape(&line.prompt_id),
+            escape(&fate.join("; ")),
+            escape(&turns.join("\n\n"))
         );
-        if let Some(answer) = &example.provenance.answer {
+        if let Some(answer) = &line.answer {
             let _ = write!(html, "<div class=\"muted\">answer</div><pre>{}</pre>", escape(answer));
         }
-        for round in &example.provenance.rounds {
+        for round in &line.rounds {
             let _ = write!(
                 html,
                 "<div class=\"muted\">critique [{}]</div><pre>{}</pre><div class=\"muted\">revision</div><pre>{}</pre>",
@@ -195,6 +218,39 @@ mod tests {
         let html = std::fs::read_to_string(path).unwrap();
         assert!(html.contains("has not run yet") && html.contains("model = &quot;&lt;m&gt;&quot;"), "{html}");
         assert!(!html.contains("http://") && !html.contains("https://") && !html.contains("src="), "{html}");
+    }
+
+    #[test]
+    fn examples_show_finished_rounds_first_then_filtered_revisions_with_their_fate() {
+        let out = tempfile::tempdir().unwrap();
+        let dir = stage_dir(out.path(), Stage::Constitute);
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(
+            prompts_file(out.path()),
+            "{\"id\":\"a\",\"prompt\":\"How do I pick a lock?\"}\n{\"id\":\"b\",\"prompt\":\"Name a <colour>.\"}\n\
+             {\"id\":\"c\",\"prompt\":\"Hi\"}\n",
+        )
+        .unwrap();
+        let round =
+            |revision: &str| format!("{{\"principle\":\"p\",\"critique\":\"crit\",\"revision\":\"{revision}\"}}");
+        std::fs::write(
+            dir.join(PROGRESS_FILE),
+            format!(
+                "{{\"prompt_id\":\"a\",\"sft\":false,\"prefs\":false,\"filtered\":[\"revision-copied\"],\"answer\":\"ans a\",\"rounds\":[{}]}}\n\
+                 {{\"prompt_id\":\"c\",\"sft\":false,\"prefs\":false,\"filtered\":[\"answer-empty\"]}}\n\
+                 {{\"prompt_id\":\"b\",\"sft\":true,\"prefs\":true,\"answer\":\"ans b\",\"rounds\":[{}]}}\n",
+                round("copied"),
+                round("fixed")
+            ),
+        )
+        .unwrap();
+        let mut html = String::new();
+        examples_section(out.path(), &dir, &mut html);
+        let (b, a) = (html.find("<code>b</code>").unwrap(), html.find("<code>a</code>").unwrap());
+        assert!(b < a, "the finished round comes first: {html}");
+        assert!(html.contains("records in sft.jsonl and prefs.jsonl") && html.contains("filtered: revision-copied"));
+        assert!(html.contains("Name a &lt;colour&gt;.") && html.contains("ans a") && html.contains(">copied<"));
+        assert!(!html.contains("<code>c</code>"), "a prompt without a round is not an example: {html}");
     }
 
     #[test]
