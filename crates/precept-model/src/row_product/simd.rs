@@ -8,9 +8,13 @@ use pulp::{Simd, WithSimd};
 
 use super::Shape;
 
-/// Weight rows summed per pass over a band's tiles: few, so that few rows of memory stream at once
-/// (on a 2-core AMD EPYC with AVX2, 4 beat 8 by a fifth at one row and tied at 16 rows).
+/// Weight rows summed per pass over a band's tiles with 16 vector registers (AVX2, NEON): few, so
+/// that few rows of memory stream at once (on a 2-core AMD EPYC with AVX2, 4 beat 8 by a fifth at
+/// one row and tied at 16 rows).
 const PASS_ROWS: usize = 4;
+/// The same with 32 registers (AVX-512): on a 2-core AMD EPYC with AVX-512, 16 tied 4 and 8 at one
+/// row and took 34–40 ms for 16 rows of SmolLM2's 30 layers against 40–41 (8) and 47–49 (4).
+const WIDE_PASS_ROWS: usize = 16;
 /// Output columns per `x·Eᵀ` tile: four rows of `E`.
 const DOT_COLUMNS: usize = 4;
 /// Bytes per cache line, the prefetch granularity.
@@ -47,9 +51,9 @@ impl WithSimd for WeightBand<'_> {
         assert!(depth.end <= d_in, "band {depth:?} lies past {d_in} weight rows");
         let tile_columns = 3 * S::F32_LANES;
         let full = if S::IS_SCALAR { 0 } else { d_out / tile_columns * tile_columns };
-        let tile_rows = if S::REGISTER_COUNT >= 32 { 8 } else { 4 };
-        for pass in depth.clone().step_by(PASS_ROWS) {
-            let pass_rows = PASS_ROWS.min(depth.end - pass);
+        let (tile_rows, pass_depth) = if S::REGISTER_COUNT >= 32 { (8, WIDE_PASS_ROWS) } else { (4, PASS_ROWS) };
+        for pass in depth.clone().step_by(pass_depth) {
+            let pass_rows = pass_depth.min(depth.end - pass);
             for tile in (0..full).step_by(tile_columns) {
                 let weights = Strided { at: w[pass * d_out + tile..].as_ptr(), stride: d_out };
                 for row in (0..rows).step_by(tile_rows) {
