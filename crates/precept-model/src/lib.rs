@@ -51,3 +51,11 @@ pub use rope::{RotaryAngles, RotaryEmbedding};
 
 #[cfg(test)]
 mod tests;
+
+/// Holds the backend's global random generator for one test: a seeded draw (a tiny model's
+/// weights) must not interleave with another test's draws, or the model depends on test timing.
+#[cfg(test)]
+pub(crate) fn lock_backend_rng() -> std::sync::MutexGuard<'static, ()> {
+    static RNG: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    RNG.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}

@@ -199,6 +199,7 @@ mod tests {
 
     #[test]
     fn option_probabilities_are_the_normalised_sequence_probabilities_of_each_option() {
+        let _rng = crate::lock_backend_rng();
         let mut generator = generator();
         let options = vec!["yes".to_string(), "no maybe".to_string()];
         // Without a common prefix, and with a system message long enough to be filled once.
@@ -243,6 +244,7 @@ mod tests {
 
     #[test]
     fn batched_replies_equal_replies_one_at_a_time() {
+        let _rng = crate::lock_backend_rng();
         let mut generator = generator();
         let conversations = vec![
             ask("is it ?"),
@@ -259,6 +261,7 @@ mod tests {
 
     #[test]
     fn a_model_without_a_chat_template_and_empty_options_are_errors() {
+        let _rng = crate::lock_backend_rng();
         let mut generator = generator();
         let err = generator.option_probabilities(&[ask("yes")], &["".to_string()]).unwrap_err();
         assert_eq!(err.to_string(), "option `` has no tokens");

@@ -271,6 +271,7 @@ mod tests {
 
     #[test]
     fn lora_b_starts_at_zero_so_the_output_equals_the_base() {
+        let _rng = crate::lock_backend_rng();
         let base = tiny();
         let expected = logits(&base);
         let adapted = base.with_lora(&LoraConfig::default()).unwrap();
@@ -280,6 +281,7 @@ mod tests {
 
     #[test]
     fn merging_adapters_keeps_the_adapted_output() {
+        let _rng = crate::lock_backend_rng();
         let config = LoraConfig { r: 4, alpha: 8.0, use_rslora: true, ..LoraConfig::default() };
         let base = tiny();
         let adapted = perturb(base.clone().with_lora(&config).unwrap());
@@ -292,6 +294,7 @@ mod tests {
 
     #[test]
     fn switching_adapters_off_gives_the_base_output_bit_for_bit() {
+        let _rng = crate::lock_backend_rng();
         let base = tiny();
         let adapted = perturb(base.clone().with_lora(&LoraConfig::default()).unwrap());
         assert!(max_diff(logits(&adapted), logits(&base)) > 1e-3, "the perturbation changes the output");
@@ -302,6 +305,7 @@ mod tests {
 
     #[test]
     fn only_targeted_projections_get_adapters() {
+        let _rng = crate::lock_backend_rng();
         let config = LoraConfig { target_modules: vec!["q_proj".into(), "down_proj".into()], ..LoraConfig::default() };
         let model = tiny().with_lora(&config).unwrap();
         let layer = &model.model.layers[0];
@@ -311,6 +315,7 @@ mod tests {
 
     #[test]
     fn adapters_round_trip_through_peft_files_bit_for_bit() {
+        let _rng = crate::lock_backend_rng();
         let config = LoraConfig {
             r: 2,
             alpha: 4.0,
@@ -334,6 +339,7 @@ mod tests {
 
     #[test]
     fn invalid_lora_settings_are_named() {
+        let _rng = crate::lock_backend_rng();
         let cases = [
             (LoraConfig { r: 0, ..LoraConfig::default() }, "LoRA `r`: must be at least 1"),
             (LoraConfig { dropout: 1.0, ..LoraConfig::default() }, "LoRA `dropout`: 1 is not in [0, 1)"),
@@ -365,6 +371,7 @@ mod tests {
 
     #[test]
     fn a_model_with_unmerged_adapters_is_not_saved_as_a_plain_model() {
+        let _rng = crate::lock_backend_rng();
         let model = tiny().with_lora(&LoraConfig::default()).unwrap();
         let dir = tempfile::tempdir().unwrap();
         let error = crate::checkpoint::save_model(&model, &LlamaConfig::tiny(), dir.path(), &Default::default());

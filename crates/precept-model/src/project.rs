@@ -129,6 +129,7 @@ mod tests {
 
     #[test]
     fn column_blocks_equal_the_whole_products_for_uneven_widths() {
+        let _rng = crate::lock_backend_rng();
         let device = Default::default();
         let weights: Vec<Tensor<Flex, 2>> =
             [7, 13, 1].iter().map(|&n| Tensor::random([5, n], Distribution::Default, &device)).collect();

@@ -122,6 +122,7 @@ mod tests {
 
     #[test]
     fn position_zero_is_the_identity_and_norms_are_preserved() {
+        let _rng = crate::lock_backend_rng();
         let device = Default::default();
         let config = LlamaConfig::tiny();
         let rope = RotaryEmbedding::<Flex>::new(&config, &device);

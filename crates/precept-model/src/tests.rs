@@ -9,9 +9,14 @@ use crate::{AttentionInputs, LlamaConfig, LlamaForCausalLM};
 
 type B = Flex;
 
+/// A model with seeded random weights, drawn (lazy weights are realised by a forward pass) while
+/// no other test draws from the backend's generator.
 fn tiny_model(config: &LlamaConfig) -> LlamaForCausalLM<B> {
+    let _rng = crate::lock_backend_rng();
     <B as burn::tensor::backend::Backend>::seed(&Default::default(), 42);
-    config.init(&Default::default())
+    let model = config.init(&Default::default());
+    model.forward(tokens(&[1], 1), &AttentionInputs::causal(1, 1, 0, &Default::default()), None);
+    model
 }
 
 fn tokens(ids: &[i64], batch: usize) -> Tensor<B, 2, Int> {
