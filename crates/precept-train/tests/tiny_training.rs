@@ -3,6 +3,8 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a failure should stop the test
 
+mod common;
+
 use burn::backend::{Autodiff, Flex};
 use burn::module::Module;
 use burn::optim::GradientsParams;
@@ -13,10 +15,13 @@ use precept_model::{AttentionInputs, LlamaConfig, LlamaForCausalLM};
 use precept_train::loss::masked_next_token_loss;
 use precept_train::optim::{AdamW, AdamWConfig};
 
+use common::serial;
+
 type A = Autodiff<Flex>;
 
 #[test]
 fn twenty_adamw_steps_on_a_tiny_model_halve_the_masked_loss() {
+    let _serial = serial();
     let device = Default::default();
     A::seed(&device, 7);
     let config = LlamaConfig::tiny().with_tie_word_embeddings(true);
@@ -55,6 +60,7 @@ fn parameters(model: &LlamaForCausalLM<A>) -> Vec<Vec<f32>> {
 
 #[test]
 fn a_lora_step_moves_only_adapter_weights_and_the_base_gets_no_gradient() {
+    let _serial = serial();
     let device = Default::default();
     A::seed(&device, 9);
     let base = LlamaConfig::tiny().init::<A>(&device);
