@@ -94,6 +94,12 @@ fn a_tiny_pipeline_runs_every_stage_and_a_rerun_skips_the_finished_ones() {
     // The skipped gate's verdict is replayed: same exit code, same table.
     assert_eq!(again.status.code(), first.status.code(), "{again_log}");
     assert_eq!(String::from_utf8_lossy(&again.stdout), String::from_utf8_lossy(&first.stdout));
+    // A finished gate whose report cannot be read runs again instead.
+    std::fs::write(run.join("eval/report.json"), "{ torn").unwrap();
+    let rerun = pipeline(&config, &[]);
+    let rerun_log = assert_finished(&rerun);
+    assert!(rerun_log.contains("eval: continuing"), "{rerun_log}");
+    assert_eq!(rerun.status.code(), first.status.code(), "{rerun_log}");
     // Changing DPO's settings reruns DPO (and the gate), not the stages before it.
     std::fs::write(&config, settings.replace("learning_rate = 1e-5", "learning_rate = 2e-5")).unwrap();
     let changed = assert_finished(&pipeline(&config, &[]));

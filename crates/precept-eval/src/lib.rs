@@ -56,6 +56,7 @@ pub use runner::{generate_replies, judge_replies, Outcome, Progress, RunOptions,
 pub use stats::Rate;
 mod report;
 pub use report::{
-    cases_jsonl, html_comparison, html_report, junit_xml, markdown_report, terminal_table, Report, SideInfo, STYLE,
+    cases_jsonl, html_comparison, html_report, junit_xml, markdown_report, terminal_table, Report, SideInfo,
+    REPORT_JSON_FILE, STYLE,
 };
 pub use suite::{CategoryThreshold, GateConfig, GenerationConfig, Suite, Thresholds};

@@ -22,6 +22,9 @@ use crate::judge::JudgeConfig;
 use crate::runner::SideResult;
 use crate::suite::{GateConfig, GenerationConfig, Thresholds};
 
+/// The machine-readable report's file name in a gate's output folder.
+pub const REPORT_JSON_FILE: &str = "report.json";
+
 /// One side of the comparison as the report names it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct SideInfo {
@@ -73,11 +76,11 @@ impl Report {
     /// Writes the five reports into `dir` (created if needed); returns their paths.
     pub fn write(&self, dir: &Path, base: &SideResult, tuned: &SideResult) -> Result<Vec<PathBuf>> {
         std::fs::create_dir_all(dir).map_err(|error| EvalError::Write { path: dir.to_owned(), error })?;
-        let json_path = dir.join("report.json");
+        let json_path = dir.join(REPORT_JSON_FILE);
         let json =
             serde_json::to_vec_pretty(self).map_err(|error| EvalError::Json { path: json_path.clone(), error })?;
         let files = [
-            ("report.json", json),
+            (REPORT_JSON_FILE, json),
             ("cases.jsonl", cases_jsonl(base, tuned).into_bytes()),
             ("report.md", markdown_report(self).into_bytes()),
             ("junit.xml", junit_xml(self).into_bytes()),

@@ -19,7 +19,7 @@ use burn::backend::Autodiff;
 use burn::tensor::backend::Backend;
 use clap::Args;
 use precept_data::hash_json;
-use precept_eval::{Report, Suite};
+use precept_eval::{Report, Suite, REPORT_JSON_FILE};
 use precept_train::checkpoint::Checkpoints;
 use precept_train::dpo::train_dpo;
 use precept_train::sft::train_sft;
@@ -148,12 +148,13 @@ impl DeviceCommand for Pipeline {
                 continue;
             }
             let mut todo = action(marker.as_ref(), &hash, forced);
-            let finished_gate = (stage == Stage::Eval && todo == Action::Skip)
-                .then(|| report::read_json::<Report>(&dir.join("report.json")))
-                .flatten();
-            if stage == Stage::Eval && finished_gate.is_none() && todo == Action::Skip {
-                // Without a readable report the gate runs again (its replies are cached).
-                todo = Action::Resume;
+            let mut finished_gate = None;
+            if stage == Stage::Eval && todo == Action::Skip {
+                finished_gate = report::read_json::<Report>(&dir.join(REPORT_JSON_FILE));
+                if finished_gate.is_none() {
+                    // Without a readable report the gate runs again (its replies are cached).
+                    todo = Action::Resume;
+                }
             }
             match todo {
                 Action::Skip => {

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result};
 use precept_constitution::{read_prompts, Manifest, ProgressLine, MANIFEST_FILE, PREFS_FILE, PROGRESS_FILE, SFT_FILE};
 use precept_data::Role;
-use precept_eval::{html_comparison, Report, STYLE};
+use precept_eval::{html_comparison, Report, REPORT_JSON_FILE, STYLE};
 use serde_json::Value;
 
 use super::config::{prompts_file, stage_dir};
@@ -25,7 +25,7 @@ pub fn write_run_report(out: &Path, settings: &str) -> Result<PathBuf> {
          <title>precept run: {0}</title><style>{STYLE}{CHART_STYLE}</style></head><body><h1>precept run — {0}</h1>",
         escape(&out.display().to_string())
     );
-    let eval = read_json::<Report>(&stage_dir(out, Stage::Eval).join("report.json"));
+    let eval = read_json::<Report>(&stage_dir(out, Stage::Eval).join(REPORT_JSON_FILE));
     if let Some(report) = &eval {
         let _ = write!(
             html,
