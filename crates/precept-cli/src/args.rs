@@ -16,6 +16,12 @@ pub struct Cli {
     /// Compute device: `cpu`, `cuda[:N]` or `wgpu[:N]`.
     #[arg(long, global = true, default_value = "cpu")]
     pub device: DeviceChoice,
+    /// Element type of the weights that CPU decoding steps read: `bf16` streams half the bytes
+    /// per token (about 1.7× faster decoding; logits shift slightly, as the weights keep 8 of
+    /// their 24 significant bits), `f32` reproduces transformers' float32 logits. Prefill and
+    /// training always use the f32 weights.
+    #[arg(long, global = true, value_enum, default_value = "f32")]
+    pub decode_weights: DecodeWeightsArg,
     /// Print only errors on stderr.
     #[arg(long, short, global = true)]
     pub quiet: bool,
@@ -209,6 +215,15 @@ pub struct MergeArgs {
     /// Element type of the saved weights.
     #[arg(long, value_enum, default_value = "f32")]
     pub dtype: DtypeArg,
+}
+
+/// Element type of the weights CPU decoding steps read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum DecodeWeightsArg {
+    /// The model's float32 weights, read in place.
+    F32,
+    /// bfloat16 copies, made on first use.
+    Bf16,
 }
 
 /// Element type of saved weights.

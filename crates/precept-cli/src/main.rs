@@ -43,6 +43,8 @@ fn main() -> ExitCode {
         .without_time()
         .init();
     device::flush_denormals_everywhere();
+    #[cfg(feature = "flex")]
+    cpu_product::set_decode_weights(cli.decode_weights == args::DecodeWeightsArg::Bf16);
     // On a worker of the CPU thread pool, so that the command's parallel sections are forked and
     // joined by the pool's own threads instead of waking them from, and sleeping on, a third one.
     // The server blocks its thread on the network, so its engine thread joins the pool instead.

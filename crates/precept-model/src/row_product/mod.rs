@@ -10,15 +10,20 @@
 //! - a [`Weight::Transposed`] `[d_out, d_in]` weight (a tied embedding) is cut into blocks of
 //!   output columns, each a contiguous stretch of rows, computed as dot products.
 //!
+//! Either layout may hold bf16 weights instead of f32 ones ([`Weight::StoredBf16`],
+//! [`Weight::TransposedBf16`]): half the bytes to stream, summed in f32 all the same.
+//!
 //! All the weights of one call share one parallel region. The kernels (module `simd`) are
 //! written once over pulp's vector types and run with the widest instruction set the CPU has;
 //! without one ([`vectorised`] is false), plain loops compute the same sums (slowly: a program
 //! should then keep the backend's own product).
 
 mod simd;
+mod simd_bf16;
 
 use std::ops::Range;
 
+use half::bf16;
 use pulp::{Arch, Simd, WithSimd};
 use rayon::prelude::*;
 
@@ -47,13 +52,24 @@ pub enum Weight<'a> {
     Stored(&'a [f32]),
     /// `[d_out, d_in]`: the product is `x·Wᵀ`.
     Transposed(&'a [f32]),
+    /// `[d_in, d_out]` in bf16.
+    StoredBf16(&'a [bf16]),
+    /// `[d_out, d_in]` in bf16.
+    TransposedBf16(&'a [bf16]),
 }
 
 impl Weight<'_> {
-    fn values(&self) -> &[f32] {
+    /// How many values the weight holds.
+    fn len(&self) -> usize {
         match self {
-            Self::Stored(values) | Self::Transposed(values) => values,
+            Self::Stored(values) | Self::Transposed(values) => values.len(),
+            Self::StoredBf16(values) | Self::TransposedBf16(values) => values.len(),
         }
+    }
+
+    /// Whether the weight is `[d_in, d_out]` (cut into bands of weight rows).
+    fn is_stored(&self) -> bool {
+        matches!(self, Self::Stored(_) | Self::StoredBf16(_))
     }
 }
 
@@ -70,7 +86,7 @@ pub fn rows_times(x: &[f32], [rows, d_in]: [usize; 2], weights: &[Weight<'_>]) -
     let shapes: Vec<Shape> = weights
         .iter()
         .map(|weight| {
-            let values = weight.values().len();
+            let values = weight.len();
             assert_eq!(values % d_in, 0, "a weight of {values} values is not made of rows of {d_in}");
             Shape { rows, d_in, d_out: values / d_in }
         })
@@ -120,13 +136,13 @@ impl Task {
     /// The tasks that compute `weight`'s product.
     fn split(weight: &Weight<'_>, shape: Shape, threads: usize) -> impl Iterator<Item = Task> {
         let Shape { rows, d_in, d_out } = shape;
-        let (len, parts) = match weight {
+        let stored = weight.is_stored();
+        let (len, parts) = match stored {
             _ if rows == 0 || d_out == 0 => (0, 1),
-            Weight::Stored(_) => (d_in, threads.min(d_in.div_ceil(MIN_BAND_ROWS)).max(1)),
-            Weight::Transposed(_) => (d_out, d_out.div_ceil(TASK_COLUMNS)),
+            true => (d_in, threads.min(d_in.div_ceil(MIN_BAND_ROWS)).max(1)),
+            false => (d_out, d_out.div_ceil(TASK_COLUMNS)),
         };
         let step = len.div_ceil(parts).max(1);
-        let stored = matches!(weight, Weight::Stored(_));
         (0..len).step_by(step).map(move |start| {
             let range = start..(start + step).min(len);
             if stored {
@@ -138,27 +154,38 @@ impl Task {
     }
 
     /// This task's part of `x·weight`.
+    ///
+    /// A band is `x[:, depth]·w[depth, :]`, `[rows, d_out]`; a column block is output columns
+    /// `columns` of `x·eᵀ`, `[rows, columns.len()]`.
     fn run(&self, x: &[f32], weight: Weight<'_>, shape: Shape) -> Vec<f32> {
+        let arch = Arch::new();
         match (self, weight) {
-            (Task::Band(depth), Weight::Stored(w)) => weight_band(x, w, shape, depth.clone()),
-            (Task::Columns(columns), Weight::Transposed(e)) => transposed_columns(x, e, shape, columns.clone()),
-            _ => unreachable!("tasks are split by weight kind"),
+            (Task::Band(depth), stored) => {
+                let (mut partial, depth) = (vec![0.0; shape.rows * shape.d_out], depth.clone());
+                match stored {
+                    Weight::Stored(w) => arch.dispatch(simd::WeightBand { x, w, partial: &mut partial, shape, depth }),
+                    Weight::StoredBf16(w) => {
+                        arch.dispatch(simd::WeightBand { x, w, partial: &mut partial, shape, depth })
+                    }
+                    _ => unreachable!("bands are cut from stored weights"),
+                }
+                partial
+            }
+            (Task::Columns(columns), transposed) => {
+                let (mut block, columns) = (vec![0.0; shape.rows * columns.len()], columns.clone());
+                match transposed {
+                    Weight::Transposed(e) => {
+                        arch.dispatch(simd::TransposedColumns { x, e, block: &mut block, shape, columns })
+                    }
+                    Weight::TransposedBf16(e) => {
+                        arch.dispatch(simd::TransposedColumns { x, e, block: &mut block, shape, columns })
+                    }
+                    _ => unreachable!("column blocks are cut from transposed weights"),
+                }
+                block
+            }
         }
     }
-}
-
-/// `x[:, depth]·w[depth, :]`, `[rows, d_out]`.
-fn weight_band(x: &[f32], w: &[f32], shape: Shape, depth: Range<usize>) -> Vec<f32> {
-    let mut partial = vec![0.0; shape.rows * shape.d_out];
-    Arch::new().dispatch(simd::WeightBand { x, w, partial: &mut partial, shape, depth });
-    partial
-}
-
-/// Output columns `columns` of `x·eᵀ`, `[rows, columns.len()]`.
-fn transposed_columns(x: &[f32], e: &[f32], shape: Shape, columns: Range<usize>) -> Vec<f32> {
-    let mut block = vec![0.0; shape.rows * columns.len()];
-    Arch::new().dispatch(simd::TransposedColumns { x, e, block: &mut block, shape, columns });
-    block
 }
 
 #[cfg(test)]
@@ -205,6 +232,59 @@ mod tests {
                     let out = rows_times(&x, [rows, d_in], &[weight]).remove(0);
                     let worst = worst_difference(&out, &expected);
                     assert!(worst < 1e-3, "{layout}, rows {rows}, {d_in}×{d_out}: {worst}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn bf16_weights_equal_naive_sums_of_the_rounded_weights() {
+        for rows in ROWS {
+            for [d_in, d_out] in SHAPES {
+                let x = values(rows * d_in, 1);
+                let w: Vec<bf16> = values(d_in * d_out, 7).into_iter().map(bf16::from_f32).collect();
+                let stored = naive(&x, |k, c| w[k * d_out + c].to_f32(), [rows, d_in, d_out]);
+                let transposed = naive(&x, |k, c| w[c * d_in + k].to_f32(), [rows, d_in, d_out]);
+                for (layout, weight, expected) in
+                    [("stored", Weight::StoredBf16(&w), stored), ("transposed", Weight::TransposedBf16(&w), transposed)]
+                {
+                    let out = rows_times(&x, [rows, d_in], &[weight]).remove(0);
+                    let worst = worst_difference(&out, &expected);
+                    assert!(worst < 1e-3, "{layout}, rows {rows}, {d_in}×{d_out}: {worst}");
+                }
+            }
+        }
+    }
+
+    /// The 16-register kernels, which a CPU with AVX-512 would not otherwise run.
+    #[cfg(target_arch = "x86_64")]
+    #[test]
+    fn the_avx2_kernels_equal_naive_sums_too() {
+        let Some(simd) = pulp::x86::V3::try_new() else { return };
+        for rows in ROWS {
+            for [d_in, d_out] in SHAPES {
+                let shape = Shape { rows, d_in, d_out };
+                let (x, w) = (values(rows * d_in, 1), values(d_in * d_out, 7));
+                let halves: Vec<bf16> = w.iter().map(|&v| bf16::from_f32(v)).collect();
+                let rounded: Vec<f32> = halves.iter().map(|h| h.to_f32()).collect();
+                let mut outputs = [(); 4].map(|_| vec![0.0; rows * d_out]);
+                let [stored, stored_bf16, transposed, transposed_bf16] = &mut outputs;
+                Simd::vectorize(simd, simd::WeightBand { x: &x, w: &w, partial: stored, shape, depth: 0..d_in });
+                let (depth, columns) = (0..d_in, 0..d_out);
+                Simd::vectorize(simd, simd::WeightBand { x: &x, w: &halves, partial: stored_bf16, shape, depth });
+                let columns_bf16 = columns.clone();
+                Simd::vectorize(simd, simd::TransposedColumns { x: &x, e: &w, block: transposed, shape, columns });
+                let (e, block) = (&halves, transposed_bf16);
+                Simd::vectorize(simd, simd::TransposedColumns { x: &x, e, block, shape, columns: columns_bf16 });
+                let expected = [
+                    naive(&x, |k, c| w[k * d_out + c], [rows, d_in, d_out]),
+                    naive(&x, |k, c| rounded[k * d_out + c], [rows, d_in, d_out]),
+                    naive(&x, |k, c| w[c * d_in + k], [rows, d_in, d_out]),
+                    naive(&x, |k, c| rounded[c * d_in + k], [rows, d_in, d_out]),
+                ];
+                for (kernel, (out, expected)) in outputs.iter().zip(&expected).enumerate() {
+                    let worst = worst_difference(out, expected);
+                    assert!(worst < 1e-3, "kernel {kernel}, rows {rows}, {d_in}×{d_out}: {worst}");
                 }
             }
         }

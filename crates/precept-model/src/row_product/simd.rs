@@ -11,22 +11,22 @@ use super::Shape;
 /// Weight rows summed per pass over a band's tiles with 16 vector registers (AVX2, NEON): few, so
 /// that few rows of memory stream at once (on a 2-core AMD EPYC with AVX2, 4 beat 8 by a fifth at
 /// one row and tied at 16 rows).
-const PASS_ROWS: usize = 4;
+pub(super) const PASS_ROWS: usize = 4;
 /// The same with 32 registers (AVX-512): on a 2-core AMD EPYC with AVX-512, 16 tied 4 and 8 at one
 /// row and took 34–40 ms for 16 rows of SmolLM2's 30 layers against 40–41 (8) and 47–49 (4).
-const WIDE_PASS_ROWS: usize = 16;
+pub(super) const WIDE_PASS_ROWS: usize = 16;
 /// Output columns per `x·Eᵀ` tile: four rows of `E`.
-const DOT_COLUMNS: usize = 4;
+pub(super) const DOT_COLUMNS: usize = 4;
 /// Bytes per cache line, the prefetch granularity.
-const LINE_BYTES: usize = 64;
+pub(super) const LINE_BYTES: usize = 64;
 
-/// `partial = x[:, depth]·w[depth, :]` for a `[d_in, d_out]` weight `w` (see
-/// [`super::rows_times`]'s stored layout).
-pub(super) struct WeightBand<'a> {
+/// `partial = x[:, depth]·w[depth, :]` for a `[d_in, d_out]` weight `w` of f32 or bf16
+/// values (see [`super::rows_times`]'s stored layout).
+pub(super) struct WeightBand<'a, W> {
     /// `[rows, d_in]` values.
     pub x: &'a [f32],
     /// `[d_in, d_out]` values.
-    pub w: &'a [f32],
+    pub w: &'a [W],
     /// `[rows, d_out]` zeros on entry.
     pub partial: &'a mut [f32],
     /// The product's dimensions.
@@ -35,7 +35,7 @@ pub(super) struct WeightBand<'a> {
     pub depth: Range<usize>,
 }
 
-impl WithSimd for WeightBand<'_> {
+impl WithSimd for WeightBand<'_, f32> {
     type Output = ();
 
     /// Runs in passes over a few weight rows at a time, adjacent in memory; each pass sweeps
@@ -88,13 +88,13 @@ impl WithSimd for WeightBand<'_> {
     }
 }
 
-/// `block = x·e[columns]ᵀ` for a `[d_out, d_in]` weight `e` (see [`super::rows_times`]'s
-/// transposed layout).
-pub(super) struct TransposedColumns<'a> {
+/// `block = x·e[columns]ᵀ` for a `[d_out, d_in]` weight `e` of f32 or bf16 values (see
+/// [`super::rows_times`]'s transposed layout).
+pub(super) struct TransposedColumns<'a, W> {
     /// `[rows, d_in]` values.
     pub x: &'a [f32],
     /// `[d_out, d_in]` values.
-    pub e: &'a [f32],
+    pub e: &'a [W],
     /// `[rows, columns.len()]` outputs.
     pub block: &'a mut [f32],
     /// The product's dimensions.
@@ -103,7 +103,7 @@ pub(super) struct TransposedColumns<'a> {
     pub columns: Range<usize>,
 }
 
-impl WithSimd for TransposedColumns<'_> {
+impl WithSimd for TransposedColumns<'_, f32> {
     type Output = ();
 
     /// Dot products in tiles of 4 rows of `e` by up to 4 rows of `x` (2 with 16 registers);
@@ -147,16 +147,16 @@ impl WithSimd for TransposedColumns<'_> {
 
 /// Rows of floats, `stride` floats apart.
 #[derive(Clone, Copy)]
-struct Strided {
-    at: *const f32,
-    stride: usize,
+pub(super) struct Strided {
+    pub at: *const f32,
+    pub stride: usize,
 }
 
 /// Writable rows of floats, `stride` floats apart.
 #[derive(Clone, Copy)]
-struct Out {
-    at: *mut f32,
-    stride: usize,
+pub(super) struct Out {
+    pub at: *mut f32,
+    pub stride: usize,
 }
 
 /// `out += x·weights` for R rows of `x` (`depth` floats each) and a `[depth, 3 vectors]` weight
@@ -267,14 +267,14 @@ unsafe fn dot_step<S: Simd, const R: usize>(
 /// # Safety
 /// `at` must point to `S::F32_LANES` readable floats.
 #[inline(always)]
-unsafe fn load<S: Simd>(at: *const f32) -> S::f32s {
+pub(super) unsafe fn load<S: Simd>(at: *const f32) -> S::f32s {
     // SAFETY: as the contract says.
     unsafe { at.cast::<S::f32s>().read_unaligned() }
 }
 
 /// Asks for the cache line at `at` in L1; does nothing where there is no prefetch instruction.
 #[inline(always)]
-fn prefetch_l1(at: *const u8) {
+pub(super) fn prefetch_l1(at: *const u8) {
     // SAFETY: a prefetch never faults, whatever the address.
     #[cfg(target_arch = "x86_64")]
     unsafe {
@@ -286,7 +286,7 @@ fn prefetch_l1(at: *const u8) {
 
 /// Asks for the cache line at `at` in L2; does nothing where there is no prefetch instruction.
 #[inline(always)]
-fn prefetch_l2(at: *const u8) {
+pub(super) fn prefetch_l2(at: *const u8) {
     // SAFETY: a prefetch never faults, whatever the address.
     #[cfg(target_arch = "x86_64")]
     unsafe {
