@@ -5,8 +5,10 @@
 //! packing them adds a second pass. These kernels stream each weight straight from its storage
 //! into vector registers, hold a tile of outputs in registers, and reuse each weight tile from
 //! cache for every row:
-//! - a [`Weight::Stored`] `[d_in, d_out]` weight is cut into bands of weight rows, one per thread,
-//!   each a contiguous stretch of memory whose partial products are then added in band order;
+//! - [`Weight::Stored`] `[d_in, d_out]` weights are cut into bands of weight rows, each a
+//!   contiguous stretch of memory whose partial products are then added in band order; the bands
+//!   of all the call's stored weights are shared out so that each thread reads about as many
+//!   values;
 //! - a [`Weight::Transposed`] `[d_out, d_in]` weight (a tied embedding) is cut into blocks of
 //!   output columns, each a contiguous stretch of rows, computed as dot products.
 //!
@@ -29,8 +31,8 @@ use rayon::prelude::*;
 
 /// Output columns of a transposed weight handed to a thread at a time.
 const TASK_COLUMNS: usize = 192;
-/// Fewest weight rows worth a thread of their own.
-const MIN_BAND_ROWS: usize = 64;
+/// Fewest weight values worth a thread of their own.
+const MIN_SHARE_WORK: usize = 64 * 1024;
 
 /// Whether this CPU has vector instructions for the kernels (AVX2 with FMA or AVX-512 on x86-64,
 /// NEON on AArch64).
@@ -92,16 +94,16 @@ pub fn rows_times(x: &[f32], [rows, d_in]: [usize; 2], weights: &[Weight<'_>]) -
         })
         .collect();
     let threads = rayon::current_num_threads();
-    let tasks: Vec<(usize, Task)> = weights
-        .iter()
-        .zip(&shapes)
-        .enumerate()
-        .flat_map(|(index, (weight, shape))| Task::split(weight, *shape, threads).map(move |task| (index, task)))
+    let mut shares = band_shares(weights, &shapes, threads);
+    for (index, shape) in shapes.iter().enumerate().filter(|&(i, _)| !weights[i].is_stored()) {
+        shares.extend(column_blocks(*shape).map(|columns| vec![(index, Task::Columns(columns))]));
+    }
+    let parts: Vec<Vec<Vec<f32>>> = shares
+        .par_iter()
+        .map(|share| share.iter().map(|(index, task)| task.run(x, weights[*index], shapes[*index])).collect())
         .collect();
-    let parts: Vec<Vec<f32>> =
-        tasks.par_iter().map(|(index, task)| task.run(x, weights[*index], shapes[*index])).collect();
     let mut outs: Vec<Vec<f32>> = shapes.iter().map(|shape| vec![0.0; rows * shape.d_out]).collect();
-    for ((index, task), part) in tasks.iter().zip(parts) {
+    for ((index, task), part) in shares.iter().flatten().zip(parts.into_iter().flatten()) {
         let (out, d_out) = (&mut outs[*index], shapes[*index].d_out);
         match task {
             Task::Band(_) => out.iter_mut().zip(part).for_each(|(o, p)| *o += p),
@@ -132,27 +134,42 @@ enum Task {
     Columns(Range<usize>),
 }
 
-impl Task {
-    /// The tasks that compute `weight`'s product.
-    fn split(weight: &Weight<'_>, shape: Shape, threads: usize) -> impl Iterator<Item = Task> {
-        let Shape { rows, d_in, d_out } = shape;
-        let stored = weight.is_stored();
-        let (len, parts) = match stored {
-            _ if rows == 0 || d_out == 0 => (0, 1),
-            true => (d_in, threads.min(d_in.div_ceil(MIN_BAND_ROWS)).max(1)),
-            false => (d_out, d_out.div_ceil(TASK_COLUMNS)),
-        };
-        let step = len.div_ceil(parts).max(1);
-        (0..len).step_by(step).map(move |start| {
-            let range = start..(start + step).min(len);
-            if stored {
-                Task::Band(range)
-            } else {
-                Task::Columns(range)
+/// The stored weights' products cut into at most `threads` shares of about equal work, each a
+/// list of bands: weights of unequal sizes, cut into equal numbers of bands each, would leave a
+/// thread idle while another finishes the larger ones.
+fn band_shares(weights: &[Weight<'_>], shapes: &[Shape], threads: usize) -> Vec<Vec<(usize, Task)>> {
+    let stored: Vec<usize> =
+        (0..weights.len()).filter(|&i| weights[i].is_stored() && shapes[i].rows > 0 && shapes[i].d_out > 0).collect();
+    let work: usize = stored.iter().map(|&i| shapes[i].d_in * shapes[i].d_out).sum();
+    let share_work = work.div_ceil(threads.max(1)).max(MIN_SHARE_WORK);
+    let mut shares: Vec<Vec<(usize, Task)>> = vec![Vec::new()];
+    let mut room = share_work;
+    for index in stored {
+        let Shape { d_in, d_out, .. } = shapes[index];
+        let mut start = 0;
+        while start < d_in {
+            let rows = if shares.len() == threads { d_in - start } else { room.div_ceil(d_out).min(d_in - start) };
+            shares.last_mut().into_iter().for_each(|share| share.push((index, Task::Band(start..start + rows))));
+            start += rows;
+            room = room.saturating_sub(rows * d_out);
+            if room == 0 && shares.len() < threads {
+                shares.push(Vec::new());
+                room = share_work;
             }
-        })
+        }
     }
+    shares.retain(|share| !share.is_empty());
+    shares
+}
 
+/// Output column blocks of a transposed weight's product, one task each.
+fn column_blocks(Shape { rows, d_out, .. }: Shape) -> impl Iterator<Item = Range<usize>> {
+    let len = if rows == 0 { 0 } else { d_out };
+    let step = len.div_ceil(len.div_ceil(TASK_COLUMNS).max(1)).max(1);
+    (0..len).step_by(step).map(move |start| start..(start + step).min(len))
+}
+
+impl Task {
     /// This task's part of `x·weight`.
     ///
     /// A band is `x[:, depth]·w[depth, :]`, `[rows, d_out]`; a column block is output columns
