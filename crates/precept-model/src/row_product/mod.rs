@@ -149,7 +149,9 @@ fn band_shares(weights: &[Weight<'_>], shapes: &[Shape], threads: usize) -> Vec<
         let mut start = 0;
         while start < d_in {
             let rows = if shares.len() == threads { d_in - start } else { room.div_ceil(d_out).min(d_in - start) };
-            shares.last_mut().into_iter().for_each(|share| share.push((index, Task::Band(start..start + rows))));
+            if let Some(share) = shares.last_mut() {
+                share.push((index, Task::Band(start..start + rows)));
+            }
             start += rows;
             room = room.saturating_sub(rows * d_out);
             if room == 0 && shares.len() < threads {
@@ -318,6 +320,44 @@ mod tests {
             assert_eq!(&rows_times(&x, [rows, d_in], &[*weight]).remove(0), product);
         }
         assert_eq!(together.iter().map(Vec::len).collect::<Vec<_>>(), [600, 192, 21]);
+    }
+
+    #[test]
+    fn threads_get_shares_of_about_equal_work_that_cover_every_weight_row_once() {
+        let (q, kv) = (vec![0.0; 576 * 576], vec![0.0; 576 * 192]);
+        let weights = [Weight::Stored(&q), Weight::Stored(&kv), Weight::Stored(&kv)];
+        let shapes = [576, 192, 192].map(|d_out| Shape { rows: 1, d_in: 576, d_out });
+        for threads in [1, 2, 3, 8] {
+            let shares = band_shares(&weights, &shapes, threads);
+            assert_eq!(shares.len(), threads);
+            let work: Vec<usize> = shares
+                .iter()
+                .map(|share| share.iter().map(|(i, task)| shapes[*i].d_out * task_len(task)).sum())
+                .collect();
+            let (least, most) = (work.iter().min().unwrap(), work.iter().max().unwrap());
+            assert!(most - least <= threads * 576, "{threads} threads: {work:?}");
+            for (index, shape) in shapes.iter().enumerate() {
+                let mut bands: Vec<Range<usize>> = shares
+                    .iter()
+                    .flatten()
+                    .filter(|(i, _)| *i == index)
+                    .map(|(_, task)| match task {
+                        Task::Band(rows) => rows.clone(),
+                        Task::Columns(_) => unreachable!(),
+                    })
+                    .collect();
+                bands.sort_by_key(|rows| rows.start);
+                assert_eq!(bands.first().map(|r| r.start), Some(0));
+                assert!(bands.windows(2).all(|pair| pair[0].end == pair[1].start));
+                assert_eq!(bands.last().map(|r| r.end), Some(shape.d_in));
+            }
+        }
+    }
+
+    fn task_len(task: &Task) -> usize {
+        match task {
+            Task::Band(rows) | Task::Columns(rows) => rows.len(),
+        }
     }
 
     #[test]
