@@ -26,12 +26,15 @@ exec > >(tee -a "$out/log.txt") 2>&1
 
 # Runs a precept command that prints one JSON object and appends it to $out/$1 with `tags`.
 record() {
-  local file="$1" tags="$2"
+  local file="$1" tags="$2" json
   shift 2
   echo "## precept $*"
-  "$bin" "$@" --json \
-    | python3 -c "import json,sys; d=json.load(sys.stdin); d.update($tags); d.pop('first_row_ids',None); print(json.dumps(d))" \
-    | tee -a "$out/$file"
+  if ! json="$("$bin" "$@" --json)"; then
+    echo "## failed"
+    return 1
+  fi
+  python3 -c "import json,sys; d=json.load(sys.stdin); d.update($tags); d.pop('first_row_ids',None); print(json.dumps(d))" \
+    <<<"$json" | tee -a "$out/$file"
 }
 
 tiny="$work/tiny"
@@ -79,9 +82,12 @@ for model in ["tiny", "smollm2-135m"]:
 PY
 fi
 
-if [[ "$parts" == *" generate "* ]]; then
-  llama1b="$work/llama-3.2-1b"
+llama1b="$work/llama-3.2-1b"
+if [[ "$parts" == *" generate "* || "$parts" == *" train "* ]]; then
   "$bin" random-weights --config configs/shapes/llama-3.2-1b.json --out "$llama1b" --seed 1 -q
+fi
+
+if [[ "$parts" == *" generate "* ]]; then
   for batch in 1 16; do
     for device in cuda wgpu; do
       record generate.jsonl "{'device':'$device','shape':'smollm2-135m'}" bench generate --model "$smol" \
@@ -96,8 +102,8 @@ if [[ "$parts" == *" train "* ]]; then
   record train.jsonl "{'device':'cuda','shape':'smollm2-135m'}" bench train --model "$smol" --device cuda --tuning lora --repeat 5
   record train.jsonl "{'device':'cuda','shape':'smollm2-135m'}" bench train --model "$smol" --device cuda --tuning full --repeat 5
   record train.jsonl "{'device':'cuda','shape':'smollm2-135m'}" bench train --model "$smol" --device cuda --tuning lora --dpo --repeat 5
-  [ -n "${llama1b:-}" ] && record train.jsonl "{'device':'cuda','shape':'llama-3.2-1b'}" bench train \
-    --model "$llama1b" --device cuda --tuning lora --repeat 3
+  record train.jsonl "{'device':'cuda','shape':'llama-3.2-1b'}" bench train --model "$llama1b" --device cuda \
+    --tuning lora --repeat 3
   [ -n "$tokenizer" ] && echo "## precept sft on CUDA" && "$bin" sft --config configs/sft.toml --model "$smol" --out "$work/sft" --steps 12 --save-steps 6 --device cuda \
     && tail -n 2 "$work/sft/metrics.jsonl"
 fi
