@@ -131,6 +131,7 @@ impl<B: Backend> Generate for LocalGenerator<B> {
         tracing::debug!(
             rows = prompts.len(),
             prompt_tokens = prompts.iter().map(Vec::len).sum::<usize>(),
+            longest_prompt = prompts.iter().map(Vec::len).max().unwrap_or(0),
             new_tokens = generations.iter().map(|g| g.ids.len()).sum::<usize>(),
             longest = generations.iter().map(|g| g.ids.len()).max().unwrap_or(0),
             seconds = started.elapsed().as_secs_f64(),
