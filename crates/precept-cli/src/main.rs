@@ -43,6 +43,9 @@ fn main() -> ExitCode {
         .without_time()
         .init();
     device::flush_denormals_everywhere();
+    if cli.decode_weights == args::DecodeWeightsArg::Bf16 && cli.device != device::DeviceChoice::Cpu {
+        tracing::warn!("--decode-weights bf16 applies to CPU decoding; {} decodes with its own weights", cli.device);
+    }
     #[cfg(feature = "flex")]
     cpu_product::set_decode_weights(cli.decode_weights == args::DecodeWeightsArg::Bf16);
     // On a worker of the CPU thread pool, so that the command's parallel sections are forked and
