@@ -422,6 +422,12 @@ pub struct BenchGenerateArgs {
     /// Timed repetitions (the median is reported); one untimed warm-up runs first.
     #[arg(long, default_value_t = 3)]
     pub repeat: usize,
+    /// Softmax temperature of sampled decoding; 0 is greedy.
+    #[arg(long, default_value_t = 0.0)]
+    pub temperature: f32,
+    /// Nucleus sampling mass.
+    #[arg(long, default_value_t = 1.0)]
+    pub top_p: f32,
     /// Print JSON.
     #[arg(long)]
     pub json: bool,

@@ -6,6 +6,8 @@
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
+use crate::host_math::softmax_in_place;
+
 /// Settings of the next-token choice.
 #[derive(Debug, Clone, PartialEq)]
 pub struct SamplingConfig {
@@ -54,18 +56,33 @@ impl Sampler {
         if self.config.is_greedy() {
             return argmax(logits);
         }
-        let mut candidates = top_candidates(logits, self.config.temperature, self.config.top_k, self.config.top_p);
-        let total: f32 = candidates.iter().map(|(_, p)| p).sum();
-        let mut draw = self.rng.random::<f32>() * total;
-        let last = candidates.pop().map_or(0, |(id, _)| id);
-        for (id, p) in candidates {
-            if draw < p {
-                return id;
-            }
-            draw -= p;
+        let temperature = self.config.temperature;
+        logits.iter_mut().for_each(|x| *x /= temperature);
+        let draw = self.rng.random::<f32>();
+        let SamplingConfig { top_k, top_p, .. } = self.config;
+        if top_k == 0 && top_p >= 1.0 {
+            // Every token stays: the softmax in place, drawn from in vocabulary order.
+            softmax_in_place(logits, None);
+            return pick(draw, logits.iter().enumerate().map(|(id, &p)| (id as u32, p)));
         }
-        last
+        pick(draw, top_candidates(logits, top_k, top_p).into_iter())
     }
+}
+
+/// The candidate at `draw` (in `[0, 1)`) of the way through their total probability; the last
+/// one when rounding leaves the draw past them all.
+fn pick(draw: f32, candidates: impl Iterator<Item = (u32, f32)> + Clone) -> u32 {
+    let total: f32 = candidates.clone().map(|(_, p)| p).sum();
+    let mut left = draw * total;
+    let mut last = 0;
+    for (id, p) in candidates {
+        if left < p {
+            return id;
+        }
+        left -= p;
+        last = id;
+    }
+    last
 }
 
 /// The index of the largest logit (the first on ties, like `torch.argmax`).
@@ -94,31 +111,64 @@ fn apply_repetition_penalty(logits: &mut [f32], context: &[u32], penalty: f32) {
     }
 }
 
-/// Softmax over the kept tokens, sorted by decreasing probability, as `(id, probability)`.
-fn top_candidates(logits: &[f32], temperature: f32, top_k: usize, top_p: f32) -> Vec<(u32, f32)> {
-    let mut ranked: Vec<(u32, f32)> = logits.iter().enumerate().map(|(i, &x)| (i as u32, x / temperature)).collect();
-    ranked.sort_by(|a, b| b.1.total_cmp(&a.1));
-    if top_k > 0 {
-        ranked.truncate(top_k);
+/// Most probable tokens ranked first when looking for the top-p nucleus.
+const FIRST_NUCLEUS_SEARCH: usize = 64;
+/// The second, wider search; past it every candidate is ranked.
+const WIDE_NUCLEUS_SEARCH: usize = 1024;
+
+/// Softmax over the kept tokens of temperature-scaled `logits` (the top k, when `top_k` is
+/// set), as `(id, probability)`: cut to the top-p nucleus in decreasing order of probability when
+/// `top_p < 1`, else all of them in vocabulary order.
+///
+/// No step sorts the whole vocabulary: the top k and the nucleus are selected in linear time,
+/// and only the nucleus (usually a few dozen tokens) is sorted.
+fn top_candidates(logits: &[f32], top_k: usize, top_p: f32) -> Vec<(u32, f32)> {
+    let mut kept: Vec<(u32, f32)> = logits.iter().enumerate().map(|(i, &x)| (i as u32, x)).collect();
+    if 0 < top_k && top_k < kept.len() {
+        kept.select_nth_unstable_by(top_k - 1, by_rank);
+        kept.truncate(top_k);
+        kept.sort_unstable_by_key(|&(id, _)| id);
     }
-    let max = ranked.first().map_or(0.0, |c| c.1);
-    let mut sum = 0.0;
-    for c in &mut ranked {
-        c.1 = (c.1 - max).exp();
-        sum += c.1;
+    let mut probabilities: Vec<f32> = kept.iter().map(|&(_, x)| x).collect();
+    softmax_in_place(&mut probabilities, None);
+    kept.iter_mut().zip(probabilities).for_each(|(candidate, p)| candidate.1 = p);
+    if top_p < 1.0 {
+        cut_to_nucleus(&mut kept, top_p);
     }
-    let mut cumulative = 0.0;
-    let mut keep = None;
-    for (i, c) in ranked.iter_mut().enumerate() {
-        c.1 /= sum;
-        cumulative += c.1;
-        if cumulative >= top_p && keep.is_none() {
-            keep = Some(i + 1);
+    kept
+}
+
+/// Keeps the fewest most probable candidates whose probabilities reach `top_p` (all of them when
+/// rounding leaves the total short of it), in decreasing order of probability.
+fn cut_to_nucleus(candidates: &mut Vec<(u32, f32)>, top_p: f32) {
+    let mut head = FIRST_NUCLEUS_SEARCH.min(candidates.len());
+    loop {
+        if head < candidates.len() {
+            candidates.select_nth_unstable_by(head - 1, by_rank);
         }
+        candidates[..head].sort_unstable_by(by_rank);
+        let mut cumulative = 0.0;
+        let reached = candidates[..head].iter().position(|&(_, p)| {
+            cumulative += p;
+            cumulative >= top_p
+        });
+        if let Some(last) = reached {
+            candidates.truncate(last + 1);
+            return;
+        }
+        if head == candidates.len() {
+            return;
+        }
+        // A nucleus of a flat distribution may hold most of the vocabulary: after one wider
+        // search, sort them all.
+        head = if head >= WIDE_NUCLEUS_SEARCH { candidates.len() } else { WIDE_NUCLEUS_SEARCH.min(candidates.len()) };
     }
-    let keep = keep.unwrap_or(ranked.len());
-    ranked.truncate(keep.max(1));
-    ranked
+}
+
+/// Decreasing probability, then increasing id: a total order, so the ranks never depend on how
+/// a selection happened to partition the candidates.
+fn by_rank(a: &(u32, f32), b: &(u32, f32)) -> std::cmp::Ordering {
+    b.1.total_cmp(&a.1).then(a.0.cmp(&b.0))
 }
 
 #[cfg(test)]
@@ -143,10 +193,69 @@ mod tests {
     fn top_p_keeps_the_smallest_set_reaching_the_mass() {
         // softmax of ln([0.5, 0.3, 0.2]) = [0.5, 0.3, 0.2]
         let logits = [0.5f32.ln(), 0.3f32.ln(), 0.2f32.ln()];
-        let kept = top_candidates(&logits, 1.0, 0, 0.7);
+        let kept = top_candidates(&logits, 0, 0.7);
         assert_eq!(kept.iter().map(|c| c.0).collect::<Vec<_>>(), vec![0, 1]);
-        let kept = top_candidates(&logits, 1.0, 1, 1.0);
+        let kept = top_candidates(&logits, 1, 1.0);
         assert_eq!(kept, vec![(0, 1.0)]);
+    }
+
+    /// The candidates by sorting the whole vocabulary, as the definition reads.
+    fn sorted_reference(logits: &[f32], temperature: f32, top_k: usize, top_p: f32) -> Vec<(u32, f32)> {
+        let mut ranked: Vec<(u32, f64)> =
+            logits.iter().enumerate().map(|(i, &x)| (i as u32, f64::from(x / temperature))).collect();
+        ranked.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+        if top_k > 0 {
+            ranked.truncate(top_k);
+        }
+        let max = ranked[0].1;
+        let sum: f64 = ranked.iter().map(|c| (c.1 - max).exp()).sum();
+        let mut cumulative = 0.0;
+        let mut kept = Vec::new();
+        for (id, x) in ranked {
+            let p = (x - max).exp() / sum;
+            kept.push((id, p as f32));
+            cumulative += p;
+            if top_p < 1.0 && cumulative >= f64::from(top_p) {
+                break;
+            }
+        }
+        kept
+    }
+
+    #[test]
+    fn selected_candidates_equal_a_full_sort_of_the_vocabulary() {
+        // Peaked and flat distributions: nuclei of a few tokens and of most of the vocabulary
+        // (wider than the first search).
+        for (spread, seed) in [(8.0f32, 1u32), (0.05, 2), (1.0, 3)] {
+            let logits: Vec<f32> = (0..5000u32)
+                .map(|i| (i.wrapping_mul(2_654_435_761).wrapping_add(seed) % 10_007) as f32 / 10_007.0 * spread)
+                .collect();
+            for (top_k, top_p) in [(0, 1.0), (0, 0.9), (0, 0.5), (40, 1.0), (40, 0.8), (3000, 0.95)] {
+                let scaled: Vec<f32> = logits.iter().map(|x| x / 0.7).collect();
+                let got: std::collections::HashMap<u32, f32> =
+                    top_candidates(&scaled, top_k, top_p).into_iter().collect();
+                let expected = sorted_reference(&logits, 0.7, top_k, top_p);
+                let mut differing = got.len().abs_diff(expected.len());
+                for (id, p) in &expected {
+                    match got.get(id) {
+                        Some(q) => assert!((p - q).abs() < 1e-6, "spread {spread}, id {id}: {q} against {p}"),
+                        None => differing += 1,
+                    }
+                }
+                // Summed in f32, a nucleus's edge may move by a token or so of a flat distribution.
+                let allowed = if top_p < 1.0 { 2 + expected.len() / 200 } else { 0 };
+                assert!(differing <= allowed, "spread {spread}, top_k {top_k}, top_p {top_p}: {differing} differ");
+            }
+        }
+    }
+
+    #[test]
+    fn a_nucleus_comes_in_decreasing_order_of_probability() {
+        let logits = [0.1f32, 2.0, 0.5, 3.0, 1.0];
+        let kept = top_candidates(&logits, 0, 0.95);
+        let ids: Vec<u32> = kept.iter().map(|c| c.0).collect();
+        assert_eq!(ids[..3], [3, 1, 4]);
+        assert!(kept.windows(2).all(|pair| pair[0].1 >= pair[1].1));
     }
 
     #[test]

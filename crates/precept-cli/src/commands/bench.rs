@@ -5,6 +5,7 @@ use std::time::Instant;
 use anyhow::{bail, Result};
 use burn::tensor::backend::Backend;
 use precept_model::generate::{generate, GenerationConfig};
+use precept_model::sampling::SamplingConfig;
 use serde::Serialize;
 
 use crate::args::BenchGenerateArgs;
@@ -36,6 +37,9 @@ impl DeviceCommand for BenchGenerate {
         if args.batch == 0 || args.prompt_tokens == 0 || args.new_tokens < 2 || args.repeat == 0 {
             bail!("--batch, --prompt-tokens and --repeat must be positive and --new-tokens at least 2");
         }
+        if !(args.temperature >= 0.0 && args.temperature.is_finite() && args.top_p > 0.0 && args.top_p <= 1.0) {
+            bail!("--temperature must be at least 0 and --top-p in (0, 1]");
+        }
         let (config, model) = load_weights::<B>(&args.model, &device)?;
         // Fixed pseudo-text prompts, different from their first token on (identical rows, or a
         // common prefix, would be prefilled once): distinct ids spread over the vocabulary.
@@ -45,7 +49,8 @@ impl DeviceCommand for BenchGenerate {
                 (0..args.prompt_tokens).map(id).collect()
             })
             .collect();
-        let settings = GenerationConfig { max_new_tokens: args.new_tokens, ..Default::default() };
+        let sampling = SamplingConfig { temperature: args.temperature, top_p: args.top_p, ..Default::default() };
+        let settings = GenerationConfig { max_new_tokens: args.new_tokens, sampling, ..Default::default() };
         let mut timed: Vec<BenchReport> = Vec::new();
         for run in 0..=args.repeat {
             let started = Instant::now();
