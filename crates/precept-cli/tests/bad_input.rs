@@ -171,3 +171,23 @@ fn an_unavailable_device_is_an_error_not_a_panic() {
     let err = precept_error(&["logits", "--model", dir.path().to_str().unwrap(), "--ids", "1", "--device", "cuda"]);
     assert!(err.contains("cuda"), "{err}");
 }
+
+#[test]
+fn sampling_settings_that_define_no_distribution_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = dir.path().to_str().unwrap();
+    for (flag, value, expected) in [
+        ("--temperature", "-0.5", "--temperature -0.5 must be a number of at least 0"),
+        ("--top-p", "0", "--top-p 0 must be above 0 and at most 1"),
+        ("--top-p", "1.5", "--top-p 1.5 must be above 0 and at most 1"),
+        ("--repetition-penalty", "0", "--repetition-penalty 0 must be positive"),
+    ] {
+        let setting = format!("{flag}={value}");
+        let err = precept_error(&["generate", "--model", model, "--prompt", "hi", &setting]);
+        assert!(err.contains(expected), "{flag} {value}: {err}");
+        if flag != "--repetition-penalty" {
+            let err = precept_error(&["bench", "generate", "--model", model, &setting]);
+            assert!(err.contains(expected), "bench {flag} {value}: {err}");
+        }
+    }
+}

@@ -8,6 +8,7 @@ use precept_model::generate::{generate, GenerationConfig};
 use precept_model::sampling::SamplingConfig;
 use serde::Serialize;
 
+use super::generate::check_sampling;
 use crate::args::BenchGenerateArgs;
 use crate::device::DeviceCommand;
 use crate::loaded::load_weights;
@@ -37,9 +38,7 @@ impl DeviceCommand for BenchGenerate {
         if args.batch == 0 || args.prompt_tokens == 0 || args.new_tokens < 2 || args.repeat == 0 {
             bail!("--batch, --prompt-tokens and --repeat must be positive and --new-tokens at least 2");
         }
-        if !(args.temperature >= 0.0 && args.temperature.is_finite() && args.top_p > 0.0 && args.top_p <= 1.0) {
-            bail!("--temperature must be at least 0 and --top-p in (0, 1]");
-        }
+        check_sampling(args.temperature, args.top_p)?;
         let (config, model) = load_weights::<B>(&args.model, &device)?;
         // Fixed pseudo-text prompts, different from their first token on (identical rows, or a
         // common prefix, would be prefilled once): distinct ids spread over the vocabulary.

@@ -3,7 +3,7 @@
 use std::io::Write;
 use std::time::Instant;
 
-use anyhow::Result;
+use anyhow::{bail, Result};
 use burn::tensor::backend::Backend;
 use precept_data::ReplyText;
 use precept_model::generate::{generate, FinishReason, GenerationConfig};
@@ -27,7 +27,28 @@ struct GeneratedReport {
     finish_reason: &'static str,
 }
 
+/// Refuses a temperature below 0 (or not finite) and a top-p outside `(0, 1]`.
+pub fn check_sampling(temperature: f32, top_p: f32) -> Result<()> {
+    if !(temperature >= 0.0 && temperature.is_finite()) {
+        bail!("--temperature {temperature} must be a number of at least 0 (0 is greedy)");
+    }
+    if !(top_p > 0.0 && top_p <= 1.0) {
+        bail!("--top-p {top_p} must be above 0 and at most 1");
+    }
+    Ok(())
+}
+
 impl SamplingArgs {
+    /// Refuses settings that would not define a distribution (see [`check_sampling`]), and a
+    /// repetition penalty that is not positive.
+    pub fn check(&self) -> Result<()> {
+        check_sampling(self.temperature, self.top_p)?;
+        if !(self.repetition_penalty > 0.0 && self.repetition_penalty.is_finite()) {
+            bail!("--repetition-penalty {} must be positive (1 is off)", self.repetition_penalty);
+        }
+        Ok(())
+    }
+
     /// Generation settings with the model's EOS ids.
     pub fn generation_config(&self, eos_token_ids: Vec<u32>) -> GenerationConfig {
         GenerationConfig {
@@ -47,6 +68,7 @@ impl SamplingArgs {
 impl DeviceCommand for Generate {
     fn run<B: Backend>(self, device: B::Device) -> Result<()> {
         let args = self.0;
+        args.sampling.check()?;
         let text_model = TextModel::open(&args.common.model)?;
         let prompts: Vec<String> =
             args.prompt.iter().map(|p| text_model.prompt_text(p, args.common.chat)).collect::<Result<_>>()?;
