@@ -56,33 +56,16 @@ impl Sampler {
         if self.config.is_greedy() {
             return argmax(logits);
         }
-        let temperature = self.config.temperature;
-        logits.iter_mut().for_each(|x| *x /= temperature);
-        let draw = self.rng.random::<f32>();
-        let SamplingConfig { top_k, top_p, .. } = self.config;
-        if top_k == 0 && top_p >= 1.0 {
-            // Every token stays: the softmax in place, drawn from in vocabulary order.
-            softmax_in_place(logits, None);
-            return pick(draw, logits.iter().enumerate().map(|(id, &p)| (id as u32, p)));
+        let SamplingConfig { temperature, top_k, top_p, .. } = self.config;
+        let mut candidates = top_candidates(logits, temperature, top_k, top_p);
+        let total: f32 = candidates.iter().map(|&(_, p)| p).sum();
+        let target = self.rng.random::<f32>() * total;
+        // The candidate where the draw falls, counting in decreasing order of probability.
+        match rank_until(&mut candidates, |cumulative| target < cumulative) {
+            Some(rank) => candidates[rank].0,
+            None => candidates.last().map_or(0, |&(id, _)| id),
         }
-        pick(draw, top_candidates(logits, top_k, top_p).into_iter())
     }
-}
-
-/// The candidate at `draw` (in `[0, 1)`) of the way through their total probability; the last
-/// one when rounding leaves the draw past them all.
-fn pick(draw: f32, candidates: impl Iterator<Item = (u32, f32)> + Clone) -> u32 {
-    let total: f32 = candidates.clone().map(|(_, p)| p).sum();
-    let mut left = draw * total;
-    let mut last = 0;
-    for (id, p) in candidates {
-        if left < p {
-            return id;
-        }
-        left -= p;
-        last = id;
-    }
-    last
 }
 
 /// The index of the largest logit (the first on ties, like `torch.argmax`).
@@ -111,57 +94,58 @@ fn apply_repetition_penalty(logits: &mut [f32], context: &[u32], penalty: f32) {
     }
 }
 
-/// Most probable tokens ranked first when looking for the top-p nucleus.
-const FIRST_NUCLEUS_SEARCH: usize = 64;
-/// The second, wider search; past it every candidate is ranked.
-const WIDE_NUCLEUS_SEARCH: usize = 1024;
+/// Most probable candidates ranked first by [`rank_until`].
+const FIRST_RANKED: usize = 64;
+/// The second, wider ranking; past it every candidate is ranked.
+const WIDE_RANKED: usize = 1024;
 
-/// Softmax over the kept tokens of temperature-scaled `logits` (the top k, when `top_k` is
-/// set), as `(id, probability)`: cut to the top-p nucleus in decreasing order of probability when
-/// `top_p < 1`, else all of them in vocabulary order.
+/// Softmax over the kept tokens of `logits / temperature` (the top k, when `top_k` is set), as
+/// `(id, probability)`: cut to the top-p nucleus, in decreasing order of probability, when
+/// `top_p < 1`; else all of them, in no particular order.
 ///
-/// No step sorts the whole vocabulary: the top k and the nucleus are selected in linear time,
-/// and only the nucleus (usually a few dozen tokens) is sorted.
-fn top_candidates(logits: &[f32], top_k: usize, top_p: f32) -> Vec<(u32, f32)> {
-    let mut kept: Vec<(u32, f32)> = logits.iter().enumerate().map(|(i, &x)| (i as u32, x)).collect();
+/// No step sorts the whole vocabulary unless the distribution is flat: the top k are selected in
+/// linear time, and [`rank_until`] ranks only as many tokens as the nucleus (or, in
+/// [`Sampler::next_token`], the draw) reaches, usually a few dozen.
+fn top_candidates(logits: &[f32], temperature: f32, top_k: usize, top_p: f32) -> Vec<(u32, f32)> {
+    let mut kept: Vec<(u32, f32)> = logits.iter().enumerate().map(|(i, &x)| (i as u32, x / temperature)).collect();
     if 0 < top_k && top_k < kept.len() {
         kept.select_nth_unstable_by(top_k - 1, by_rank);
         kept.truncate(top_k);
-        kept.sort_unstable_by_key(|&(id, _)| id);
     }
     let mut probabilities: Vec<f32> = kept.iter().map(|&(_, x)| x).collect();
     softmax_in_place(&mut probabilities, None);
     kept.iter_mut().zip(probabilities).for_each(|(candidate, p)| candidate.1 = p);
     if top_p < 1.0 {
-        cut_to_nucleus(&mut kept, top_p);
+        // The fewest most probable tokens whose probabilities reach `top_p`; all of them when
+        // rounding leaves the total short of it.
+        if let Some(rank) = rank_until(&mut kept, |cumulative| cumulative >= top_p) {
+            kept.truncate(rank + 1);
+        }
     }
     kept
 }
 
-/// Keeps the fewest most probable candidates whose probabilities reach `top_p` (all of them when
-/// rounding leaves the total short of it), in decreasing order of probability.
-fn cut_to_nucleus(candidates: &mut Vec<(u32, f32)>, top_p: f32) {
-    let mut head = FIRST_NUCLEUS_SEARCH.min(candidates.len());
+/// Puts the most probable candidates first, in decreasing order of probability, until the
+/// running total of their probabilities satisfies `reached`, and returns the rank where it did;
+/// `None` once all are ranked without. Only as many candidates are ranked as that takes: 64
+/// (selected in linear time, then sorted), then 1024, then all of them.
+fn rank_until(candidates: &mut [(u32, f32)], reached: impl Fn(f32) -> bool) -> Option<usize> {
+    let len = candidates.len();
+    let mut head = FIRST_RANKED.min(len);
     loop {
-        if head < candidates.len() {
+        if head < len {
             candidates.select_nth_unstable_by(head - 1, by_rank);
         }
         candidates[..head].sort_unstable_by(by_rank);
         let mut cumulative = 0.0;
-        let reached = candidates[..head].iter().position(|&(_, p)| {
+        let rank = candidates[..head].iter().position(|&(_, p)| {
             cumulative += p;
-            cumulative >= top_p
+            reached(cumulative)
         });
-        if let Some(last) = reached {
-            candidates.truncate(last + 1);
-            return;
+        if rank.is_some() || head == len {
+            return rank;
         }
-        if head == candidates.len() {
-            return;
-        }
-        // A nucleus of a flat distribution may hold most of the vocabulary: after one wider
-        // search, sort them all.
-        head = if head >= WIDE_NUCLEUS_SEARCH { candidates.len() } else { WIDE_NUCLEUS_SEARCH.min(candidates.len()) };
+        head = if head >= WIDE_RANKED { len } else { WIDE_RANKED.min(len) };
     }
 }
 
@@ -193,9 +177,9 @@ mod tests {
     fn top_p_keeps_the_smallest_set_reaching_the_mass() {
         // softmax of ln([0.5, 0.3, 0.2]) = [0.5, 0.3, 0.2]
         let logits = [0.5f32.ln(), 0.3f32.ln(), 0.2f32.ln()];
-        let kept = top_candidates(&logits, 0, 0.7);
+        let kept = top_candidates(&logits, 1.0, 0, 0.7);
         assert_eq!(kept.iter().map(|c| c.0).collect::<Vec<_>>(), vec![0, 1]);
-        let kept = top_candidates(&logits, 1, 1.0);
+        let kept = top_candidates(&logits, 1.0, 1, 1.0);
         assert_eq!(kept, vec![(0, 1.0)]);
     }
 
@@ -231,9 +215,8 @@ mod tests {
                 .map(|i| (i.wrapping_mul(2_654_435_761).wrapping_add(seed) % 10_007) as f32 / 10_007.0 * spread)
                 .collect();
             for (top_k, top_p) in [(0, 1.0), (0, 0.9), (0, 0.5), (40, 1.0), (40, 0.8), (3000, 0.95)] {
-                let scaled: Vec<f32> = logits.iter().map(|x| x / 0.7).collect();
                 let got: std::collections::HashMap<u32, f32> =
-                    top_candidates(&scaled, top_k, top_p).into_iter().collect();
+                    top_candidates(&logits, 0.7, top_k, top_p).into_iter().collect();
                 let expected = sorted_reference(&logits, 0.7, top_k, top_p);
                 let mut differing = got.len().abs_diff(expected.len());
                 for (id, p) in &expected {
@@ -250,9 +233,36 @@ mod tests {
     }
 
     #[test]
+    fn draws_count_in_decreasing_order_of_probability_as_a_full_sort_would() {
+        let logits: Vec<f32> =
+            (0..3000u32).map(|i| (i.wrapping_mul(2_654_435_761) % 1009) as f32 / 1009.0 * 6.0).collect();
+        for (top_k, top_p) in [(0, 1.0), (0, 0.9), (50, 1.0), (50, 0.5)] {
+            let mut sampler =
+                Sampler::new(SamplingConfig { temperature: 0.8, top_k, top_p, seed: 11, ..Default::default() });
+            let mut rng = StdRng::seed_from_u64(11);
+            let reference = sorted_reference(&logits, 0.8, top_k, top_p);
+            let total: f64 = reference.iter().map(|c| f64::from(c.1)).sum();
+            let differing = (0..500)
+                .filter(|_| {
+                    let got = sampler.next_token(&mut logits.clone(), &[]);
+                    let mut left = f64::from(rng.random::<f32>()) * total;
+                    let expected = reference.iter().find(|c| {
+                        let hit = left < f64::from(c.1);
+                        left -= f64::from(c.1);
+                        hit
+                    });
+                    got != expected.map_or(reference[reference.len() - 1].0, |c| c.0)
+                })
+                .count();
+            // Rounding may move a draw that falls right on a boundary.
+            assert!(differing <= 5, "top_k {top_k}, top_p {top_p}: {differing} of 500 differ");
+        }
+    }
+
+    #[test]
     fn a_nucleus_comes_in_decreasing_order_of_probability() {
         let logits = [0.1f32, 2.0, 0.5, 3.0, 1.0];
-        let kept = top_candidates(&logits, 0, 0.95);
+        let kept = top_candidates(&logits, 1.0, 0, 0.95);
         let ids: Vec<u32> = kept.iter().map(|c| c.0).collect();
         assert_eq!(ids[..3], [3, 1, 4]);
         assert!(kept.windows(2).all(|pair| pair[0].1 >= pair[1].1));
