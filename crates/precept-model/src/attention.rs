@@ -7,6 +7,7 @@ use burn::tensor::ops::AttentionModuleOptions;
 use burn::tensor::{Bool, Tensor};
 
 use crate::config::LlamaConfig;
+use crate::fused::training_kernels;
 use crate::host::{from_host, host_values};
 use crate::host_attention::{HostKv, HostShape};
 use crate::inputs::AttentionInputs;
@@ -82,11 +83,18 @@ impl<B: Backend> Attention<B> {
             head_dim,
         ]);
         let mask = shared.mask.clone();
-        let options = AttentionModuleOptions { scale: None, softcap: None, is_causal: false };
-        let out = attention(q, k, v, mask, None, options)
-            .reshape([batch, kv_heads, group, seq, head_dim])
-            .permute([0, 3, 1, 2, 4])
-            .reshape([batch, seq, self.num_heads * head_dim]);
+        let out = match training_kernels::<B>() {
+            Some(kernels) => (kernels.attention)(q, k, v, mask),
+            None => {
+                let options = AttentionModuleOptions { scale: None, softcap: None, is_causal: false };
+                attention(q, k, v, mask, None, options)
+            }
+        };
+        let out = out.reshape([batch, kv_heads, group, seq, head_dim]).permute([0, 3, 1, 2, 4]).reshape([
+            batch,
+            seq,
+            self.num_heads * head_dim,
+        ]);
         project(&self.o_proj, out)
     }
 

@@ -12,17 +12,19 @@ static HOST_BACKEND: OnceLock<TypeId> = OnceLock::new();
 
 /// Runs the inference steps that backend `B` does slowly on the CPU on host memory instead: the
 /// KV cache grows in place and attention reads it where it lies ([`crate::host_attention::HostKv`]),
-/// and SwiGLU uses a vectorised `exp`.
+/// and SwiGLU uses a vectorised `exp`. Training on `Autodiff<B>` gets SwiGLU and attention as
+/// single graph nodes with hand-written backward passes ([`crate::fused`]), and precept-train's
+/// cross-entropy runs on host memory too.
 ///
 /// A CPU tuning knob, set once by the program for its CPU backend (later calls are ignored); on a
-/// GPU backend it would copy activations to the host and back. Autodiff backends are other
-/// types, so training never takes these paths.
+/// GPU backend it would copy activations to the host and back.
 pub fn set_host_kernels<B: Backend>() {
     let _ = HOST_BACKEND.set(TypeId::of::<B>());
+    crate::fused::set_training_kernels::<B>();
 }
 
 /// Whether the program chose host kernels for `B`.
-pub(crate) fn host_kernels<B: Backend>() -> bool {
+pub fn host_kernels<B: Backend>() -> bool {
     HOST_BACKEND.get() == Some(&TypeId::of::<B>())
 }
 

@@ -1,6 +1,7 @@
 //! Element-wise math on host memory around an `exp` written so the compiler vectorises it: the
-//! softmax of host attention ([`softmax_in_place`]) and SwiGLU ([`swiglu_in_place`]). libm's
-//! scalar `expf`, behind both in the backend, was about a quarter of a long prefill.
+//! softmax of host attention, SwiGLU, and the cross-entropy of training over the vocabulary
+//! ([`log_sum_exp_rows`], [`cross_entropy_gradient_in_place`]). libm's scalar `expf`, behind all
+//! of them in the backend, was about a quarter of a long prefill.
 
 use pulp::Arch;
 use rayon::prelude::*;
@@ -47,6 +48,128 @@ fn swiglu(gate: &mut [f32], up: &[f32]) {
         let e = exp_non_positive(-g.abs());
         let sigmoid = if *g >= 0.0 { 1.0 } else { e } / (1.0 + e);
         *g *= sigmoid * u;
+    }
+}
+
+/// The gradients of `h = silu(g)·u` written over the inputs: `gate ← dh·u·σ(g)·(1 + g·(1 − σ(g)))`
+/// and `up ← dh·silu(g)`, in parallel.
+///
+/// # Panics
+/// If the three lengths differ.
+pub(crate) fn swiglu_backward_in_place(grad: &[f32], gate: &mut [f32], up: &mut [f32]) {
+    assert!(grad.len() == gate.len() && gate.len() == up.len(), "gradient, gate and up values pair up");
+    gate.par_chunks_mut(SWIGLU_TASK)
+        .zip(up.par_chunks_mut(SWIGLU_TASK))
+        .zip(grad.par_chunks(SWIGLU_TASK))
+        .for_each(|((gate, up), grad)| Arch::new().dispatch(|| swiglu_backward(grad, gate, up)));
+}
+
+/// The loop behind [`swiglu_backward_in_place`], compiled for the CPU's vectors.
+#[inline(always)]
+fn swiglu_backward(grad: &[f32], gate: &mut [f32], up: &mut [f32]) {
+    for ((g, u), &d) in gate.iter_mut().zip(up.iter_mut()).zip(grad) {
+        let e = exp_non_positive(-g.abs());
+        let sigmoid = if *g >= 0.0 { 1.0 } else { e } / (1.0 + e);
+        let silu = *g * sigmoid;
+        let d_gate = d * *u * sigmoid * (1.0 + *g * (1.0 - sigmoid));
+        *u = d * silu;
+        *g = d_gate;
+    }
+}
+
+/// [`softmax_in_place`] over every row of `width` values, in parallel; `hidden`, when given,
+/// holds one flag per value.
+pub(crate) fn softmax_rows_in_place(scores: &mut [f32], width: usize, hidden: Option<&[bool]>) {
+    match hidden {
+        Some(hidden) => scores
+            .par_chunks_mut(width)
+            .zip(hidden.par_chunks(width))
+            .for_each(|(row, hidden)| softmax_in_place(row, Some(hidden))),
+        None => scores.par_chunks_mut(width).for_each(|row| softmax_in_place(row, None)),
+    }
+}
+
+/// The gradient of the scores under a softmax, written over the gradient of its output:
+/// `dPᵢ ← scale·Pᵢ·(dPᵢ − Σⱼ Pⱼ·dPⱼ)` in every row of `width`, in parallel, where `P` is the
+/// softmax's output and `scale` multiplied the scores before it.
+///
+/// # Panics
+/// If the two lengths differ.
+pub(crate) fn softmax_backward_in_place(probabilities: &[f32], grad: &mut [f32], width: usize, scale: f32) {
+    assert_eq!(probabilities.len(), grad.len(), "probabilities and gradients pair up");
+    grad.par_chunks_mut(width).zip(probabilities.par_chunks(width)).for_each(|(grad, p)| {
+        let dot: f32 = p.iter().zip(grad.iter()).map(|(&p, &g)| p * g).sum();
+        grad.iter_mut().zip(p).for_each(|(g, &p)| *g = scale * p * (*g - dot));
+    });
+}
+
+/// Each row's `log Σⱼ exp(xⱼ)`, for `values` laid out as rows of `width`; rows run in parallel.
+///
+/// A row holding `+∞` or NaN gives that value (the loss it feeds is then not finite, which
+/// training reports), a row of `−∞` gives `−∞`.
+///
+/// # Panics
+/// If `width` is 0.
+pub fn log_sum_exp_rows(values: &[f32], width: usize) -> Vec<f32> {
+    values
+        .par_chunks(width)
+        .map(|row| {
+            if row.iter().any(|v| v.is_nan()) {
+                return f32::NAN;
+            }
+            let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+            if !max.is_finite() {
+                return max;
+            }
+            max + Arch::new().dispatch(|| sum_exp_shifted(row, max)).ln()
+        })
+        .collect()
+}
+
+/// `xᵢⱼ ← wᵢ·(exp(xᵢⱼ − lseᵢ) − [j = tᵢ])`, the gradient of `Σᵢ wᵢ·(lseᵢ − xᵢ[tᵢ])` (a weighted
+/// cross-entropy) with respect to the logits `x`, written over them; rows of `width` run in
+/// parallel. `log_sum_exp` comes from [`log_sum_exp_rows`] on the same values.
+///
+/// # Panics
+/// If `width` is 0, if the per-row slices are not one entry per row, or if a target is not
+/// below `width`.
+pub fn cross_entropy_gradient_in_place(
+    values: &mut [f32],
+    width: usize,
+    log_sum_exp: &[f32],
+    targets: &[usize],
+    weights: &[f32],
+) {
+    let rows = values.len() / width;
+    assert!(
+        log_sum_exp.len() == rows && targets.len() == rows && weights.len() == rows,
+        "one log-sum-exp, target and weight per row"
+    );
+    values.par_chunks_mut(width).enumerate().for_each(|(i, row)| {
+        Arch::new().dispatch(|| scaled_exp_shifted(row, log_sum_exp[i], weights[i]));
+        row[targets[i]] -= weights[i];
+    });
+}
+
+/// `Σ exp(xᵢ − shift)` for `xᵢ ≤ shift` (or −∞), compiled for the CPU's vectors.
+#[inline(always)]
+fn sum_exp_shifted(values: &[f32], shift: f32) -> f32 {
+    let mut sums = [0.0f32; 16];
+    let mut chunks = values.chunks_exact(16);
+    for chunk in &mut chunks {
+        for (&value, sum) in chunk.iter().zip(&mut sums) {
+            *sum += exp_non_positive(value - shift);
+        }
+    }
+    let tail: f32 = chunks.remainder().iter().map(|&value| exp_non_positive(value - shift)).sum();
+    sums.iter().sum::<f32>() + tail
+}
+
+/// `xᵢ ← scale·exp(xᵢ − shift)`, compiled for the CPU's vectors.
+#[inline(always)]
+fn scaled_exp_shifted(values: &mut [f32], shift: f32, scale: f32) {
+    for value in values.iter_mut() {
+        *value = scale * exp_non_positive(*value - shift);
     }
 }
 
@@ -153,5 +276,79 @@ mod tests {
         let mut none_visible = vec![1.0f32; 4];
         softmax_in_place(&mut none_visible, Some(&[true; 4]));
         assert_eq!(none_visible, [0.0; 4]);
+    }
+
+    #[test]
+    fn the_cross_entropy_gradient_is_softmax_minus_the_target_scaled_by_the_weight() {
+        let width = 1000;
+        let values: Vec<f32> = (0..3 * width).map(|i| ((i * 7919) % 997) as f32 * 0.03 - 15.0).collect();
+        let log_sum_exp = log_sum_exp_rows(&values, width);
+        let (targets, weights) = ([3usize, 999, 0], [1.0f32, 0.25, 0.0]);
+        let mut gradient = values.clone();
+        cross_entropy_gradient_in_place(&mut gradient, width, &log_sum_exp, &targets, &weights);
+        for (i, row) in values.chunks(width).enumerate() {
+            let max = row.iter().map(|&v| v as f64).fold(f64::MIN, f64::max);
+            let sum: f64 = row.iter().map(|&v| (v as f64 - max).exp()).sum();
+            let expected_lse = max + sum.ln();
+            assert!(
+                (log_sum_exp[i] as f64 - expected_lse).abs() < 1e-5,
+                "row {i}: {} against {expected_lse}",
+                log_sum_exp[i]
+            );
+            for (j, &v) in row.iter().enumerate() {
+                let softmax = (v as f64 - expected_lse).exp();
+                let expected = weights[i] as f64 * (softmax - f64::from(u8::from(j == targets[i])));
+                let got = gradient[i * width + j] as f64;
+                assert!(
+                    (got - expected).abs() <= 1e-5 * expected.abs().max(1e-3),
+                    "row {i} column {j}: {got} against {expected}"
+                );
+            }
+        }
+        assert!(log_sum_exp_rows(&[1.0, f32::NAN], 2)[0].is_nan());
+        assert_eq!(log_sum_exp_rows(&[1.0, f32::INFINITY], 2)[0], f32::INFINITY);
+        assert_eq!(log_sum_exp_rows(&[f32::NEG_INFINITY; 2], 2)[0], f32::NEG_INFINITY);
+    }
+
+    #[test]
+    fn the_swiglu_gradients_match_finite_differences_of_the_f64_formula() {
+        let swiglu = |g: f64, u: f64| g / (1.0 + (-g).exp()) * u;
+        let gate: Vec<f32> = (0..2000).map(|i| (i as f32 - 1000.0) * 0.02).collect();
+        let up: Vec<f32> = (0..2000).map(|i| ((i * 7919) % 201) as f32 * 0.01 - 1.0).collect();
+        let grad: Vec<f32> = (0..2000).map(|i| ((i * 104_729) % 13) as f32 * 0.1 - 0.6).collect();
+        let (mut d_gate, mut d_up) = (gate.clone(), up.clone());
+        swiglu_backward_in_place(&grad, &mut d_gate, &mut d_up);
+        let h = 1e-4;
+        for i in 0..gate.len() {
+            let (g, u, d) = (gate[i] as f64, up[i] as f64, grad[i] as f64);
+            let expected_gate = d * (swiglu(g + h, u) - swiglu(g - h, u)) / (2.0 * h);
+            let expected_up = d * swiglu(g, 1.0);
+            assert!((d_gate[i] as f64 - expected_gate).abs() <= 1e-4 * expected_gate.abs().max(1.0), "gate {i}");
+            assert!((d_up[i] as f64 - expected_up).abs() <= 1e-5 * expected_up.abs().max(1.0), "up {i}");
+        }
+    }
+
+    #[test]
+    fn the_softmax_backward_is_the_jacobian_transpose_applied_to_the_output_gradient() {
+        let width = 7;
+        let mut p: Vec<f32> = (0..2 * width).map(|i| ((i * 37) % 11) as f32 * 0.3).collect();
+        softmax_rows_in_place(&mut p, width, None);
+        let d_out: Vec<f32> = (0..2 * width).map(|i| ((i * 53) % 9) as f32 * 0.2 - 0.8).collect();
+        let mut got = d_out.clone();
+        softmax_backward_in_place(&p, &mut got, width, 0.5);
+        for row in 0..2 {
+            let at = |i: usize| row * width + i;
+            for i in 0..width {
+                // ∂Pⱼ/∂sᵢ = Pⱼ(δᵢⱼ − Pᵢ), and the scores were scaled by 0.5.
+                let expected: f64 = (0..width)
+                    .map(|j| {
+                        let delta = f64::from(u8::from(i == j));
+                        d_out[at(j)] as f64 * p[at(j)] as f64 * (delta - p[at(i)] as f64)
+                    })
+                    .sum::<f64>()
+                    * 0.5;
+                assert!((got[at(i)] as f64 - expected).abs() < 1e-6, "row {row} score {i}");
+            }
+        }
     }
 }

@@ -6,6 +6,7 @@ use burn::tensor::backend::Backend;
 use burn::tensor::Tensor;
 
 use crate::config::LlamaConfig;
+use crate::fused::training_kernels;
 use crate::host::{from_host, host_kernels, host_values};
 use crate::host_math::swiglu_in_place;
 use crate::project::{project, project_many};
@@ -39,7 +40,11 @@ impl<B: Backend> Mlp<B> {
     /// - x: `[batch, seq, d_model]` → `[batch, seq, d_model]`
     pub fn forward(&self, x: Tensor<B, 3>) -> Tensor<B, 3> {
         let [gate, up] = project_many([&self.gate_proj, &self.up_proj], x);
-        let hidden = if host_kernels::<B>() { swiglu_on_host(gate, up) } else { silu(gate) * up };
+        let hidden = match training_kernels::<B>() {
+            _ if host_kernels::<B>() => swiglu_on_host(gate, up),
+            Some(kernels) => (kernels.swiglu)(gate, up),
+            None => silu(gate) * up,
+        };
         project(&self.down_proj, hidden)
     }
 }

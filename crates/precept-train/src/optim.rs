@@ -6,7 +6,8 @@ use std::collections::HashMap;
 use burn::module::{AutodiffModule, ModuleMapper, ModuleVisitor, Param, ParamId};
 use burn::optim::GradientsParams;
 use burn::tensor::backend::{AutodiffBackend, Backend};
-use burn::tensor::{ElementConversion, Tensor};
+use burn::tensor::{ElementConversion, Tensor, TensorData};
+use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
 /// AdamW settings, with PyTorch's defaults.
@@ -95,6 +96,24 @@ impl<B: AutodiffBackend> ModuleMapper<B> for UpdateMapper<'_, B> {
         let shape = tensor.dims();
         let numel: usize = shape.iter().product();
         let config = &self.optimizer.config;
+        let t = self.optimizer.steps as i32;
+        if precept_model::host_kernels::<B::InnerBackend>() {
+            let step = HostStep {
+                lr: self.lr as f32,
+                beta1: config.beta1 as f32,
+                beta2: config.beta2 as f32,
+                epsilon: config.epsilon as f32,
+                decay: if D >= 2 { (self.lr * config.weight_decay) as f32 } else { 0.0 },
+                correction1: (1.0 - config.beta1.powi(t)) as f32,
+                correction2_sqrt: (1.0 - config.beta2.powi(t)).sqrt() as f32,
+                grad_scale: self.grad_scale as f32,
+            };
+            let moments = self.optimizer.moments.remove(&id);
+            let (value, moments) = step.apply(tensor.inner().reshape([numel]), grad.reshape([numel]), moments);
+            self.optimizer.moments.insert(id, moments);
+            let tensor = Tensor::from_inner(value.reshape(shape)).set_require_grad(require_grad);
+            return Param::from_mapped_value(id, tensor, mapper);
+        }
         let grad = grad.reshape([numel]).mul_scalar(self.grad_scale);
         let (exp_avg, exp_avg_sq) = match self.optimizer.moments.remove(&id) {
             Some(Moments { exp_avg, exp_avg_sq }) => (
@@ -103,7 +122,6 @@ impl<B: AutodiffBackend> ModuleMapper<B> for UpdateMapper<'_, B> {
             ),
             None => (grad.clone().mul_scalar(1.0 - config.beta1), grad.powi_scalar(2).mul_scalar(1.0 - config.beta2)),
         };
-        let t = self.optimizer.steps as i32;
         let correction1 = 1.0 - config.beta1.powi(t);
         let correction2 = 1.0 - config.beta2.powi(t);
         // PyTorch's form: θ ← θ − lr/c₁ · m / (√v / √c₂ + ε)
@@ -118,6 +136,69 @@ impl<B: AutodiffBackend> ModuleMapper<B> for UpdateMapper<'_, B> {
         let tensor = Tensor::from_inner(value).set_require_grad(require_grad);
         Param::from_mapped_value(id, tensor, mapper)
     }
+}
+
+/// One AdamW update of one parameter on host memory, in a single parallel pass over the value,
+/// gradient and both moments (the backend's element-wise operations walk them a dozen times).
+#[derive(Debug, Clone, Copy)]
+struct HostStep {
+    lr: f32,
+    beta1: f32,
+    beta2: f32,
+    epsilon: f32,
+    /// `lr·λ` for matrices, 0 for norms and biases.
+    decay: f32,
+    correction1: f32,
+    correction2_sqrt: f32,
+    grad_scale: f32,
+}
+
+/// Values per parallel task of [`HostStep::apply`].
+const ADAMW_TASK: usize = 1 << 16;
+
+impl HostStep {
+    /// The updated value and moments of a flattened parameter; moments start at zero.
+    fn apply<B: Backend>(
+        self,
+        value: Tensor<B, 1>,
+        grad: Tensor<B, 1>,
+        moments: Option<Moments<B>>,
+    ) -> (Tensor<B, 1>, Moments<B>) {
+        let device = value.device();
+        let numel = value.dims()[0];
+        let (mut value, grad) = (host_floats(value), host_floats(grad));
+        let (mut exp_avg, mut exp_avg_sq) = match moments {
+            Some(Moments { exp_avg, exp_avg_sq }) => (host_floats(exp_avg), host_floats(exp_avg_sq)),
+            None => (vec![0.0; numel], vec![0.0; numel]),
+        };
+        value
+            .par_chunks_mut(ADAMW_TASK)
+            .zip(exp_avg.par_chunks_mut(ADAMW_TASK))
+            .zip(exp_avg_sq.par_chunks_mut(ADAMW_TASK))
+            .zip(grad.par_chunks(ADAMW_TASK))
+            .for_each(|(((value, m), v), grad)| self.update(value, m, v, grad));
+        let tensor = |values: Vec<f32>| Tensor::<B, 1>::from_data(TensorData::new(values, [numel]), &device);
+        (tensor(value), Moments { exp_avg: tensor(exp_avg), exp_avg_sq: tensor(exp_avg_sq) })
+    }
+
+    /// PyTorch's form: `m ← β₁m + (1−β₁)g`, `v ← β₂v + (1−β₂)g²`,
+    /// `θ ← θ(1 − lr·λ) − lr/c₁ · m / (√v / √c₂ + ε)`.
+    fn update(self, value: &mut [f32], exp_avg: &mut [f32], exp_avg_sq: &mut [f32], grad: &[f32]) {
+        let step_size = self.lr / self.correction1;
+        for (((theta, m), v), &g) in value.iter_mut().zip(exp_avg.iter_mut()).zip(exp_avg_sq.iter_mut()).zip(grad) {
+            let g = g * self.grad_scale;
+            *m = self.beta1 * *m + (1.0 - self.beta1) * g;
+            *v = self.beta2 * *v + (1.0 - self.beta2) * g * g;
+            let denominator = v.sqrt() / self.correction2_sqrt + self.epsilon;
+            *theta = *theta * (1.0 - self.decay) - step_size * *m / denominator;
+        }
+    }
+}
+
+/// A float tensor's values as `f32`s in host memory (without a copy when nothing else holds it).
+fn host_floats<B: Backend>(tensor: Tensor<B, 1>) -> Vec<f32> {
+    // Data converted to `f32` always reads back as `f32`.
+    tensor.into_data().convert::<f32>().into_vec::<f32>().unwrap_or_else(|e| unreachable!("{e:?}"))
 }
 
 /// `√Σ‖g‖²` over every gradient of `module`'s parameters in `grads`.
@@ -196,5 +277,39 @@ mod tests {
             assert!((found - expected).abs() < 1e-5, "{w:?} {b:?}");
         }
         assert_eq!(optimizer.steps(), 3);
+    }
+
+    #[test]
+    fn the_host_update_equals_the_backends_over_three_steps() {
+        let config = AdamWConfig { weight_decay: 0.1, ..AdamWConfig::default() };
+        let values: Vec<f32> = (0..300).map(|i| ((i * 37) % 23) as f32 * 0.1 - 1.1).collect();
+        let tensor =
+            |values: Vec<f32>| Tensor::<Flex, 1>::from_data(TensorData::new(values, [300]), &Default::default());
+        // The backend's path, through a module whose matrix is the parameter.
+        let mut module = Affine { w: param(values.clone(), [10, 30]), b: param(vec![0.0], [1]) };
+        let mut host = tensor(values);
+        let mut moments: Option<Moments<Flex>> = None;
+        let mut optimizer = AdamW::<A>::new(config);
+        for t in 1..=3 {
+            let grad: Vec<f32> = (0..300).map(|i| ((i * 53 + t * 7) % 19) as f32 * 0.05 - 0.45).collect();
+            let mut grads = GradientsParams::new();
+            grads.register(module.w.id, tensor(grad.clone()).reshape([10, 30]));
+            module = optimizer.step(0.01, module, grads, 0.5);
+            let step = HostStep {
+                lr: 0.01,
+                beta1: 0.9,
+                beta2: 0.999,
+                epsilon: 1e-8,
+                decay: 0.01 * 0.1,
+                correction1: 1.0 - 0.9f32.powi(t),
+                correction2_sqrt: (1.0 - 0.999f64.powi(t)).sqrt() as f32,
+                grad_scale: 0.5,
+            };
+            let (value, next) = step.apply(host, tensor(grad), moments.take());
+            (host, moments) = (value, Some(next));
+        }
+        let composed = module.w.val().inner().reshape([300]);
+        let difference = (composed - host).abs().max().into_scalar();
+        assert!(difference < 1e-6, "{difference}");
     }
 }

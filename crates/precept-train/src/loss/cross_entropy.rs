@@ -4,6 +4,12 @@
 //! Composed from element-wise operations, the same loss walks the `[rows, vocab]` logits a dozen
 //! times through broadcasting kernels (a row maximum subtracted, a row sum divided), which on
 //! the CPU backend cost several times the matrix products around them.
+//!
+//! With host kernels ([`precept_model::set_host_kernels`]) both passes run on host memory
+//! instead: the forward keeps the logits and each row's log-sum-exp, and the backward writes the
+//! gradient over those logits in one pass, with no probability or broadcast tensors at all.
+
+use std::sync::Arc;
 
 use burn::backend::autodiff::checkpoint::base::Checkpointer;
 use burn::backend::autodiff::checkpoint::strategy::CheckpointStrategy;
@@ -12,7 +18,8 @@ use burn::backend::autodiff::ops::{unary, Backward, Ops, OpsKind};
 use burn::backend::Autodiff;
 use burn::tensor::activation::softmax;
 use burn::tensor::backend::{AutodiffBackend, Backend};
-use burn::tensor::{IndexingUpdateOp, Int, Tensor, TensorPrimitive};
+use burn::tensor::{IndexingUpdateOp, Int, Tensor, TensorData, TensorPrimitive};
+use precept_model::host_math::{cross_entropy_gradient_in_place, log_sum_exp_rows};
 
 /// Autodiff backends with the fused cross-entropy.
 pub trait CrossEntropyBackend: AutodiffBackend {
@@ -48,8 +55,80 @@ impl<B: Backend> Backward<B, 1> for RowCrossEntropy {
     }
 }
 
+/// The cross-entropy computed on host memory.
+#[derive(Debug)]
+struct HostRowCrossEntropy;
+
+/// What the host backward needs: the logits themselves, each row's log-sum-exp and target.
+#[derive(Debug, Clone)]
+struct HostLogits<D> {
+    /// `[rows, vocab]` row-major; shared only while the graph is cloned.
+    values: Arc<Vec<f32>>,
+    vocab: usize,
+    log_sum_exp: Vec<f32>,
+    targets: Vec<usize>,
+    device: D,
+}
+
+impl<B: Backend> Backward<B, 1> for HostRowCrossEntropy {
+    type State = HostLogits<B::Device>;
+
+    fn backward(self, ops: Ops<Self::State, 1>, grads: &mut Gradients, _checkpointer: &mut Checkpointer) {
+        let HostLogits { values, vocab, log_sum_exp, targets, device } = ops.state;
+        unary::<B, _>(ops.parents, ops.node, grads, |grad| {
+            let weights = host_floats(Tensor::<B, 1>::from_primitive(TensorPrimitive::Float(grad)));
+            let mut values = Arc::try_unwrap(values).unwrap_or_else(|shared| shared.as_ref().clone());
+            cross_entropy_gradient_in_place(&mut values, vocab, &log_sum_exp, &targets, &weights);
+            let rows = targets.len();
+            Tensor::<B, 2>::from_data(TensorData::new(values, [rows, vocab]), &device).into_primitive().tensor()
+        });
+    }
+}
+
+/// A float tensor's values as `f32`s in host memory.
+fn host_floats<B: Backend, const D: usize>(tensor: Tensor<B, D>) -> Vec<f32> {
+    // Data converted to `f32` always reads back as `f32`.
+    tensor.into_data().convert::<f32>().into_vec::<f32>().unwrap_or_else(|e| unreachable!("{e:?}"))
+}
+
+/// [`CrossEntropyBackend::row_cross_entropy`] on host memory.
+fn host_row_cross_entropy<B: Backend, C: CheckpointStrategy>(
+    logits: Tensor<Autodiff<B, C>, 2>,
+    targets: Tensor<Autodiff<B, C>, 1, Int>,
+) -> Tensor<Autodiff<B, C>, 1> {
+    let logits = logits.into_primitive().tensor();
+    let node = logits.node;
+    // The logits move out, so reading them to host memory copies nothing when no one else holds them.
+    let inner = Tensor::<B, 2>::from_primitive(TensorPrimitive::Float(logits.primitive));
+    let [rows, vocab] = inner.dims();
+    let device = inner.device();
+    let values = host_floats(inner);
+    let targets: Vec<usize> = Tensor::<B, 1, Int>::from_primitive(targets.into_primitive())
+        .into_data()
+        .convert::<i64>()
+        .into_vec::<i64>()
+        .unwrap_or_else(|e| unreachable!("{e:?}"))
+        .into_iter()
+        .map(|t| t as usize)
+        .collect();
+    let log_sum_exp = log_sum_exp_rows(&values, vocab);
+    let losses: Vec<f32> = (0..rows).map(|i| log_sum_exp[i] - values[i * vocab + targets[i]]).collect();
+    let losses = Tensor::<B, 1>::from_data(TensorData::new(losses, [rows]), &device).into_primitive().tensor();
+    let output = match HostRowCrossEntropy.prepare::<C>([node]).compute_bound().stateful() {
+        OpsKind::Tracked(prep) => {
+            let state = HostLogits { values: Arc::new(values), vocab, log_sum_exp, targets, device };
+            prep.finish(state, losses)
+        }
+        OpsKind::UnTracked(prep) => prep.finish(losses),
+    };
+    Tensor::from_primitive(TensorPrimitive::Float(output))
+}
+
 impl<B: Backend, C: CheckpointStrategy> CrossEntropyBackend for Autodiff<B, C> {
     fn row_cross_entropy(logits: Tensor<Self, 2>, targets: Tensor<Self, 1, Int>) -> Tensor<Self, 1> {
+        if precept_model::host_kernels::<B>() {
+            return host_row_cross_entropy(logits, targets);
+        }
         let logits = logits.into_primitive().tensor();
         let inner = Tensor::<B, 2>::from_primitive(TensorPrimitive::Float(logits.primitive.clone()));
         let targets = Tensor::<B, 1, Int>::from_primitive(targets.into_primitive()).unsqueeze_dim::<2>(1);
@@ -100,5 +179,27 @@ mod tests {
         let b = composed_logits.grad(&composed_grads).unwrap();
         let difference = (a - b).abs().max().into_scalar();
         assert!(difference < 1e-5, "gradients differ by {difference}");
+    }
+
+    #[test]
+    fn the_host_cross_entropy_and_its_gradient_equal_the_backends() {
+        let device = Default::default();
+        let values: Vec<f32> = (0..6 * 300).map(|i| 4.0 * (0.37 * i as f32).sin()).collect();
+        let logits = || Tensor::<A, 2>::from_data(TensorData::new(values.clone(), [6, 300]), &device).require_grad();
+        let targets = Tensor::<A, 1, Int>::from_data(TensorData::new(vec![3i64, 0, 299, 299, 1, 5], [6]), &device);
+        let weights = Tensor::<A, 1>::from_data(TensorData::new(vec![1.0f32, 0.5, 0.0, 2.0, 1.0, 3.0], [6]), &device);
+
+        let (host_logits, backend_logits) = (logits(), logits());
+        let host = host_row_cross_entropy(host_logits.clone(), targets.clone());
+        let backend = A::row_cross_entropy(backend_logits.clone(), targets);
+        let difference = (host.clone() - backend.clone()).abs().max().into_scalar();
+        assert!(difference < 1e-5, "losses differ by {difference}");
+
+        let host_grads = (host * weights.clone()).sum().backward();
+        let backend_grads = (backend * weights).sum().backward();
+        let a = host_logits.grad(&host_grads).unwrap();
+        let b = backend_logits.grad(&backend_grads).unwrap();
+        let difference = (a - b).abs().max().into_scalar();
+        assert!(difference < 1e-6, "gradients differ by {difference}");
     }
 }

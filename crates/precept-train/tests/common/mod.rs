@@ -4,6 +4,8 @@
 #![allow(dead_code)] // each test file uses its own subset
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a failure should stop the test
 
+pub mod golden;
+
 use std::path::{Path, PathBuf};
 
 use burn::backend::{Autodiff, Flex};
