@@ -7,7 +7,7 @@ use burn::tensor::ops::AttentionModuleOptions;
 use burn::tensor::{Bool, Tensor};
 
 use crate::config::LlamaConfig;
-use crate::fused::training_kernels;
+use crate::fused::{training_kernels, Heads};
 use crate::host::{from_host, host_values};
 use crate::host_attention::{HostKv, HostShape};
 use crate::inputs::AttentionInputs;
@@ -69,6 +69,11 @@ impl<B: Backend> Attention<B> {
         let [q, k, v] = project_many([&self.q_proj, &self.k_proj, &self.v_proj], x);
         let q = shared.q.apply(q);
         let k = shared.k.apply(k);
+        if let (None, Some(kernels)) = (&cache, training_kernels::<B>()) {
+            let heads = Heads { heads: self.num_heads, kv_heads, head_dim };
+            let out = (kernels.attention)(q, k, v, heads, shared.host_mask.as_deref());
+            return project(&self.o_proj, out);
+        }
         let (k, v) = match cache {
             Some(cache) => match cache.host_mut() {
                 Some(host) => return project(&self.o_proj, self.attend_on_host(q, k, v, host, shared)),
@@ -83,18 +88,11 @@ impl<B: Backend> Attention<B> {
             head_dim,
         ]);
         let mask = shared.mask.clone();
-        let out = match training_kernels::<B>() {
-            Some(kernels) => (kernels.attention)(q, k, v, mask),
-            None => {
-                let options = AttentionModuleOptions { scale: None, softcap: None, is_causal: false };
-                attention(q, k, v, mask, None, options)
-            }
-        };
-        let out = out.reshape([batch, kv_heads, group, seq, head_dim]).permute([0, 3, 1, 2, 4]).reshape([
-            batch,
-            seq,
-            self.num_heads * head_dim,
-        ]);
+        let options = AttentionModuleOptions { scale: None, softcap: None, is_causal: false };
+        let out = attention(q, k, v, mask, None, options)
+            .reshape([batch, kv_heads, group, seq, head_dim])
+            .permute([0, 3, 1, 2, 4])
+            .reshape([batch, seq, self.num_heads * head_dim]);
         project(&self.o_proj, out)
     }
 
@@ -140,7 +138,8 @@ pub struct LayerInputs<B: Backend> {
     /// key or the pass attends on the host.
     pub mask: Option<Tensor<B, 4, Bool>>,
     /// The same mask as `[batch, seq, cached + seq]` host values, for a pass that attends over a
-    /// host cache ([`HostKv`]); `None` when every query sees every key or the pass does not.
+    /// host cache ([`HostKv`]) or trains with host kernels; `None` when every query sees every
+    /// key or the pass does neither.
     pub host_mask: Option<Vec<bool>>,
 }
 
@@ -154,13 +153,16 @@ impl<B: Backend> LayerInputs<B> {
         on_host: bool,
     ) -> Self {
         let (q, k) = (rope.angles(&inputs.positions, heads), rope.angles(&inputs.positions, kv_heads));
-        if on_host {
-            let host_mask = inputs.mask.clone().map(|mask| {
+        let host_mask = || {
+            inputs.mask.clone().map(|mask| {
                 // A boolean tensor's data always reads back as booleans.
                 mask.into_data().into_vec::<bool>().unwrap_or_else(|e| unreachable!("{e:?}"))
-            });
-            return Self { q, k, mask: None, host_mask };
+            })
+        };
+        if on_host {
+            return Self { q, k, mask: None, host_mask: host_mask() };
         }
+        let host_mask = training_kernels::<B>().and_then(|_| host_mask());
         let group = heads / kv_heads;
         let mask = inputs.mask.clone().map(|mask| {
             let [batch, _, seq, total] = mask.dims();
@@ -172,7 +174,7 @@ impl<B: Backend> LayerInputs<B> {
             ]);
             Tensor::cat(vec![grouped; kv_heads], 1)
         });
-        Self { q, k, mask, host_mask: None }
+        Self { q, k, mask, host_mask }
     }
 }
 

@@ -77,18 +77,6 @@ fn swiglu_backward(grad: &[f32], gate: &mut [f32], up: &mut [f32]) {
     }
 }
 
-/// [`softmax_in_place`] over every row of `width` values, in parallel; `hidden`, when given,
-/// holds one flag per value.
-pub(crate) fn softmax_rows_in_place(scores: &mut [f32], width: usize, hidden: Option<&[bool]>) {
-    match hidden {
-        Some(hidden) => scores
-            .par_chunks_mut(width)
-            .zip(hidden.par_chunks(width))
-            .for_each(|(row, hidden)| softmax_in_place(row, Some(hidden))),
-        None => scores.par_chunks_mut(width).for_each(|row| softmax_in_place(row, None)),
-    }
-}
-
 /// The gradient of the scores under a softmax, written over the gradient of its output:
 /// `dPᵢ ← scale·Pᵢ·(dPᵢ − Σⱼ Pⱼ·dPⱼ)` in every row of `width`, in parallel, where `P` is the
 /// softmax's output and `scale` multiplied the scores before it.
@@ -332,7 +320,7 @@ mod tests {
     fn the_softmax_backward_is_the_jacobian_transpose_applied_to_the_output_gradient() {
         let width = 7;
         let mut p: Vec<f32> = (0..2 * width).map(|i| ((i * 37) % 11) as f32 * 0.3).collect();
-        softmax_rows_in_place(&mut p, width, None);
+        p.chunks_mut(width).for_each(|row| softmax_in_place(row, None));
         let d_out: Vec<f32> = (0..2 * width).map(|i| ((i * 53) % 9) as f32 * 0.2 - 0.8).collect();
         let mut got = d_out.clone();
         softmax_backward_in_place(&p, &mut got, width, 0.5);

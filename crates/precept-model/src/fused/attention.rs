@@ -1,4 +1,10 @@
-//! Scaled dot-product attention as one autodiff operation.
+//! Grouped-query attention as one autodiff operation, computed on host memory in the
+//! projections' own layout.
+//!
+//! Queries, keys and values stay `[batch, seq, heads·head_dim]` as the projections wrote them:
+//! each head is a strided matrix that the products read in place, and the output and the input
+//! gradients come back in that layout too. The composed path permutes queries into the grouped
+//! layout and the output back, copies that the backward pass repeats.
 
 use std::sync::Arc;
 
@@ -8,96 +14,266 @@ use burn::backend::autodiff::grads::Gradients;
 use burn::backend::autodiff::ops::{Backward, Ops, OpsKind};
 use burn::backend::Autodiff;
 use burn::tensor::backend::Backend;
-use burn::tensor::{Bool, Tensor, TensorPrimitive};
+use burn::tensor::{Tensor, TensorPrimitive};
+use rayon::prelude::*;
 
 use crate::host::{from_host, host_values};
-use crate::host_math::{softmax_backward_in_place, softmax_rows_in_place};
+use crate::host_math::{softmax_backward_in_place, softmax_in_place};
+
+/// The head layout of one attention call.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Heads {
+    /// Query heads.
+    pub heads: usize,
+    /// Key/value heads (dividing `heads`).
+    pub kv_heads: usize,
+    /// Width of one head.
+    pub head_dim: usize,
+}
+
+/// Sizes of one call: `batch` rows of `n` queries over `m` keys.
+#[derive(Debug, Clone, Copy)]
+struct Dims {
+    batch: usize,
+    n: usize,
+    m: usize,
+    heads: Heads,
+}
+
+impl Dims {
+    fn group(&self) -> usize {
+        self.heads.heads / self.heads.kv_heads
+    }
+
+    fn query_width(&self) -> usize {
+        self.heads.heads * self.heads.head_dim
+    }
+
+    fn key_width(&self) -> usize {
+        self.heads.kv_heads * self.heads.head_dim
+    }
+
+    /// Offset of query head `head`'s first value in row `row`.
+    fn query_at(&self, row: usize, head: usize) -> usize {
+        row * self.n * self.query_width() + head * self.heads.head_dim
+    }
+
+    /// Offset of key/value head `kv_head`'s first value in row `row`.
+    fn key_at(&self, row: usize, kv_head: usize) -> usize {
+        row * self.m * self.key_width() + kv_head * self.heads.head_dim
+    }
+}
+
+/// A matrix read in place: values, offset of its first entry, and `[row, column]` strides.
+#[derive(Clone, Copy)]
+struct View<'a> {
+    values: &'a [f32],
+    at: usize,
+    strides: [usize; 2],
+}
+
+impl View<'_> {
+    /// The same entries read as the transpose.
+    fn t(self) -> Self {
+        Self { strides: [self.strides[1], self.strides[0]], ..self }
+    }
+}
+
+/// `out ← scale·a·b` (or `out += scale·a·b` when `accumulate`), `a` `[m, k]`, `b` `[k, n]`,
+/// `out` row-major `[m, n]`, on the calling thread.
+///
+/// # Panics
+/// If a view's strides reach outside its values, or `out` is shorter than `m·n`.
+fn product([m, n, k]: [usize; 3], a: View<'_>, b: View<'_>, out: &mut [f32], scale: f32, accumulate: bool) {
+    let reach = |view: View<'_>, [rows, columns]: [usize; 2]| {
+        rows == 0
+            || columns == 0
+            || view.at + (rows - 1) * view.strides[0] + (columns - 1) * view.strides[1] < view.values.len()
+    };
+    assert!(reach(a, [m, k]) && reach(b, [k, n]) && out.len() >= m * n, "views stay inside their values");
+    if m == 0 || n == 0 || k == 0 {
+        if !accumulate {
+            out[..m * n].fill(0.0);
+        }
+        return;
+    }
+    // SAFETY: the assertion above keeps every index the strides reach inside `a`, `b` and `out`.
+    unsafe {
+        gemm::gemm(
+            m,
+            n,
+            k,
+            out.as_mut_ptr(),
+            1,
+            n as isize,
+            accumulate,
+            a.values.as_ptr().add(a.at),
+            a.strides[1] as isize,
+            a.strides[0] as isize,
+            b.values.as_ptr().add(b.at),
+            b.strides[1] as isize,
+            b.strides[0] as isize,
+            1.0,
+            scale,
+            false,
+            false,
+            false,
+            gemm::Parallelism::None,
+        );
+    }
+}
+
+/// The forward pass of one `(row, kv head)`: each query head's weights `[n, m]` and output
+/// `[n, head_dim]`, heads of the group one after another.
+fn forward_block(
+    [queries, keys, values]: [&[f32]; 3],
+    mask: Option<&[bool]>,
+    dims: Dims,
+    [row, kv_head]: [usize; 2],
+) -> (Vec<f32>, Vec<f32>) {
+    let (Dims { n, m, .. }, d) = (dims, dims.heads.head_dim);
+    let scale = (d as f32).sqrt().recip();
+    let key = View { values: keys, at: dims.key_at(row, kv_head), strides: [dims.key_width(), 1] };
+    let value = View { values, at: dims.key_at(row, kv_head), strides: [dims.key_width(), 1] };
+    let mut weights = vec![0.0; dims.group() * n * m];
+    let mut output = vec![0.0; dims.group() * n * d];
+    for (g, (weights, output)) in weights.chunks_mut(n * m).zip(output.chunks_mut(n * d)).enumerate() {
+        let head = kv_head * dims.group() + g;
+        let query = View { values: queries, at: dims.query_at(row, head), strides: [dims.query_width(), 1] };
+        product([n, m, d], query, key.t(), weights, scale, false);
+        for (i, scores) in weights.chunks_mut(m).enumerate() {
+            softmax_in_place(scores, mask.map(|mask| &mask[(row * n + i) * m..][..m]));
+        }
+        product([n, d, m], View { values: weights, at: 0, strides: [m, 1] }, value, output, 1.0, false);
+    }
+    (weights, output)
+}
+
+/// The backward pass of one `(row, kv head)`: the gradients of its query heads `[group, n, d]`,
+/// and of its keys and values `[m, d]` summed over the group.
+fn backward_block(
+    [queries, keys, values]: [&[f32]; 3],
+    weights: &[f32],
+    d_output: &[f32],
+    dims: Dims,
+    [row, kv_head]: [usize; 2],
+) -> [Vec<f32>; 3] {
+    let (Dims { n, m, .. }, d) = (dims, dims.heads.head_dim);
+    let scale = (d as f32).sqrt().recip();
+    let key = View { values: keys, at: dims.key_at(row, kv_head), strides: [dims.key_width(), 1] };
+    let value = View { values, at: dims.key_at(row, kv_head), strides: [dims.key_width(), 1] };
+    let (mut d_queries, mut d_keys, mut d_values) =
+        (vec![0.0; dims.group() * n * d], vec![0.0; m * d], vec![0.0; m * d]);
+    let mut d_scores = vec![0.0; n * m];
+    for (g, (weights, d_query)) in weights.chunks(n * m).zip(d_queries.chunks_mut(n * d)).enumerate() {
+        let head = kv_head * dims.group() + g;
+        let at = dims.query_at(row, head);
+        let query = View { values: queries, at, strides: [dims.query_width(), 1] };
+        let d_out = View { values: d_output, at, strides: [dims.query_width(), 1] };
+        let weights_view = View { values: weights, at: 0, strides: [m, 1] };
+        product([m, d, n], weights_view.t(), d_out, &mut d_values, 1.0, g > 0);
+        product([n, m, d], d_out, value.t(), &mut d_scores, 1.0, false);
+        softmax_backward_in_place(weights, &mut d_scores, m, scale);
+        let d_scores_view = View { values: &d_scores, at: 0, strides: [m, 1] };
+        product([n, d, m], d_scores_view, key, d_query, 1.0, false);
+        product([m, d, n], d_scores_view.t(), query, &mut d_keys, 1.0, g > 0);
+    }
+    [d_queries, d_keys, d_values]
+}
+
+/// Every `(row, kv head)` pair, the unit of parallel work.
+fn blocks(dims: Dims) -> Vec<[usize; 2]> {
+    (0..dims.batch).flat_map(|row| (0..dims.heads.kv_heads).map(move |kv_head| [row, kv_head])).collect()
+}
+
+/// Writes per-block `[heads of block, len, d]` results into the `[batch, len, heads·d]` layout.
+fn interleave(parts: &[Vec<f32>], dims: Dims, len: usize, heads_per_block: usize) -> Vec<f32> {
+    let d = dims.heads.head_dim;
+    let width = dims.heads.kv_heads * heads_per_block * d;
+    let mut out = vec![0.0; dims.batch * len * width];
+    for (&[row, kv_head], part) in blocks(dims).iter().zip(parts) {
+        for (h, head) in part.chunks(len * d).enumerate() {
+            let column = (kv_head * heads_per_block + h) * d;
+            for (i, values) in head.chunks(d).enumerate() {
+                out[(row * len + i) * width + column..][..d].copy_from_slice(values);
+            }
+        }
+    }
+    out
+}
 
 /// The graph node of [`attention`].
 #[derive(Debug)]
 struct Attention;
 
-/// What the backward needs: the inputs and the attention weights.
+/// What the backward needs: the inputs and the attention weights of every block.
 #[derive(Debug, Clone)]
-struct Saved<B: Backend> {
-    queries: B::FloatTensorPrimitive,
-    keys: B::FloatTensorPrimitive,
-    values: B::FloatTensorPrimitive,
-    /// `softmax(Q·Kᵀ·scale)`, `[batch, heads, n, m]` row-major.
-    weights: Arc<Vec<f32>>,
-    scale: f32,
+struct Saved<D> {
+    inputs: Arc<[Vec<f32>; 3]>,
+    weights: Arc<Vec<Vec<f32>>>,
+    dims: Dims,
+    device: D,
 }
 
 impl<B: Backend> Backward<B, 3> for Attention {
-    type State = Saved<B>;
+    type State = Saved<B::Device>;
 
     fn backward(self, ops: Ops<Self::State, 3>, grads: &mut Gradients, _checkpointer: &mut Checkpointer) {
-        let Saved { queries, keys, values, weights, scale } = ops.state;
-        let tensor = |primitive| Tensor::<B, 4>::from_primitive(TensorPrimitive::Float(primitive));
-        let (queries, keys, values) = (tensor(queries), tensor(keys), tensor(values));
-        let d_output = tensor(grads.consume::<B>(&ops.node));
-        let [batch, heads, n, _] = queries.dims();
-        let m = keys.dims()[2];
-        let device = queries.device();
-        let [query_node, key_node, value_node] = ops.parents;
-        if let Some(node) = value_node {
-            let weights = from_host::<B, 4>(weights.as_ref().clone(), [batch, heads, n, m], &device);
-            let d_values = weights.swap_dims(2, 3).matmul(d_output.clone());
-            grads.register::<B>(node.id, d_values.into_primitive().tensor());
+        let Saved { inputs, weights, dims, device } = ops.state;
+        let d_output =
+            host_values(Tensor::<B, 3>::from_primitive(TensorPrimitive::Float(grads.consume::<B>(&ops.node))));
+        let [queries, keys, values] = inputs.as_ref();
+        let parts: Vec<[Vec<f32>; 3]> = blocks(dims)
+            .into_par_iter()
+            .zip(weights.par_iter())
+            .map(|(block, weights)| backward_block([queries, keys, values], weights, &d_output, dims, block))
+            .collect();
+        let mut by_input: [Vec<Vec<f32>>; 3] = Default::default();
+        for part in parts {
+            by_input.iter_mut().zip(part).for_each(|(all, part)| all.push(part));
         }
-        if query_node.is_none() && key_node.is_none() {
-            return;
-        }
-        let mut d_scores = host_values(d_output.matmul(values.swap_dims(2, 3)));
-        softmax_backward_in_place(&weights, &mut d_scores, m, scale);
-        let d_scores = from_host::<B, 4>(d_scores, [batch, heads, n, m], &device);
-        if let Some(node) = key_node {
-            let d_keys = d_scores.clone().swap_dims(2, 3).matmul(queries);
-            grads.register::<B>(node.id, d_keys.into_primitive().tensor());
-        }
-        if let Some(node) = query_node {
-            grads.register::<B>(node.id, d_scores.matmul(keys).into_primitive().tensor());
+        // Queries, then keys and values: their lengths, widths and heads per block.
+        let layouts =
+            [(dims.n, dims.query_width(), dims.group()), (dims.m, dims.key_width(), 1), (dims.m, dims.key_width(), 1)];
+        for ((node, parts), (len, width, heads_per_block)) in ops.parents.into_iter().zip(&by_input).zip(layouts) {
+            if let Some(node) = node {
+                let values = interleave(parts, dims, len, heads_per_block);
+                let tensor = from_host::<B, 3>(values, [dims.batch, len, width], &device);
+                grads.register::<B>(node.id, tensor.into_primitive().tensor());
+            }
         }
     }
 }
 
-/// `softmax(Q·Kᵀ/√d, hiding masked keys)·V`, one graph node; the softmax runs on host memory
-/// (a query that sees no key gets zero weights).
+/// `softmax(Q·Kᵀ/√d, hiding masked keys)·V` per head, query head `h` attending with key/value
+/// head `h / (heads / kv_heads)`; one graph node. A query that sees no key gets zero weights.
 ///
 /// # Shapes
-/// - queries: `[batch, heads, n, d]`; keys, values: `[batch, heads, m, d]`
-/// - mask: `[batch, heads, n, m]`, `true` where a query must not see a key
-/// - output: `[batch, heads, n, d]`
+/// - queries: `[batch, n, heads·head_dim]`; keys, values: `[batch, m, kv_heads·head_dim]`
+/// - mask: `[batch, n, m]` row-major, `true` where a query must not see a key
+/// - output: `[batch, n, heads·head_dim]`
 pub(super) fn attention<I: Backend>(
-    queries: Tensor<Autodiff<I>, 4>,
-    keys: Tensor<Autodiff<I>, 4>,
-    values: Tensor<Autodiff<I>, 4>,
-    mask: Option<Tensor<Autodiff<I>, 4, Bool>>,
-) -> Tensor<Autodiff<I>, 4> {
-    let [batch, heads, n, d] = queries.dims();
-    let m = keys.dims()[2];
+    queries: Tensor<Autodiff<I>, 3>,
+    keys: Tensor<Autodiff<I>, 3>,
+    values: Tensor<Autodiff<I>, 3>,
+    heads: Heads,
+    mask: Option<&[bool]>,
+) -> Tensor<Autodiff<I>, 3> {
+    let ([batch, n, width], m) = (queries.dims(), keys.dims()[1]);
+    let dims = Dims { batch, n, m, heads };
     let device = queries.device();
-    let scale = (d as f32).sqrt().recip();
-    // A boolean tensor's data always reads back as booleans.
-    let hidden = mask.map(|mask| mask.into_data().into_vec::<bool>().unwrap_or_else(|e| unreachable!("{e:?}")));
     let [queries, keys, values] = [queries, keys, values].map(|t| t.into_primitive().tensor());
-    let inner =
-        |primitive: &I::FloatTensorPrimitive| Tensor::<I, 4>::from_primitive(TensorPrimitive::Float(primitive.clone()));
-    let scores = inner(&queries.primitive).mul_scalar(scale).matmul(inner(&keys.primitive).swap_dims(2, 3));
-    let mut weights = host_values(scores);
-    softmax_rows_in_place(&mut weights, m, hidden.as_deref());
-    let output = from_host::<I, 4>(weights.clone(), [batch, heads, n, m], &device).matmul(inner(&values.primitive));
-    let output = output.into_primitive().tensor();
-    let parents = [queries.node.clone(), keys.node.clone(), values.node.clone()];
-    let node = match Attention.prepare::<NoCheckpointing>(parents).compute_bound().stateful() {
+    let nodes = [queries.node, keys.node, values.node];
+    let inputs = [queries.primitive, keys.primitive, values.primitive]
+        .map(|primitive| host_values(Tensor::<I, 3>::from_primitive(TensorPrimitive::Float(primitive))));
+    let [q, k, v] = &inputs;
+    let (weights, outputs): (Vec<Vec<f32>>, Vec<Vec<f32>>) =
+        blocks(dims).into_par_iter().map(|block| forward_block([q, k, v], mask, dims, block)).unzip();
+    let output = interleave(&outputs, dims, n, dims.group());
+    let output = from_host::<I, 3>(output, [batch, n, width], &device).into_primitive().tensor();
+    let node = match Attention.prepare::<NoCheckpointing>(nodes).compute_bound().stateful() {
         OpsKind::Tracked(prep) => {
-            let saved = Saved {
-                queries: queries.primitive,
-                keys: keys.primitive,
-                values: values.primitive,
-                weights: Arc::new(weights),
-                scale,
-            };
+            let saved = Saved { inputs: Arc::new(inputs), weights: Arc::new(weights), dims, device };
             prep.finish(saved, output)
         }
         OpsKind::UnTracked(prep) => prep.finish(output),
@@ -110,39 +286,64 @@ mod tests {
     use burn::backend::Flex;
     use burn::tensor::module::attention as burn_attention;
     use burn::tensor::ops::AttentionModuleOptions;
-    use burn::tensor::{Distribution, TensorData};
+    use burn::tensor::{Bool, Distribution, TensorData};
 
     use super::*;
 
     type A = Autodiff<Flex>;
 
+    /// burn's attention on the grouped layout, with every query head's keys and values repeated.
+    fn reference(q: Tensor<A, 3>, k: Tensor<A, 3>, v: Tensor<A, 3>, heads: Heads, mask: &[bool]) -> Tensor<A, 3> {
+        let Heads { heads, kv_heads, head_dim } = heads;
+        let ([batch, n, _], m) = (q.dims(), k.dims()[1]);
+        let split =
+            |t: Tensor<A, 3>, count: usize, len: usize| t.reshape([batch, len, count, head_dim]).swap_dims(1, 2);
+        let repeat = |t: Tensor<A, 4>| {
+            let group = heads / kv_heads;
+            t.unsqueeze_dim::<5>(2).repeat_dim(2, group).reshape([batch, heads, m, head_dim])
+        };
+        let mask = Tensor::<A, 3, Bool>::from_data(TensorData::new(mask.to_vec(), [batch, n, m]), &Default::default());
+        let mask = mask.unsqueeze_dim::<4>(1).repeat_dim(1, heads);
+        let options = AttentionModuleOptions { scale: None, softcap: None, is_causal: false };
+        let out = burn_attention(
+            split(q, heads, n),
+            repeat(split(k, kv_heads, m)),
+            repeat(split(v, kv_heads, m)),
+            Some(mask),
+            None,
+            options,
+        );
+        out.swap_dims(1, 2).reshape([batch, n, heads * head_dim])
+    }
+
     #[test]
-    fn fused_attention_and_its_gradients_equal_burns() {
+    fn fused_attention_and_its_gradients_equal_burns_on_grouped_heads() {
         let _rng = crate::lock_backend_rng();
         let device = Default::default();
-        let [batch, heads, n, m, d] = [2, 3, 5, 7, 8];
-        let random = |shape: [usize; 4]| Tensor::<A, 4>::random(shape, Distribution::Normal(0.0, 1.0), &device);
-        let (q, k, v) = (random([batch, heads, n, d]), random([batch, heads, m, d]), random([batch, heads, m, d]));
-        let weights = random([batch, heads, n, d]);
+        let heads = Heads { heads: 6, kv_heads: 2, head_dim: 8 };
+        let [batch, n, m] = [2, 5, 7];
+        let random = |shape: [usize; 3]| Tensor::<A, 3>::random(shape, Distribution::Normal(0.0, 1.0), &device);
+        let q = random([batch, n, heads.heads * heads.head_dim]);
+        let (k, v) =
+            (random([batch, m, heads.kv_heads * heads.head_dim]), random([batch, m, heads.kv_heads * heads.head_dim]));
+        let weights = random([batch, n, heads.heads * heads.head_dim]);
         // Causal over the last n of m keys, with the first key of batch row 1 hidden (padding).
-        let hidden: Vec<bool> = (0..batch * heads * n * m)
+        let hidden: Vec<bool> = (0..batch * n * m)
             .map(|i| {
-                let (row, key, query) = (i / (heads * n * m), i % m, (i / m) % n);
+                let (row, query, key) = (i / (n * m), (i / m) % n, i % m);
                 key > m - n + query || (row == 1 && key == 0)
             })
             .collect();
-        let mask = || Tensor::<A, 4, Bool>::from_data(TensorData::new(hidden.clone(), [batch, heads, n, m]), &device);
         let inputs = || [&q, &k, &v].map(|t| t.clone().detach().require_grad());
 
         let ([fq, fk, fv], [bq, bk, bv]) = (inputs(), inputs());
-        let fused = attention(fq.clone(), fk.clone(), fv.clone(), Some(mask()));
-        let options = AttentionModuleOptions { scale: None, softcap: None, is_causal: false };
-        let reference = burn_attention(bq.clone(), bk.clone(), bv.clone(), Some(mask()), None, options);
-        let difference = (fused.clone() - reference.clone()).abs().max().into_scalar();
+        let fused = attention(fq.clone(), fk.clone(), fv.clone(), heads, Some(&hidden));
+        let expected = reference(bq.clone(), bk.clone(), bv.clone(), heads, &hidden);
+        let difference = (fused.clone() - expected.clone()).abs().max().into_scalar();
         assert!(difference < 1e-5, "outputs differ by {difference}");
 
         let fused_grads = (fused * weights.clone()).sum().backward();
-        let reference_grads = (reference * weights).sum().backward();
+        let reference_grads = (expected * weights).sum().backward();
         for (name, a, b) in [("queries", &fq, &bq), ("keys", &fk, &bk), ("values", &fv, &bv)] {
             let (a, b) = (a.grad(&fused_grads).unwrap(), b.grad(&reference_grads).unwrap());
             let difference = (a - b).abs().max().into_scalar();

@@ -15,12 +15,14 @@ use std::sync::OnceLock;
 
 use burn::backend::Autodiff;
 use burn::tensor::backend::Backend;
-use burn::tensor::{Bool, Tensor};
+use burn::tensor::Tensor;
 
-/// `softmax(Q·Kᵀ/√d, hiding masked keys)·V` for queries `[batch, heads, n, d]` over keys and
-/// values `[batch, heads, m, d]`, with an optional `[batch, heads, n, m]` mask (`true` hides).
+pub(crate) use attention::Heads;
+
+/// Grouped-query attention for queries `[batch, n, heads·head_dim]` over keys and values
+/// `[batch, m, kv_heads·head_dim]`, with an optional `[batch, n, m]` host mask (`true` hides).
 pub(crate) type AttentionKernel<B> =
-    fn(Tensor<B, 4>, Tensor<B, 4>, Tensor<B, 4>, Option<Tensor<B, 4, Bool>>) -> Tensor<B, 4>;
+    fn(Tensor<B, 3>, Tensor<B, 3>, Tensor<B, 3>, Heads, Option<&[bool]>) -> Tensor<B, 3>;
 
 /// The fused operations for one autodiff backend `B`.
 pub(crate) struct TrainingKernels<B: Backend> {
