@@ -23,7 +23,7 @@ fn constitute_runs_on_smollm2_with_feedback_and_a_multi_turn_prompt() {
     )
     .unwrap();
     let out = dir.path().join("out");
-    let root = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let root = common::package_dir().join("../..");
     let constitution = root.join("constitutions/harmless.toml");
     let model = smollm2_dir();
     let args = [

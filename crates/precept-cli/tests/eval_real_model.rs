@@ -14,7 +14,7 @@ use common::{precept, smollm2_dir};
 /// Thresholds sit above the minimum detectable differences of these sizes (44.9 and 80.2 points),
 /// so an identical model can pass.
 fn small_suite(dir: &Path) -> std::path::PathBuf {
-    let shipped = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../suites/cases");
+    let shipped = common::package_dir().join("../../suites/cases");
     let mut cases = String::new();
     for file in ["harmful.jsonl", "benign.jsonl"] {
         let text = std::fs::read_to_string(shipped.join(file)).unwrap();

@@ -104,7 +104,8 @@ fn chat_generation_answers_and_stops_at_end_of_turn() {
 
 #[test]
 fn data_check_validates_every_record_and_names_file_line_and_field() {
-    let example = concat!(env!("CARGO_MANIFEST_DIR"), "/../../data/sft/example.jsonl");
+    let example = common::package_dir().join("../../data/sft/example.jsonl");
+    let example = example.to_str().unwrap();
     let report = precept_json(&["data", "check", example, "--model", &model(), "--json"]);
     assert_eq!((report["records"].as_u64(), report["errors"].as_u64()), (Some(4), Some(0)));
     assert!(report["trained_tokens"].as_u64().unwrap() > 0);
@@ -130,7 +131,8 @@ fn data_check_validates_every_record_and_names_file_line_and_field() {
 
 #[test]
 fn data_check_validates_preference_pairs_and_names_file_line_and_field() {
-    let example = concat!(env!("CARGO_MANIFEST_DIR"), "/../../data/prefs/example.jsonl");
+    let example = common::package_dir().join("../../data/prefs/example.jsonl");
+    let example = example.to_str().unwrap();
     let report = precept_json(&["data", "check", example, "--model", &model(), "--format", "prefs", "--json"]);
     assert_eq!((report["pairs"].as_u64(), report["errors"].as_u64()), (Some(40), Some(0)));
 

@@ -9,7 +9,9 @@ use precept_constitution::{read_prompts, Constitution};
 use precept_eval::Expected;
 
 fn repo(path: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..").join(path)
+    PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").unwrap_or_else(|_| env!("CARGO_MANIFEST_DIR").to_owned()))
+        .join("../..")
+        .join(path)
 }
 
 #[test]

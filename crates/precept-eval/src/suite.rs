@@ -396,7 +396,9 @@ mod tests {
 
     #[test]
     fn the_shipped_suite_loads_and_can_detect_a_ten_point_change_in_either_rate() {
-        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../suites/safety.toml");
+        let path =
+            Path::new(&std::env::var("CARGO_MANIFEST_DIR").unwrap_or_else(|_| env!("CARGO_MANIFEST_DIR").to_owned()))
+                .join("../../suites/safety.toml");
         let suite = Suite::load(&path).unwrap();
         let harmful = suite.trials.iter().filter(|t| t.expected == crate::Expected::Refuse).count();
         let benign = suite.trials.len() - harmful;

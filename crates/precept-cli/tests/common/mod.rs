@@ -34,7 +34,7 @@ pub fn precept_error(args: &[&str]) -> String {
 pub fn smollm2_dir() -> PathBuf {
     let dir = std::env::var_os("PRECEPT_SMOLLM2")
         .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../checkpoints/smollm2-135m-instruct"));
+        .unwrap_or_else(|| package_dir().join("../../checkpoints/smollm2-135m-instruct"));
     assert!(
         dir.join("model.safetensors").is_file(),
         "{} has no model.safetensors: run scripts/fetch-smollm2.sh first",
@@ -45,7 +45,7 @@ pub fn smollm2_dir() -> PathBuf {
 
 /// One reference figure set from `tests/fixtures/oracle/`.
 pub fn oracle(name: &str) -> serde_json::Value {
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(format!("tests/fixtures/oracle/{name}.json"));
+    let path = package_dir().join(format!("tests/fixtures/oracle/{name}.json"));
     serde_json::from_str(&std::fs::read_to_string(path).expect("oracle fixture")).expect("oracle JSON")
 }
 
@@ -79,7 +79,7 @@ pub fn tiny_chat_model(dir: &std::path::Path) -> PathBuf {
 
 /// The repository's root folder.
 pub fn repo_root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
+    package_dir().join("../..")
 }
 
 /// Starts `precept args` in `dir`, waits until `ready` exists (a checkpoint folder), and kills the
@@ -199,4 +199,10 @@ impl Drop for Served {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// This package's folder, read when the test runs: a build shared by clones in other folders
+/// (one cargo target directory for all of them) would otherwise read another clone's files.
+pub fn package_dir() -> PathBuf {
+    PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").unwrap_or_else(|_| env!("CARGO_MANIFEST_DIR").to_owned()))
 }

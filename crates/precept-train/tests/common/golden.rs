@@ -1,8 +1,6 @@
 //! The SFT loss and its gradient through the whole decoder against PyTorch + transformers on the
 //! same tiny checkpoint (`tests/fixtures/tiny-llama`, written by `precept random-weights --seed 11`).
 
-use std::path::PathBuf;
-
 use burn::backend::Flex;
 use burn::tensor::{Bool, Int, Tensor, TensorData};
 use precept_model::checkpoint::load_model;
@@ -43,7 +41,7 @@ fn values<const D: usize>(tensor: Tensor<Flex, D>) -> Vec<f32> {
 
 /// Checks the loss and four gradients against the PyTorch figures above.
 pub fn check_loss_and_gradients() {
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/tiny-llama");
+    let dir = super::package_dir().join("tests/fixtures/tiny-llama");
     let device = Default::default();
     let (_, model) = load_model::<A>(&dir, &device).unwrap();
     let model = model.set_trainable(Trainable::All);

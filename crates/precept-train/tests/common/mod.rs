@@ -29,7 +29,7 @@ pub fn serial() -> std::sync::MutexGuard<'static, ()> {
 }
 
 pub fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
+    package_dir().join("../..")
 }
 
 /// A tiny random model (2 layers, width 32) with SmolLM2's vocabulary, tokenizer and template.
@@ -68,4 +68,10 @@ pub fn copy_dir(from: &Path, to: &Path) {
         let entry = entry.unwrap();
         std::fs::copy(entry.path(), to.join(entry.file_name())).unwrap();
     }
+}
+
+/// This package's folder, read when the test runs: a build shared by clones in other folders
+/// (one cargo target directory for all of them) would otherwise read another clone's files.
+pub fn package_dir() -> PathBuf {
+    PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").unwrap_or_else(|_| env!("CARGO_MANIFEST_DIR").to_owned()))
 }

@@ -188,7 +188,9 @@ batch_size = 4
 
     #[test]
     fn the_shipped_pipeline_settings_resolve() {
-        let configs = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../configs");
+        let configs =
+            Path::new(&std::env::var("CARGO_MANIFEST_DIR").unwrap_or_else(|_| env!("CARGO_MANIFEST_DIR").to_owned()))
+                .join("../../configs");
         for name in ["quickstart.toml", "full.toml"] {
             let config = PipelineConfig::read(&configs.join(name)).unwrap();
             assert!(config.constitute.feedback && config.sft.merge && config.dpo.train.merge, "{name}");
