@@ -11,6 +11,7 @@
 use rayon::prelude::*;
 
 use crate::host_math::softmax_in_place;
+use crate::strided::{product, View};
 
 /// Query positions handed to a thread at a time during prefill.
 const TASK_POSITIONS: usize = 32;
@@ -167,37 +168,17 @@ impl HostKv {
         let (keys, values) = (&self.keys[buffer], &self.values[buffer]);
         let mut scores = vec![0.0f32; rows * visible];
         let scale = 1.0 / (head_dim as f32).sqrt();
-        // SAFETY: `q` is `[rows, head_dim]`, `keys` holds at least `visible` rows of `head_dim`
-        // (read transposed through its strides) and `scores` is `[rows, visible]`.
-        unsafe {
-            product(
-                Product { m: rows, n: visible, k: head_dim },
-                &q,
-                [head_dim, 1],
-                keys,
-                [1, head_dim],
-                &mut scores,
-                scale,
-            );
-        }
+        let query = View { values: &q, at: 0, strides: [head_dim, 1] };
+        let key = View { values: keys, at: 0, strides: [head_dim, 1] };
+        product([rows, visible, head_dim], query, key.t(), &mut scores, scale, false);
         for (index, scores) in scores.chunks_exact_mut(visible.max(1)).take(rows).enumerate() {
             let position = block.positions.start + index / group;
             softmax_in_place(scores, mask_row(position).map(|hidden| &hidden[..visible]));
         }
         let mut out = vec![0.0f32; rows * head_dim];
-        // SAFETY: `scores` is `[rows, visible]`, `values` holds at least `visible` rows of
-        // `head_dim` and `out` is `[rows, head_dim]`.
-        unsafe {
-            product(
-                Product { m: rows, n: head_dim, k: visible },
-                &scores,
-                [visible, 1],
-                values,
-                [head_dim, 1],
-                &mut out,
-                1.0,
-            );
-        }
+        let weights = View { values: &scores, at: 0, strides: [visible, 1] };
+        let value = View { values, at: 0, strides: [head_dim, 1] };
+        product([rows, head_dim, visible], weights, value, &mut out, 1.0, false);
         out
     }
 }
@@ -209,63 +190,6 @@ struct QueryBlock<'a> {
     positions: std::ops::Range<usize>,
     shape: HostShape,
     mask: Option<&'a [bool]>,
-}
-
-/// `m × k` times `k × n`.
-#[derive(Clone, Copy)]
-struct Product {
-    m: usize,
-    n: usize,
-    k: usize,
-}
-
-/// `out = scale · a·b` for row-major `out` `[m, n]`, with `a` and `b` read through `[row, column]`
-/// strides, on the calling thread.
-///
-/// # Safety
-/// Every index the strides reach for `[m, k]` in `a` and `[k, n]` in `b` must lie inside them, and
-/// `out` must hold `m · n` values.
-unsafe fn product(
-    shape: Product,
-    a: &[f32],
-    a_strides: [usize; 2],
-    b: &[f32],
-    b_strides: [usize; 2],
-    out: &mut [f32],
-    scale: f32,
-) {
-    let Product { m, n, k } = shape;
-    if m == 0 || n == 0 {
-        return;
-    }
-    if k == 0 {
-        out[..m * n].fill(0.0);
-        return;
-    }
-    // SAFETY: the caller guarantees the strides stay inside `a`, `b` and `out`.
-    unsafe {
-        gemm::gemm(
-            m,
-            n,
-            k,
-            out.as_mut_ptr(),
-            1,
-            n as isize,
-            false,
-            a.as_ptr(),
-            a_strides[1] as isize,
-            a_strides[0] as isize,
-            b.as_ptr(),
-            b_strides[1] as isize,
-            b_strides[0] as isize,
-            0.0,
-            scale,
-            false,
-            false,
-            false,
-            gemm::Parallelism::None,
-        );
-    }
 }
 
 #[cfg(test)]

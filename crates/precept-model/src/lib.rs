@@ -35,6 +35,7 @@ mod rms_norm;
 mod rope;
 pub mod row_product;
 pub mod sampling;
+mod strided;
 
 pub use attention::{Attention, LayerInputs};
 pub use config::{Llama3RopeScaling, LlamaConfig};
