@@ -11,7 +11,7 @@
 use rayon::prelude::*;
 
 use crate::host_math::softmax_in_place;
-use crate::strided::{product, View};
+use crate::strided::{product, Target, View, Write};
 
 /// Query positions handed to a thread at a time during prefill.
 const TASK_POSITIONS: usize = 32;
@@ -170,7 +170,13 @@ impl HostKv {
         let scale = 1.0 / (head_dim as f32).sqrt();
         let query = View { values: &q, at: 0, strides: [head_dim, 1] };
         let key = View { values: keys, at: 0, strides: [head_dim, 1] };
-        product([rows, visible, head_dim], query, key.t(), &mut scores, scale, false);
+        product(
+            [rows, visible, head_dim],
+            query,
+            key.t(),
+            Target { values: &mut scores, row_stride: visible },
+            Write::Set(scale),
+        );
         for (index, scores) in scores.chunks_exact_mut(visible.max(1)).take(rows).enumerate() {
             let position = block.positions.start + index / group;
             softmax_in_place(scores, mask_row(position).map(|hidden| &hidden[..visible]));
@@ -178,7 +184,13 @@ impl HostKv {
         let mut out = vec![0.0f32; rows * head_dim];
         let weights = View { values: &scores, at: 0, strides: [visible, 1] };
         let value = View { values, at: 0, strides: [head_dim, 1] };
-        product([rows, head_dim, visible], weights, value, &mut out, 1.0, false);
+        product(
+            [rows, head_dim, visible],
+            weights,
+            value,
+            Target { values: &mut out, row_stride: head_dim },
+            Write::Set(1.0),
+        );
         out
     }
 }

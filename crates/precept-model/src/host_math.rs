@@ -77,18 +77,16 @@ fn swiglu_backward(grad: &[f32], gate: &mut [f32], up: &mut [f32]) {
     }
 }
 
-/// The gradient of the scores under a softmax, written over the gradient of its output:
-/// `dPᵢ ← scale·Pᵢ·(dPᵢ − Σⱼ Pⱼ·dPⱼ)` in every row of `width`, in parallel, where `P` is the
-/// softmax's output and `scale` multiplied the scores before it.
+/// The gradient of the scores under a softmax, written over the gradient of its output, for one
+/// row: `dPᵢ ← scale·Pᵢ·(dPᵢ − Σⱼ Pⱼ·dPⱼ)`, where `P` is the softmax's output and `scale`
+/// multiplied the scores before it.
 ///
 /// # Panics
 /// If the two lengths differ.
-pub(crate) fn softmax_backward_in_place(probabilities: &[f32], grad: &mut [f32], width: usize, scale: f32) {
+pub(crate) fn softmax_backward_row(probabilities: &[f32], grad: &mut [f32], scale: f32) {
     assert_eq!(probabilities.len(), grad.len(), "probabilities and gradients pair up");
-    grad.par_chunks_mut(width).zip(probabilities.par_chunks(width)).for_each(|(grad, p)| {
-        let dot: f32 = p.iter().zip(grad.iter()).map(|(&p, &g)| p * g).sum();
-        grad.iter_mut().zip(p).for_each(|(g, &p)| *g = scale * p * (*g - dot));
-    });
+    let dot: f32 = probabilities.iter().zip(grad.iter()).map(|(&p, &g)| p * g).sum();
+    grad.iter_mut().zip(probabilities).for_each(|(g, &p)| *g = scale * p * (*g - dot));
 }
 
 /// Each row's `log Σⱼ exp(xⱼ)`, for `values` laid out as rows of `width`; rows run in parallel.
@@ -323,7 +321,9 @@ mod tests {
         p.chunks_mut(width).for_each(|row| softmax_in_place(row, None));
         let d_out: Vec<f32> = (0..2 * width).map(|i| ((i * 53) % 9) as f32 * 0.2 - 0.8).collect();
         let mut got = d_out.clone();
-        softmax_backward_in_place(&p, &mut got, width, 0.5);
+        for (p, got) in p.chunks(width).zip(got.chunks_mut(width)) {
+            softmax_backward_row(p, got, 0.5);
+        }
         for row in 0..2 {
             let at = |i: usize| row * width + i;
             for i in 0..width {

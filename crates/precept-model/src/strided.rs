@@ -20,21 +20,46 @@ impl View<'_> {
     }
 }
 
-/// `out ← scale·a·b` (or `out += scale·a·b` when `accumulate`), `a` `[m, k]`, `b` `[k, n]`,
-/// `out` row-major `[m, n]`, on the calling thread.
+/// A row-major output matrix: its values and the distance between consecutive rows.
+pub(crate) struct Target<'a> {
+    /// The values the matrix lies in, from its first entry.
+    pub values: &'a mut [f32],
+    /// Distance between consecutive rows (at least the matrix's width).
+    pub row_stride: usize,
+}
+
+/// How a product meets its target.
+#[derive(Clone, Copy)]
+pub(crate) enum Write {
+    /// `out ← scale·a·b`.
+    Set(f32),
+    /// `out += scale·a·b`.
+    Add(f32),
+}
+
+/// `a·b` for `a` `[m, k]` and `b` `[k, n]` into the `[m, n]` target, on the calling thread.
 ///
 /// # Panics
-/// If a view's strides reach outside its values, or `out` is shorter than `m·n`.
-pub(crate) fn product([m, n, k]: [usize; 3], a: View<'_>, b: View<'_>, out: &mut [f32], scale: f32, accumulate: bool) {
+/// If a view's strides reach outside its values, or the target's do.
+pub(crate) fn product([m, n, k]: [usize; 3], a: View<'_>, b: View<'_>, out: Target<'_>, write: Write) {
     let reach = |view: View<'_>, [rows, columns]: [usize; 2]| {
         rows == 0
             || columns == 0
             || view.at + (rows - 1) * view.strides[0] + (columns - 1) * view.strides[1] < view.values.len()
     };
-    assert!(reach(a, [m, k]) && reach(b, [k, n]) && out.len() >= m * n, "views stay inside their values");
-    if m == 0 || n == 0 || k == 0 {
+    let rows_apart = m == 1 || n <= out.row_stride;
+    let out_fits = m == 0 || n == 0 || (rows_apart && (m - 1) * out.row_stride + n <= out.values.len());
+    assert!(reach(a, [m, k]) && reach(b, [k, n]) && out_fits, "views stay inside their values");
+    let (scale, accumulate) = match write {
+        Write::Set(scale) => (scale, false),
+        Write::Add(scale) => (scale, true),
+    };
+    if m == 0 || n == 0 {
+        return;
+    }
+    if k == 0 {
         if !accumulate {
-            out[..m * n].fill(0.0);
+            out.values.chunks_mut(out.row_stride).take(m).for_each(|row| row[..n].fill(0.0));
         }
         return;
     }
@@ -44,9 +69,9 @@ pub(crate) fn product([m, n, k]: [usize; 3], a: View<'_>, b: View<'_>, out: &mut
             m,
             n,
             k,
-            out.as_mut_ptr(),
+            out.values.as_mut_ptr(),
             1,
-            n as isize,
+            out.row_stride as isize,
             accumulate,
             a.values.as_ptr().add(a.at),
             a.strides[1] as isize,

@@ -18,8 +18,8 @@ use burn::tensor::{Tensor, TensorPrimitive};
 use rayon::prelude::*;
 
 use crate::host::{from_host, host_values};
-use crate::host_math::{softmax_backward_in_place, softmax_in_place};
-use crate::strided::{product, View};
+use crate::host_math::{softmax_backward_row, softmax_in_place};
+use crate::strided::{product, Target, View, Write};
 
 /// The head layout of one attention call.
 #[derive(Debug, Clone, Copy)]
@@ -65,11 +65,40 @@ impl Dims {
     }
 }
 
-/// The forward pass of one `(row, kv head)`: each query head's weights `[n, m]` and output
-/// `[n, head_dim]`, heads of the group one after another.
+/// Queries taken together in the products; keys past the last one any query of a tile sees
+/// are left out, so causal attention computes about half of its scores.
+const QUERY_TILE: usize = 64;
+
+/// Consecutive queries of one row taken together, and how many keys they see.
+#[derive(Debug, Clone, Copy)]
+struct Tile {
+    start: usize,
+    len: usize,
+    /// Keys up to the last one any query of the tile sees; the rest take no part.
+    seen: usize,
+}
+
+/// The query tiles of one row.
+fn query_tiles(mask: Option<&[bool]>, dims: Dims, row: usize) -> Vec<Tile> {
+    let (n, m) = (dims.n, dims.m);
+    let last_seen = |i: usize| match mask {
+        Some(mask) => mask[(row * n + i) * m..][..m].iter().rposition(|&hidden| !hidden).map_or(0, |last| last + 1),
+        None => m,
+    };
+    (0..n)
+        .step_by(QUERY_TILE)
+        .map(|start| {
+            let len = QUERY_TILE.min(n - start);
+            Tile { start, len, seen: (start..start + len).map(last_seen).max().unwrap_or(0) }
+        })
+        .collect()
+}
+
+/// The forward pass of one `(row, kv head)`: each query head's weights `[n, m]` (zero past the
+/// keys a tile sees) and output `[n, head_dim]`, heads of the group one after another.
 fn forward_block(
     [queries, keys, values]: [&[f32]; 3],
-    mask: Option<&[bool]>,
+    (mask, tiles): (Option<&[bool]>, &[Tile]),
     dims: Dims,
     [row, kv_head]: [usize; 2],
 ) -> (Vec<f32>, Vec<f32>) {
@@ -81,12 +110,18 @@ fn forward_block(
     let mut output = vec![0.0; dims.group() * n * d];
     for (g, (weights, output)) in weights.chunks_mut(n * m).zip(output.chunks_mut(n * d)).enumerate() {
         let head = kv_head * dims.group() + g;
-        let query = View { values: queries, at: dims.query_at(row, head), strides: [dims.query_width(), 1] };
-        product([n, m, d], query, key.t(), weights, scale, false);
-        for (i, scores) in weights.chunks_mut(m).enumerate() {
-            softmax_in_place(scores, mask.map(|mask| &mask[(row * n + i) * m..][..m]));
+        for &Tile { start, len, seen } in tiles {
+            let at = dims.query_at(row, head) + start * dims.query_width();
+            let query = View { values: queries, at, strides: [dims.query_width(), 1] };
+            let tile_weights = Target { values: &mut weights[start * m..], row_stride: m };
+            product([len, seen, d], query, key.t(), tile_weights, Write::Set(scale));
+            for (i, scores) in (start..start + len).zip(weights[start * m..].chunks_mut(m)) {
+                softmax_in_place(&mut scores[..seen], mask.map(|mask| &mask[(row * n + i) * m..][..seen]));
+            }
+            let tile = View { values: weights, at: start * m, strides: [m, 1] };
+            let tile_output = Target { values: &mut output[start * d..], row_stride: d };
+            product([len, d, seen], tile, value, tile_output, Write::Set(1.0));
         }
-        product([n, d, m], View { values: weights, at: 0, strides: [m, 1] }, value, output, 1.0, false);
     }
     (weights, output)
 }
@@ -95,8 +130,8 @@ fn forward_block(
 /// and of its keys and values `[m, d]` summed over the group.
 fn backward_block(
     [queries, keys, values]: [&[f32]; 3],
-    weights: &[f32],
-    d_output: &[f32],
+    (weights, d_output): (&[f32], &[f32]),
+    tiles: &[Tile],
     dims: Dims,
     [row, kv_head]: [usize; 2],
 ) -> [Vec<f32>; 3] {
@@ -106,19 +141,25 @@ fn backward_block(
     let value = View { values, at: dims.key_at(row, kv_head), strides: [dims.key_width(), 1] };
     let (mut d_queries, mut d_keys, mut d_values) =
         (vec![0.0; dims.group() * n * d], vec![0.0; m * d], vec![0.0; m * d]);
-    let mut d_scores = vec![0.0; n * m];
+    let mut d_scores = vec![0.0; QUERY_TILE * m];
     for (g, (weights, d_query)) in weights.chunks(n * m).zip(d_queries.chunks_mut(n * d)).enumerate() {
         let head = kv_head * dims.group() + g;
-        let at = dims.query_at(row, head);
-        let query = View { values: queries, at, strides: [dims.query_width(), 1] };
-        let d_out = View { values: d_output, at, strides: [dims.query_width(), 1] };
-        let weights_view = View { values: weights, at: 0, strides: [m, 1] };
-        product([m, d, n], weights_view.t(), d_out, &mut d_values, 1.0, g > 0);
-        product([n, m, d], d_out, value.t(), &mut d_scores, 1.0, false);
-        softmax_backward_in_place(weights, &mut d_scores, m, scale);
-        let d_scores_view = View { values: &d_scores, at: 0, strides: [m, 1] };
-        product([n, d, m], d_scores_view, key, d_query, 1.0, false);
-        product([m, d, n], d_scores_view.t(), query, &mut d_keys, 1.0, g > 0);
+        for &Tile { start, len, seen } in tiles {
+            let at = dims.query_at(row, head) + start * dims.query_width();
+            let query = View { values: queries, at, strides: [dims.query_width(), 1] };
+            let d_out = View { values: d_output, at, strides: [dims.query_width(), 1] };
+            let tile = View { values: weights, at: start * m, strides: [m, 1] };
+            product([seen, d, len], tile.t(), d_out, Target { values: &mut d_values, row_stride: d }, Write::Add(1.0));
+            let d_tile = Target { values: &mut d_scores, row_stride: seen.max(1) };
+            product([len, seen, d], d_out, value.t(), d_tile, Write::Set(1.0));
+            for (i, d_scores) in d_scores.chunks_mut(seen.max(1)).take(len).enumerate() {
+                softmax_backward_row(&weights[(start + i) * m..][..seen], &mut d_scores[..seen], scale);
+            }
+            let d_tile = View { values: &d_scores, at: 0, strides: [seen.max(1), 1] };
+            let d_query_tile = Target { values: &mut d_query[start * d..], row_stride: d };
+            product([len, d, seen], d_tile, key, d_query_tile, Write::Set(1.0));
+            product([seen, d, len], d_tile.t(), query, Target { values: &mut d_keys, row_stride: d }, Write::Add(1.0));
+        }
     }
     [d_queries, d_keys, d_values]
 }
@@ -153,6 +194,8 @@ struct Attention;
 struct Saved<D> {
     inputs: Arc<[Vec<f32>; 3]>,
     weights: Arc<Vec<Vec<f32>>>,
+    /// The query tiles of every row.
+    tiles: Arc<Vec<Vec<Tile>>>,
     dims: Dims,
     device: D,
 }
@@ -161,14 +204,16 @@ impl<B: Backend> Backward<B, 3> for Attention {
     type State = Saved<B::Device>;
 
     fn backward(self, ops: Ops<Self::State, 3>, grads: &mut Gradients, _checkpointer: &mut Checkpointer) {
-        let Saved { inputs, weights, dims, device } = ops.state;
+        let Saved { inputs, weights, tiles, dims, device } = ops.state;
         let d_output =
             host_values(Tensor::<B, 3>::from_primitive(TensorPrimitive::Float(grads.consume::<B>(&ops.node))));
         let [queries, keys, values] = inputs.as_ref();
         let parts: Vec<[Vec<f32>; 3]> = blocks(dims)
             .into_par_iter()
             .zip(weights.par_iter())
-            .map(|(block, weights)| backward_block([queries, keys, values], weights, &d_output, dims, block))
+            .map(|(block, weights)| {
+                backward_block([queries, keys, values], (weights, &d_output), &tiles[block[0]], dims, block)
+            })
             .collect();
         let mut by_input: [Vec<Vec<f32>>; 3] = Default::default();
         for part in parts {
@@ -209,13 +254,17 @@ pub(super) fn attention<I: Backend>(
     let inputs = [queries.primitive, keys.primitive, values.primitive]
         .map(|primitive| host_values(Tensor::<I, 3>::from_primitive(TensorPrimitive::Float(primitive))));
     let [q, k, v] = &inputs;
-    let (weights, outputs): (Vec<Vec<f32>>, Vec<Vec<f32>>) =
-        blocks(dims).into_par_iter().map(|block| forward_block([q, k, v], mask, dims, block)).unzip();
+    let tiles: Vec<Vec<Tile>> = (0..batch).map(|row| query_tiles(mask, dims, row)).collect();
+    let (weights, outputs): (Vec<Vec<f32>>, Vec<Vec<f32>>) = blocks(dims)
+        .into_par_iter()
+        .map(|block| forward_block([q, k, v], (mask, &tiles[block[0]]), dims, block))
+        .unzip();
     let output = interleave(&outputs, dims, n, dims.group());
     let output = from_host::<I, 3>(output, [batch, n, width], &device).into_primitive().tensor();
     let node = match Attention.prepare::<NoCheckpointing>(nodes).compute_bound().stateful() {
         OpsKind::Tracked(prep) => {
-            let saved = Saved { inputs: Arc::new(inputs), weights: Arc::new(weights), dims, device };
+            let saved =
+                Saved { inputs: Arc::new(inputs), weights: Arc::new(weights), tiles: Arc::new(tiles), dims, device };
             prep.finish(saved, output)
         }
         OpsKind::UnTracked(prep) => prep.finish(output),
@@ -260,10 +309,16 @@ mod tests {
 
     #[test]
     fn fused_attention_and_its_gradients_equal_burns_on_grouped_heads() {
+        // A single query tile, and several (the last partial) over a causal mask.
+        for [batch, n, m] in [[2, 5, 7], [2, 150, 150]] {
+            check_against_burn([batch, n, m]);
+        }
+    }
+
+    fn check_against_burn([batch, n, m]: [usize; 3]) {
         let _rng = crate::lock_backend_rng();
         let device = Default::default();
         let heads = Heads { heads: 6, kv_heads: 2, head_dim: 8 };
-        let [batch, n, m] = [2, 5, 7];
         let random = |shape: [usize; 3]| Tensor::<A, 3>::random(shape, Distribution::Normal(0.0, 1.0), &device);
         let q = random([batch, n, heads.heads * heads.head_dim]);
         let (k, v) =
@@ -282,14 +337,14 @@ mod tests {
         let fused = attention(fq.clone(), fk.clone(), fv.clone(), heads, Some(&hidden));
         let expected = reference(bq.clone(), bk.clone(), bv.clone(), heads, &hidden);
         let difference = (fused.clone() - expected.clone()).abs().max().into_scalar();
-        assert!(difference < 1e-5, "outputs differ by {difference}");
+        assert!(difference < 1e-5, "{n}×{m}: outputs differ by {difference}");
 
         let fused_grads = (fused * weights.clone()).sum().backward();
         let reference_grads = (expected * weights).sum().backward();
         for (name, a, b) in [("queries", &fq, &bq), ("keys", &fk, &bk), ("values", &fv, &bv)] {
             let (a, b) = (a.grad(&fused_grads).unwrap(), b.grad(&reference_grads).unwrap());
             let difference = (a - b).abs().max().into_scalar();
-            assert!(difference < 1e-5, "{name} gradients differ by {difference}");
+            assert!(difference < 1e-5, "{n}×{m}: {name} gradients differ by {difference}");
         }
     }
 }
