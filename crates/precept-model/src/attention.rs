@@ -58,7 +58,9 @@ impl<B: Backend> Attention<B> {
     /// Attends over the cached keys followed by this call's keys.
     ///
     /// Query heads are grouped under their key/value head (`[batch, kv_heads, group·seq, head_dim]`)
-    /// so grouped-query attention never copies keys or values per query head.
+    /// so grouped-query attention never copies keys or values per query head. Training with host
+    /// kernels ([`crate::set_host_kernels`]) takes one fused operation instead, in the
+    /// projections' own layout.
     ///
     /// # Shapes
     /// - x: `[batch, seq, d_model]` → `[batch, seq, d_model]`

@@ -13,8 +13,8 @@ static HOST_BACKEND: OnceLock<TypeId> = OnceLock::new();
 /// Runs the inference steps that backend `B` does slowly on the CPU on host memory instead: the
 /// KV cache grows in place and attention reads it where it lies ([`crate::host_attention::HostKv`]),
 /// and SwiGLU uses a vectorised `exp`. Training on `Autodiff<B>` gets SwiGLU and attention as
-/// single graph nodes with hand-written backward passes ([`crate::fused`]), and precept-train's
-/// cross-entropy runs on host memory too.
+/// single graph nodes with hand-written backward passes, and precept-train's cross-entropy and
+/// AdamW run on host memory too.
 ///
 /// A CPU tuning knob, set once by the program for its CPU backend (later calls are ignored); on a
 /// GPU backend it would copy activations to the host and back.

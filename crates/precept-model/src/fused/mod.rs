@@ -3,9 +3,9 @@
 //!
 //! Under autodiff, SwiGLU and attention decompose into a dozen element-wise operations each, and
 //! every one of them allocates its output, records a graph node and has its own backward pass.
-//! Here each is one graph node: the forward keeps what its backward needs, the element-wise work
-//! runs on host memory with the vectorised `exp` of [`crate::host_math`], and the matrix
-//! products stay with the inner backend.
+//! Here each is one graph node: the forward keeps what its backward needs, and the work runs on
+//! host memory, element-wise with the vectorised `exp` of [`crate::host_math`], attention's
+//! products through strided views of the projections' outputs ([`crate::strided`]).
 
 mod attention;
 mod swiglu;
