@@ -40,7 +40,7 @@ mod strided;
 pub use attention::{Attention, LayerInputs};
 pub use config::{Llama3RopeScaling, LlamaConfig};
 pub use error::{ModelError, Result};
-pub use host::{host_kernels, set_host_kernels};
+pub use host::{from_host, host_kernels, host_values, set_host_kernels};
 pub use inputs::AttentionInputs;
 pub use kv_cache::{KvCache, LayerKv};
 pub use local::LocalGenerator;

@@ -6,7 +6,8 @@ use std::collections::HashMap;
 use burn::module::{AutodiffModule, ModuleMapper, ModuleVisitor, Param, ParamId};
 use burn::optim::GradientsParams;
 use burn::tensor::backend::{AutodiffBackend, Backend};
-use burn::tensor::{ElementConversion, Tensor, TensorData};
+use burn::tensor::{ElementConversion, Tensor};
+use precept_model::{from_host, host_values};
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
@@ -166,9 +167,9 @@ impl HostStep {
     ) -> (Tensor<B, 1>, Moments<B>) {
         let device = value.device();
         let numel = value.dims()[0];
-        let (mut value, grad) = (host_floats(value), host_floats(grad));
+        let (mut value, grad) = (host_values(value), host_values(grad));
         let (mut exp_avg, mut exp_avg_sq) = match moments {
-            Some(Moments { exp_avg, exp_avg_sq }) => (host_floats(exp_avg), host_floats(exp_avg_sq)),
+            Some(Moments { exp_avg, exp_avg_sq }) => (host_values(exp_avg), host_values(exp_avg_sq)),
             None => (vec![0.0; numel], vec![0.0; numel]),
         };
         value
@@ -177,7 +178,7 @@ impl HostStep {
             .zip(exp_avg_sq.par_chunks_mut(ADAMW_TASK))
             .zip(grad.par_chunks(ADAMW_TASK))
             .for_each(|(((value, m), v), grad)| self.update(value, m, v, grad));
-        let tensor = |values: Vec<f32>| Tensor::<B, 1>::from_data(TensorData::new(values, [numel]), &device);
+        let tensor = |values: Vec<f32>| from_host::<B, 1>(values, [numel], &device);
         (tensor(value), Moments { exp_avg: tensor(exp_avg), exp_avg_sq: tensor(exp_avg_sq) })
     }
 
@@ -193,12 +194,6 @@ impl HostStep {
             *theta = *theta * (1.0 - self.decay) - step_size * *m / denominator;
         }
     }
-}
-
-/// A float tensor's values as `f32`s in host memory (without a copy when nothing else holds it).
-fn host_floats<B: Backend>(tensor: Tensor<B, 1>) -> Vec<f32> {
-    // Data converted to `f32` always reads back as `f32`.
-    tensor.into_data().convert::<f32>().into_vec::<f32>().unwrap_or_else(|e| unreachable!("{e:?}"))
 }
 
 /// `√Σ‖g‖²` over every gradient of `module`'s parameters in `grads`.

@@ -18,8 +18,9 @@ use burn::backend::autodiff::ops::{unary, Backward, Ops, OpsKind};
 use burn::backend::Autodiff;
 use burn::tensor::activation::softmax;
 use burn::tensor::backend::{AutodiffBackend, Backend};
-use burn::tensor::{IndexingUpdateOp, Int, Tensor, TensorData, TensorPrimitive};
+use burn::tensor::{IndexingUpdateOp, Int, Tensor, TensorPrimitive};
 use precept_model::host_math::{cross_entropy_gradient_in_place, log_sum_exp_rows};
+use precept_model::{from_host, host_values};
 
 /// Autodiff backends with the fused cross-entropy.
 pub trait CrossEntropyBackend: AutodiffBackend {
@@ -76,19 +77,13 @@ impl<B: Backend> Backward<B, 1> for HostRowCrossEntropy {
     fn backward(self, ops: Ops<Self::State, 1>, grads: &mut Gradients, _checkpointer: &mut Checkpointer) {
         let HostLogits { values, vocab, log_sum_exp, targets, device } = ops.state;
         unary::<B, _>(ops.parents, ops.node, grads, |grad| {
-            let weights = host_floats(Tensor::<B, 1>::from_primitive(TensorPrimitive::Float(grad)));
+            let weights = host_values(Tensor::<B, 1>::from_primitive(TensorPrimitive::Float(grad)));
             let mut values = Arc::try_unwrap(values).unwrap_or_else(|shared| shared.as_ref().clone());
             cross_entropy_gradient_in_place(&mut values, vocab, &log_sum_exp, &targets, &weights);
             let rows = targets.len();
-            Tensor::<B, 2>::from_data(TensorData::new(values, [rows, vocab]), &device).into_primitive().tensor()
+            from_host::<B, 2>(values, [rows, vocab], &device).into_primitive().tensor()
         });
     }
-}
-
-/// A float tensor's values as `f32`s in host memory.
-fn host_floats<B: Backend, const D: usize>(tensor: Tensor<B, D>) -> Vec<f32> {
-    // Data converted to `f32` always reads back as `f32`.
-    tensor.into_data().convert::<f32>().into_vec::<f32>().unwrap_or_else(|e| unreachable!("{e:?}"))
 }
 
 /// [`CrossEntropyBackend::row_cross_entropy`] on host memory.
@@ -102,7 +97,7 @@ fn host_row_cross_entropy<B: Backend, C: CheckpointStrategy>(
     let inner = Tensor::<B, 2>::from_primitive(TensorPrimitive::Float(logits.primitive));
     let [rows, vocab] = inner.dims();
     let device = inner.device();
-    let values = host_floats(inner);
+    let values = host_values(inner);
     let targets: Vec<usize> = Tensor::<B, 1, Int>::from_primitive(targets.into_primitive())
         .into_data()
         .convert::<i64>()
@@ -113,7 +108,7 @@ fn host_row_cross_entropy<B: Backend, C: CheckpointStrategy>(
         .collect();
     let log_sum_exp = log_sum_exp_rows(&values, vocab);
     let losses: Vec<f32> = (0..rows).map(|i| log_sum_exp[i] - values[i * vocab + targets[i]]).collect();
-    let losses = Tensor::<B, 1>::from_data(TensorData::new(losses, [rows]), &device).into_primitive().tensor();
+    let losses = from_host::<B, 1>(losses, [rows], &device).into_primitive().tensor();
     let output = match HostRowCrossEntropy.prepare::<C>([node]).compute_bound().stateful() {
         OpsKind::Tracked(prep) => {
             let state = HostLogits { values: Arc::new(values), vocab, log_sum_exp, targets, device };
