@@ -40,15 +40,19 @@ pub(crate) fn swiglu_in_place(gate: &mut [f32], up: &[f32]) {
         .for_each(|(gate, up)| Arch::new().dispatch(|| swiglu(gate, up)));
 }
 
-/// The loop behind [`swiglu_in_place`], compiled for the CPU's vectors: `σ(x)` from
-/// `e = exp(−|x|)` as `1/(1+e)` or `e/(1+e)`, which never overflows.
+/// The loop behind [`swiglu_in_place`], compiled for the CPU's vectors.
 #[inline(always)]
 fn swiglu(gate: &mut [f32], up: &[f32]) {
     for (g, &u) in gate.iter_mut().zip(up) {
-        let e = exp_non_positive(-g.abs());
-        let sigmoid = if *g >= 0.0 { 1.0 } else { e } / (1.0 + e);
-        *g *= sigmoid * u;
+        *g *= sigmoid(*g) * u;
     }
+}
+
+/// `σ(x) = 1/(1 + e^(−x))` from `e = exp(−|x|)`, as `1/(1+e)` or `e/(1+e)`, which never overflows.
+#[inline(always)]
+fn sigmoid(x: f32) -> f32 {
+    let e = exp_non_positive(-x.abs());
+    (if x >= 0.0 { 1.0 } else { e }) / (1.0 + e)
 }
 
 /// The gradients of `h = silu(g)·u` written over the inputs: `gate ← dh·u·σ(g)·(1 + g·(1 − σ(g)))`
@@ -68,8 +72,7 @@ pub(crate) fn swiglu_backward_in_place(grad: &[f32], gate: &mut [f32], up: &mut 
 #[inline(always)]
 fn swiglu_backward(grad: &[f32], gate: &mut [f32], up: &mut [f32]) {
     for ((g, u), &d) in gate.iter_mut().zip(up.iter_mut()).zip(grad) {
-        let e = exp_non_positive(-g.abs());
-        let sigmoid = if *g >= 0.0 { 1.0 } else { e } / (1.0 + e);
+        let sigmoid = sigmoid(*g);
         let silu = *g * sigmoid;
         let d_gate = d * *u * sigmoid * (1.0 + *g * (1.0 - sigmoid));
         *u = d * silu;
