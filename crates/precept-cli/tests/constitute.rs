@@ -11,7 +11,7 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{precept, precept_error, tiny_word_model, TINY_CONSTITUTION};
+use common::{precept, precept_error, precept_json, tiny_word_model, TINY_CONSTITUTION};
 
 /// Writes a random tiny model and a constitution into `dir`.
 fn setup(dir: &Path) {
@@ -158,6 +158,40 @@ fn feedback_runs_write_judged_pairs() {
         assert!((pair["score"].as_f64().unwrap() - clamped.max(1.0 - clamped)).abs() < 1e-12);
         assert_eq!(pair["chosen"][0]["role"], "assistant");
     }
+}
+
+#[test]
+fn bench_constitute_times_the_loop_apart_from_loading() {
+    let dir = tempfile::tempdir().unwrap();
+    setup(dir.path());
+    let prompts = dir.path().join("prompts.jsonl");
+    write_prompts(&prompts, 5);
+    let (model, constitution) = (dir.path().join("model"), dir.path().join("tiny.toml"));
+    let report = precept_json(&[
+        "bench",
+        "constitute",
+        "--model",
+        s(&model),
+        "--constitution",
+        s(&constitution),
+        "--prompts",
+        s(&prompts),
+        "--limit",
+        "4",
+        "--batch",
+        "2",
+        "--max-new-tokens",
+        "8",
+        "--json",
+    ]);
+    assert_eq!(report["prompts"], 4, "{report}");
+    assert_eq!(report["batch"], 2);
+    let (load, seconds) = (report["load_seconds"].as_f64().unwrap(), report["seconds"].as_f64().unwrap());
+    assert!(load > 0.0 && seconds > 0.0, "{report}");
+    let rate = report["records_per_minute"].as_f64().unwrap();
+    assert!((rate - 4.0 / seconds * 60.0).abs() < 1e-9 * rate, "{report}");
+    let kept_and_filtered = report["sft"].as_u64().unwrap() + report["filtered"].as_u64().unwrap();
+    assert_eq!(kept_and_filtered, 4);
 }
 
 #[test]

@@ -9,9 +9,10 @@ use burn::tensor::backend::Backend;
 use clap::Args;
 use indicatif::ProgressBar;
 use precept_constitution::{
-    constitute, read_prompts, Constitution, DrawConfig, FeedbackConfig, Manifest, RunConfig, RunProgress, RunSettings,
+    constitute, read_prompts, Constitution, DrawConfig, FeedbackConfig, Manifest, PromptRecord, RunConfig, RunProgress,
+    RunSettings,
 };
-use precept_data::GenerateSettings;
+use precept_data::{Generate, GenerateSettings};
 use serde::Serialize;
 
 use super::remote::{ModelSource, RemoteConnection, RemoteSpec};
@@ -180,15 +181,35 @@ impl DeviceCommand for Constitute {
 
 /// Loads everything (failing early), then runs the loop with a progress display.
 fn run_on<B: Backend>(args: &ConstituteArgs, device: &B::Device, quiet: bool) -> Result<Manifest> {
-    let constitution = Constitution::load(&args.constitution)?;
-    let prompts = read_prompts(&args.prompts)?;
-    let config = args.run_config()?;
-    config.validate(&constitution)?;
+    let run = LoadedRun::load(args)?;
     let mut generator = args.source()?.open::<B>(&args.connection, device)?;
-    let mut display = ProgressDisplay::new(prompts.len(), quiet);
-    let manifest = constitute(&mut generator, &constitution, &prompts, &config, &mut |p| display.update(p))?;
-    display.finish();
-    Ok(manifest)
+    run.run(&mut generator, quiet)
+}
+
+/// A run's inputs, read and checked before any model is loaded.
+struct LoadedRun {
+    constitution: Constitution,
+    prompts: Vec<PromptRecord>,
+    config: RunConfig,
+}
+
+impl LoadedRun {
+    fn load(args: &ConstituteArgs) -> Result<Self> {
+        let constitution = Constitution::load(&args.constitution)?;
+        let prompts = read_prompts(&args.prompts)?;
+        let config = args.run_config()?;
+        config.validate(&constitution)?;
+        Ok(Self { constitution, prompts, config })
+    }
+
+    /// The loop over every prompt, with a progress display.
+    fn run<G: Generate>(&self, generator: &mut G, quiet: bool) -> Result<Manifest> {
+        let mut display = ProgressDisplay::new(self.prompts.len(), quiet);
+        let manifest =
+            constitute(generator, &self.constitution, &self.prompts, &self.config, &mut |p| display.update(p))?;
+        display.finish();
+        Ok(manifest)
+    }
 }
 
 /// A progress bar (records, rate, ETA) on a terminal, log lines otherwise.
@@ -272,8 +293,12 @@ struct BenchReport {
     batch: usize,
     prompts: usize,
     max_new_tokens: usize,
+    /// Loading the model and one warm-up call, which compiles a GPU's kernels: paid once per run,
+    /// so a long run's rate leaves it out.
+    load_seconds: f64,
+    /// The loop over the prompts.
     seconds: f64,
-    /// Finished prompts (kept or filtered) per minute.
+    /// Finished prompts (kept or filtered) per minute of the loop.
     records_per_minute: f64,
     sft: usize,
     filtered: usize,
@@ -315,16 +340,25 @@ impl DeviceCommand for BenchConstitute {
             no_few_shot: false,
             system: args.system.clone(),
         };
-        let started = Instant::now();
-        let manifest = run_on::<B>(&run, &device, true);
-        let seconds = started.elapsed().as_secs_f64();
+        let loaded = LoadedRun::load(&run);
+        let measured = loaded.and_then(|loaded| {
+            let started = Instant::now();
+            let mut generator = run.source()?.open::<B>(&run.connection, &device)?;
+            warm_up(&mut generator, &loaded, &run)?;
+            let load_seconds = started.elapsed().as_secs_f64();
+            let started = Instant::now();
+            let manifest = loaded.run(&mut generator, true)?;
+            Ok((load_seconds, started.elapsed().as_secs_f64(), manifest))
+        });
         let _ = std::fs::remove_dir_all(&out);
         let _ = std::fs::remove_file(&limited);
-        let counts = manifest?.counts;
+        let (load_seconds, seconds, manifest) = measured?;
+        let counts = manifest.counts;
         let report = BenchReport {
             batch: args.batch,
             prompts: counts.finished,
             max_new_tokens: args.max_new_tokens,
+            load_seconds,
             seconds,
             records_per_minute: counts.finished as f64 / seconds * 60.0,
             sft: counts.sft,
@@ -334,12 +368,35 @@ impl DeviceCommand for BenchConstitute {
             print_json(&report)?;
         } else {
             println!(
-                "batch {}: {} prompts in {:.1}s = {:.1} records/min ({} kept, {} filtered)",
-                report.batch, report.prompts, report.seconds, report.records_per_minute, report.sft, report.filtered
+                "batch {}: {} prompts in {:.1}s (after {:.1}s of loading and warm-up) = {:.1} records/min ({} kept, {} filtered)",
+                report.batch,
+                report.prompts,
+                report.seconds,
+                report.load_seconds,
+                report.records_per_minute,
+                report.sft,
+                report.filtered
             );
         }
         Ok(())
     }
+}
+
+/// One short generation over the first batch of prompts, so that a GPU compiles its kernels
+/// before the timed loop.
+fn warm_up<G: Generate>(generator: &mut G, loaded: &LoadedRun, run: &ConstituteArgs) -> Result<()> {
+    let conversations: Vec<_> = loaded
+        .prompts
+        .iter()
+        .take(run.batch.max(1))
+        .map(|prompt| match &run.system {
+            Some(system) => prompt.with_default_system(system).context().to_vec(),
+            None => prompt.context().to_vec(),
+        })
+        .collect();
+    let settings = GenerateSettings { max_new_tokens: 16, ..GenerateSettings::default() };
+    generator.generate(&conversations, &settings).context("warm-up generation")?;
+    Ok(())
 }
 
 /// Writes prompts back out as JSONL (`messages` form).
