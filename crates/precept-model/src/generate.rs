@@ -6,15 +6,18 @@
 //! Rows with the same prompt (several samples of one conversation) share one prefill row, which
 //! the cache copies to each of them after the first step; a prefix that every prompt shares (a
 //! system prompt, few-shot turns) is filled once and copied to every row before the prefill.
+//! [`generate_continuing`] also keeps each row's cache for the next call, whose prompts may
+//! continue those conversations ([`ContinuationCache`]).
 
 use std::collections::HashMap;
 
 use burn::tensor::backend::Backend;
 use burn::tensor::{Int, Tensor, TensorData};
 
+use crate::continuation::{ContinuationCache, Reuse};
 use crate::error::{ModelError, Result};
 use crate::inputs::AttentionInputs;
-use crate::kv_cache::KvCache;
+use crate::kv_cache::{KvCache, LayerKv};
 use crate::model::LlamaForCausalLM;
 use crate::sampling::{Sampler, SamplingConfig};
 
@@ -76,12 +79,36 @@ pub fn generate<B: Backend>(
     model: &LlamaForCausalLM<B>,
     prompts: &[Vec<u32>],
     config: &GenerationConfig,
+    observe: impl FnMut(usize, u32) -> bool,
+) -> Result<Vec<Generation>> {
+    generate_with(model, prompts, config, None, observe)
+}
+
+/// [`generate`], taking the start of each prompt that a row of the previous call already covers
+/// from `continuation` instead of prefilling it, and keeping this call's rows there for the
+/// next. Gives the tokens [`generate`] gives (a cache of tensors, off the CPU, keeps nothing).
+pub fn generate_continuing<B: Backend>(
+    model: &LlamaForCausalLM<B>,
+    prompts: &[Vec<u32>],
+    config: &GenerationConfig,
+    continuation: &mut ContinuationCache,
+    observe: impl FnMut(usize, u32) -> bool,
+) -> Result<Vec<Generation>> {
+    generate_with(model, prompts, config, Some(continuation), observe)
+}
+
+fn generate_with<B: Backend>(
+    model: &LlamaForCausalLM<B>,
+    prompts: &[Vec<u32>],
+    config: &GenerationConfig,
+    continuation: Option<&mut ContinuationCache>,
     mut observe: impl FnMut(usize, u32) -> bool,
 ) -> Result<Vec<Generation>> {
     let limits = vec![config.max_new_tokens; prompts.len()];
     let mut sampler = Sampler::new(config.sampling.clone());
     let choose = |_: usize, logits: &mut [f32], context: &[u32]| sampler.next_token(logits, context);
-    decode(model, (prompts, &limits), &config.eos_token_ids, choose, |row, token, _| observe(row, token))
+    let observe = |row, token, _: &[f32]| observe(row, token);
+    decode(model, (prompts, &limits), &config.eos_token_ids, continuation, choose, observe)
 }
 
 /// Decodes rows that each bring their own token limit and sampling settings (a server's
@@ -100,7 +127,7 @@ pub fn generate_each<B: Backend>(
     let limits: Vec<usize> = rows.iter().map(|r| r.max_new_tokens).collect();
     let mut samplers: Vec<Sampler> = rows.iter().map(|r| Sampler::new(r.sampling.clone())).collect();
     let choose = |row: usize, logits: &mut [f32], context: &[u32]| samplers[row].next_token(logits, context);
-    decode(model, (&prompts, &limits), eos_token_ids, choose, observe)
+    decode(model, (&prompts, &limits), eos_token_ids, None, choose, observe)
 }
 
 /// The decoding loop: `choose(row, logits, context)` picks each token from a copy of the logits.
@@ -108,10 +135,14 @@ fn decode<B: Backend>(
     model: &LlamaForCausalLM<B>,
     (prompts, limits): (&[Vec<u32>], &[usize]),
     eos_token_ids: &[u32],
+    mut continuation: Option<&mut ContinuationCache>,
     mut choose: impl FnMut(usize, &mut [f32], &[u32]) -> u32,
     mut observe: impl FnMut(usize, u32, &[f32]) -> bool,
 ) -> Result<Vec<Generation>> {
     check_prompts(model, prompts, limits)?;
+    if let Some(continuation) = continuation.as_deref_mut() {
+        continuation.begin_call();
+    }
     let device = model.model.embed_tokens.weight.device();
     let mut rows: Vec<Row> =
         prompts.iter().map(|p| Row { context: p.clone(), generated: Vec::new(), finish: None }).collect();
@@ -126,20 +157,27 @@ fn decode<B: Backend>(
     // Rows with the same prompt share one prefill; `cache_rows[position]` is the cache row (and
     // logits row) of each active row until the cache is expanded after the first step.
     let (prefilled, mut cache_rows) = distinct_prompts(prompts, &active);
-    let mut cache = model.new_cache();
-    let shared = fill_shared_prefix(model, prompts, &prefilled, &mut cache);
-    let longest = prefilled.iter().map(|&i| prompts[i].len()).max().unwrap_or(0);
-    let prefill_pads: Vec<usize> = prefilled.iter().map(|&i| longest - prompts[i].len()).collect();
-    let mut pads: Vec<usize> = active.iter().map(|&i| longest - prompts[i].len()).collect();
-    let rest = longest - shared;
-    let mut ids: Vec<i64> = Vec::with_capacity(prefilled.len() * rest);
-    for (&i, &pad) in prefilled.iter().zip(&prefill_pads) {
-        ids.extend(std::iter::repeat_n(0, pad));
-        ids.extend(prompts[i][shared..].iter().map(|&t| t as i64));
+    let (mut cache, starts) = start_cache(model, prompts, &prefilled, continuation.as_deref_mut());
+    if let Some(continuation) = continuation.as_deref_mut() {
+        continuation.forget_rows();
     }
+    let cached = cache.len();
+    let own: Vec<usize> = prefilled.iter().zip(&starts).map(|(&i, &start)| prompts[i].len() - start).collect();
+    let rest = own.iter().copied().max().unwrap_or(0);
+    // Between a row's first `start` cached tokens and its own: the rest of the cache, then
+    // left padding up to the longest row.
+    let prefill_pads: Vec<usize> = starts.iter().zip(&own).map(|(&start, &own)| cached - start + rest - own).collect();
+    let mut ids: Vec<i64> = Vec::with_capacity(prefilled.len() * rest);
+    for ((&i, &start), &own) in prefilled.iter().zip(&starts).zip(&own) {
+        ids.extend(std::iter::repeat_n(0, rest - own));
+        ids.extend(prompts[i][start..].iter().map(|&t| t as i64));
+    }
+    // Each active row's cached start and padding are its prefill row's.
+    let mut row_starts: Vec<usize> = cache_rows.iter().map(|&at| starts[at]).collect();
+    let mut pads: Vec<usize> = cache_rows.iter().map(|&at| prefill_pads[at]).collect();
     let mut cache_batch = prefilled.len();
     let mut step_tokens = Tensor::<B, 2, Int>::from_data(TensorData::new(ids, [prefilled.len(), rest]), &device);
-    let mut step_inputs = AttentionInputs::padded_after(shared, &prefill_pads, rest, shared, &device);
+    let mut step_inputs = AttentionInputs::padded_after(&starts, &prefill_pads, rest, cached, &device);
     for step in 0.. {
         let logits = last_logits(model, step_tokens, &step_inputs, &mut cache);
         let vocab = logits.len() / cache_batch;
@@ -164,6 +202,14 @@ fn decode<B: Backend>(
                 next.push(token as i64);
                 None
             };
+            if let Some(continuation) = continuation.as_deref_mut().filter(|c| row.finish.is_some() && c.has_room()) {
+                let padding = row_starts[position]..row_starts[position] + pads[position];
+                if let Some(kv) = cache.host_row(cache_rows[position], padding) {
+                    // The cache covers the context but the token just chosen.
+                    debug_assert_eq!(kv.len(), row.context.len() - 1);
+                    continuation.keep(row.context[..row.context.len() - 1].to_vec(), kv);
+                }
+            }
         }
         if kept.is_empty() {
             break;
@@ -174,12 +220,39 @@ fn decode<B: Backend>(
             cache_batch = expanded.len();
         }
         pads = kept.iter().map(|&p| pads[p]).collect();
+        row_starts = kept.iter().map(|&p| row_starts[p]).collect();
         active = kept.iter().map(|&p| active[p]).collect();
         cache_rows = (0..active.len()).collect();
         step_tokens = Tensor::from_data(TensorData::new(next, [active.len(), 1]), &device);
-        step_inputs = AttentionInputs::padded_after(shared, &pads, 1, cache.len(), &device);
+        step_inputs = AttentionInputs::padded_after(&row_starts, &pads, 1, cache.len(), &device);
     }
     Ok(rows.into_iter().map(Row::into_generation).collect())
+}
+
+/// A cache already holding what this call need not prefill, and how many tokens of each prefilled
+/// row's prompt it holds: for each row the longest start that a row kept in `continuation`
+/// covers, or else the prefix every prompt shares (filled once), whichever saves more prefill.
+fn start_cache<B: Backend>(
+    model: &LlamaForCausalLM<B>,
+    prompts: &[Vec<u32>],
+    prefilled: &[usize],
+    continuation: Option<&mut ContinuationCache>,
+) -> (KvCache<B>, Vec<usize>) {
+    let mut cache = model.new_cache();
+    let on_host = cache.layers.iter().all(LayerKv::is_on_host);
+    if let Some(continuation) = continuation.filter(|c| on_host && !c.is_empty()) {
+        let matches: Vec<Option<Reuse>> = prefilled.iter().map(|&i| continuation.longest_match(&prompts[i])).collect();
+        let reused: usize = matches.iter().flatten().map(|reuse| reuse.tokens).sum();
+        let shared = shared_prefix_len(prompts, prefilled);
+        if reused > shared * prefilled.len().saturating_sub(1) {
+            let starts: Vec<usize> = matches.iter().map(|reuse| reuse.map_or(0, |r| r.tokens)).collect();
+            let len = starts.iter().copied().max().unwrap_or(0);
+            continuation.seed(&mut cache, &matches, len);
+            return (cache, starts);
+        }
+    }
+    let shared = fill_shared_prefix(model, prompts, prefilled, &mut cache);
+    (cache, vec![shared; prefilled.len()])
 }
 
 /// Fewest tokens worth filling once for all rows rather than once per row.

@@ -8,6 +8,8 @@
 //! the buffers where they lie: two products per `(row, kv head)` (scores `Q·Kᵀ`, then `P·V`) with
 //! every query head of the group at once, computed in parallel.
 
+use std::ops::Range;
+
 use rayon::prelude::*;
 
 use crate::host_math::softmax_in_place;
@@ -24,6 +26,32 @@ pub struct HostKv {
     len: usize,
     keys: Vec<Vec<f32>>,
     values: Vec<Vec<f32>>,
+}
+
+/// One row's cached keys and values in one layer, without padding: per kv head `[len, head_dim]`.
+#[derive(Debug, Clone)]
+pub struct HostRowKv {
+    head_dim: usize,
+    len: usize,
+    keys: Vec<Vec<f32>>,
+    values: Vec<Vec<f32>>,
+}
+
+impl HostRowKv {
+    /// Number of positions.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Whether the row holds no positions.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Bytes of keys and values held.
+    pub fn bytes(&self) -> usize {
+        2 * self.keys.len() * self.len * self.head_dim * std::mem::size_of::<f32>()
+    }
 }
 
 /// The layout of one call's queries and keys.
@@ -84,13 +112,56 @@ impl HostKv {
     }
 
     /// Keeps the batch rows listed in `rows` (indices into the current batch, repeats allowed).
+    /// A row's buffers move to its last place in `rows` and are copied to any earlier ones.
     pub fn retain_rows(&mut self, rows: &[usize]) {
         let kv_heads = self.kv_heads;
-        let pick = |buffers: &[Vec<f32>]| -> Vec<Vec<f32>> {
-            rows.iter().flat_map(|&row| (0..kv_heads).map(move |head| buffers[row * kv_heads + head].clone())).collect()
+        let pick = |buffers: &mut [Vec<f32>]| -> Vec<Vec<f32>> {
+            let mut picked: Vec<Vec<f32>> = Vec::with_capacity(rows.len() * kv_heads);
+            for (place, &row) in rows.iter().enumerate() {
+                let again = rows[place + 1..].contains(&row);
+                for buffer in &mut buffers[row * kv_heads..(row + 1) * kv_heads] {
+                    picked.push(if again { buffer.clone() } else { std::mem::take(buffer) });
+                }
+            }
+            picked
         };
-        self.keys = pick(&self.keys);
-        self.values = pick(&self.values);
+        self.keys = pick(&mut self.keys);
+        self.values = pick(&mut self.values);
+    }
+
+    /// Row `row`'s keys and values without the positions in `skip` (its padding), to seed a
+    /// later cache through [`Self::seeded`].
+    pub fn row_without(&self, row: usize, skip: Range<usize>) -> HostRowKv {
+        let (kv_heads, head_dim) = (self.kv_heads, self.head_dim);
+        let pick = |buffers: &[Vec<f32>]| -> Vec<Vec<f32>> {
+            let buffers = &buffers[row * kv_heads..(row + 1) * kv_heads];
+            buffers.iter().map(|b| [&b[..skip.start * head_dim], &b[skip.end * head_dim..]].concat()).collect()
+        };
+        HostRowKv { head_dim, len: self.len - skip.len(), keys: pick(&self.keys), values: pick(&self.values) }
+    }
+
+    /// A cache with this one's heads, of `len` positions, whose rows begin with the first `keep`
+    /// positions of the given rows; the positions after those hold zeros, for the attention mask
+    /// to hide.
+    ///
+    /// # Panics
+    /// If a row has other heads, holds fewer than `keep` positions, or `keep` exceeds `len`.
+    pub fn seeded(&self, rows: &[(&HostRowKv, usize)], len: usize) -> Self {
+        let (kv_heads, head_dim) = (self.kv_heads, self.head_dim);
+        let mut cache = Self { kv_heads, head_dim, len, keys: Vec::new(), values: Vec::new() };
+        for &(row, keep) in rows {
+            assert!(row.keys.len() == kv_heads && row.head_dim == head_dim, "a row of another cache's heads");
+            assert!(keep <= row.len && keep <= len, "{keep} positions of a row of {} into {len}", row.len);
+            let start = |buffer: &Vec<f32>| {
+                let mut kept = Vec::with_capacity(len * head_dim);
+                kept.extend_from_slice(&buffer[..keep * head_dim]);
+                kept.resize(len * head_dim, 0.0);
+                kept
+            };
+            cache.keys.extend(row.keys.iter().map(start));
+            cache.values.extend(row.values.iter().map(start));
+        }
+        cache
     }
 
     /// Scaled dot-product attention of `queries` (`[batch, seq, heads·head_dim]`, the last `seq`
@@ -326,5 +397,30 @@ mod tests {
         );
         assert_eq!(cache.values[4], vec![-0.0, -1.0]);
         assert_eq!(cache.len(), 1);
+    }
+
+    #[test]
+    fn a_row_taken_without_its_padding_seeds_a_new_cache() {
+        let (kv_heads, head_dim) = (2, 3);
+        let mut cache = HostKv::new(kv_heads, head_dim);
+        let values: Vec<f32> = (0..2 * 4 * kv_heads * head_dim).map(|i| i as f32).collect();
+        let keys: Vec<f32> = values.iter().map(|v| -v).collect();
+        cache.append(&keys, &values, [2, 4]);
+        // Row 1 without its padding at positions 1 and 2.
+        let row = cache.row_without(1, 1..3);
+        assert_eq!(row.len(), 2);
+        assert_eq!(row.bytes(), 2 * kv_heads * 2 * head_dim * 4);
+        let seeded = HostKv::new(kv_heads, head_dim).seeded(&[(&row, 2), (&row, 1)], 3);
+        assert_eq!(seeded.len(), 3);
+        let at = |source: &[f32], position: usize, head: usize| {
+            source[((4 + position) * kv_heads + head) * head_dim..][..head_dim].to_vec()
+        };
+        let zeros = |n: usize| vec![0.0; n * head_dim];
+        for head in 0..kv_heads {
+            for (source, seeded) in [(&values, &seeded.values), (&keys, &seeded.keys)] {
+                assert_eq!(seeded[head], [at(source, 0, head), at(source, 3, head), zeros(1)].concat());
+                assert_eq!(seeded[kv_heads + head], [at(source, 0, head), zeros(2)].concat());
+            }
+        }
     }
 }

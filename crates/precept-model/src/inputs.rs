@@ -23,13 +23,18 @@ impl<B: Backend> AttentionInputs<B> {
     /// cached sequence). Padding keys are hidden from every query; a padding query sees only
     /// itself, which keeps its (unused) output finite.
     pub fn left_padded(pad: &[usize], seq: usize, cached: usize, device: &B::Device) -> Self {
-        Self::padded_after(0, pad, seq, cached, device)
+        Self::padded_after(&vec![0; pad.len()], pad, seq, cached, device)
     }
 
-    /// Causal attention for rows that start with the same `shared` cached tokens (a prefix filled
-    /// once for all of them), then `pad[row]` padding positions, then their own tokens. Each row's
-    /// own tokens continue the prefix's positions; padding is hidden as in [`Self::left_padded`].
-    pub fn padded_after(shared: usize, pad: &[usize], seq: usize, cached: usize, device: &B::Device) -> Self {
+    /// Causal attention for rows that each start with `start[row]` cached tokens of their own (a
+    /// prefix filled once for all of them, or kept from an earlier call), then `pad[row]` padding
+    /// positions, then the rest of their tokens. Each row's tokens after the padding continue its
+    /// first tokens' positions; padding is hidden as in [`Self::left_padded`].
+    ///
+    /// # Panics
+    /// If `start` and `pad` differ in length.
+    pub fn padded_after(start: &[usize], pad: &[usize], seq: usize, cached: usize, device: &B::Device) -> Self {
+        assert_eq!(start.len(), pad.len(), "one start and one padding length per row");
         let (batch, total) = (pad.len(), cached + seq);
         if seq == 1 && pad.iter().all(|&p| p == 0) {
             let positions = TensorData::new(vec![cached as i64; batch], [batch, 1]);
@@ -37,10 +42,10 @@ impl<B: Backend> AttentionInputs<B> {
         }
         let mut positions = Vec::with_capacity(batch * seq);
         let mut mask = Vec::with_capacity(batch * seq * total);
-        for &p in pad {
-            let padding = shared..shared + p;
+        for (&first, &p) in start.iter().zip(pad) {
+            let padding = first..first + p;
             for i in cached..total {
-                positions.push(if i < shared { i } else { i.saturating_sub(p) } as i64);
+                positions.push(if i < first { i } else { i.saturating_sub(p) } as i64);
                 mask.extend((0..total).map(|j| j > i || (padding.contains(&j) && j != i)));
             }
         }

@@ -4,7 +4,9 @@
 use burn::tensor::backend::Backend;
 use burn::tensor::{Int, Tensor, TensorData};
 
-use crate::host_attention::HostKv;
+use std::ops::Range;
+
+use crate::host_attention::{HostKv, HostRowKv};
 
 /// Cached keys and values of one layer.
 #[derive(Debug, Clone)]
@@ -120,6 +122,32 @@ impl<B: Backend> KvCache<B> {
         }
     }
 
+    /// Row `row`'s keys and values in every layer without the positions in `skip` (its
+    /// padding), when the cache is in host memory; `None` for a cache of tensors.
+    pub fn host_row(&self, row: usize, skip: Range<usize>) -> Option<RowKv> {
+        let layers = self.layers.iter().map(|layer| match &layer.store {
+            LayerStore::Host(host) => Some(host.row_without(row, skip.clone())),
+            LayerStore::Tensors { .. } => None,
+        });
+        Some(RowKv { layers: layers.collect::<Option<_>>()? })
+    }
+
+    /// Makes each host layer a cache of `len` positions whose rows begin with the first `keep`
+    /// positions of the given rows (the rest to be hidden by the attention mask); layers of
+    /// tensors are left as they are.
+    ///
+    /// # Panics
+    /// If a row comes from a model with fewer layers, or as [`HostKv::seeded`].
+    pub fn seed_host_rows(&mut self, rows: &[(&RowKv, usize)], len: usize) {
+        for (index, layer) in self.layers.iter_mut().enumerate() {
+            if let LayerStore::Host(host) = &mut layer.store {
+                let rows: Vec<(&HostRowKv, usize)> =
+                    rows.iter().map(|&(row, keep)| (&row.layers[index], keep)).collect();
+                *host = host.seeded(&rows, len);
+            }
+        }
+    }
+
     /// Number of cached positions (the same in every layer).
     pub fn len(&self) -> usize {
         self.layers.first().map_or(0, LayerKv::len)
@@ -128,5 +156,29 @@ impl<B: Backend> KvCache<B> {
     /// Whether nothing is cached yet.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
+    }
+}
+
+/// One batch row's keys and values in every layer, taken out of a host cache
+/// ([`KvCache::host_row`]) to seed a later one ([`KvCache::seed_host_rows`]).
+#[derive(Debug, Clone)]
+pub struct RowKv {
+    layers: Vec<HostRowKv>,
+}
+
+impl RowKv {
+    /// Number of positions.
+    pub fn len(&self) -> usize {
+        self.layers.first().map_or(0, HostRowKv::len)
+    }
+
+    /// Whether the row holds no positions.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Bytes of keys and values held.
+    pub fn bytes(&self) -> usize {
+        self.layers.iter().map(HostRowKv::bytes).sum()
     }
 }

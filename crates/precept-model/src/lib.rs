@@ -9,13 +9,15 @@
 //!   KV cache in host memory and attends over it in place, and SwiGLU runs on host memory with a
 //!   vectorised `exp` ([`set_host_kernels`]).
 //! - [`gguf`] imports llama.cpp GGUF files into such folders.
-//! - [`sampling`] and [`generate`] turn the model into a text generator, batched;
+//! - [`sampling`] and [`generate`] turn the model into a text generator, batched, which can
+//!   start a prompt from the rows of the previous call it continues ([`ContinuationCache`]);
 //!   [`LocalGenerator`] serves precept-data's `Generate` trait (conversations in, replies and
 //!   option probabilities out) with it.
 
 mod attention;
 pub mod checkpoint;
 mod config;
+mod continuation;
 mod error;
 mod fused;
 pub mod generate;
@@ -39,10 +41,11 @@ mod strided;
 
 pub use attention::{Attention, LayerInputs};
 pub use config::{Llama3RopeScaling, LlamaConfig};
+pub use continuation::ContinuationCache;
 pub use error::{ModelError, Result};
 pub use host::{from_host, host_kernels, host_values, set_host_kernels};
 pub use inputs::AttentionInputs;
-pub use kv_cache::{KvCache, LayerKv};
+pub use kv_cache::{KvCache, LayerKv, RowKv};
 pub use local::LocalGenerator;
 pub use mlp::Mlp;
 pub use model::{DecoderLayer, LlamaForCausalLM, LlamaModel};

@@ -11,8 +11,9 @@ use precept_data::{
 };
 
 use crate::checkpoint::load_model;
+use crate::continuation::ContinuationCache;
 use crate::error::{ModelError, Result};
-use crate::generate::{fill_shared_prefix, generate, FinishReason, GenerationConfig};
+use crate::generate::{fill_shared_prefix, generate_continuing, FinishReason, GenerationConfig};
 use crate::inputs::AttentionInputs;
 use crate::model::LlamaForCausalLM;
 use crate::sampling::SamplingConfig;
@@ -20,16 +21,19 @@ use crate::sampling::SamplingConfig;
 /// Rows scored in one forward pass by [`Generate::option_probabilities`].
 const SCORING_BATCH: usize = 16;
 
-/// A model and its tokenizer, answering conversations through the chat template.
+/// A model and its tokenizer, answering conversations through the chat template. Each call keeps
+/// its rows' KV caches for the next, so a conversation continued there (a critique's revision
+/// request) prefills only its new turns.
 pub struct LocalGenerator<B: Backend> {
     model: LlamaForCausalLM<B>,
     tokenizer: Tokenizer,
+    continuation: ContinuationCache,
 }
 
 impl<B: Backend> LocalGenerator<B> {
     /// Wraps a loaded model and its tokenizer.
     pub fn new(model: LlamaForCausalLM<B>, tokenizer: Tokenizer) -> Self {
-        Self { model, tokenizer }
+        Self { model, tokenizer, continuation: ContinuationCache::default() }
     }
 
     /// Loads the model folder `dir` onto `device`.
@@ -37,6 +41,11 @@ impl<B: Backend> LocalGenerator<B> {
         let tokenizer = Tokenizer::from_dir(dir)?;
         let (_, model) = load_model(dir, device)?;
         Ok(Self::new(model, tokenizer))
+    }
+
+    /// Drops the KV caches kept from the last call, so that the next call starts from nothing.
+    pub fn forget_last_call(&mut self) {
+        self.continuation = ContinuationCache::default();
     }
 
     /// Prompt ids of each conversation: the chat template with the generation prompt.
@@ -68,7 +77,8 @@ impl<B: Backend> LocalGenerator<B> {
                 ids.extend(prompt[shared..].iter().map(|&t| t as i64));
             }
             let tokens = Tensor::<B, 2, Int>::from_data(TensorData::new(ids, [batch, own]), &device);
-            let inputs = AttentionInputs::padded_after(shared, &pads, own, shared, &device);
+            let starts = vec![shared; batch];
+            let inputs = AttentionInputs::padded_after(&starts, &pads, own, shared, &device);
             let hidden = self.model.model.forward(tokens, &inputs, Some(&mut cache));
             let d_model = hidden.dims()[2];
             let last = self.log_probs(hidden.slice([0..batch, own - 1..own, 0..d_model]));
@@ -85,7 +95,7 @@ impl<B: Backend> LocalGenerator<B> {
                 // The option's tokens but the last, after each prompt, predict its tokens after the first.
                 let fed: Vec<i64> = (0..batch).flat_map(|_| option[..rest].iter().map(|&t| t as i64)).collect();
                 let fed = Tensor::<B, 2, Int>::from_data(TensorData::new(fed, [batch, rest]), &device);
-                let inputs = AttentionInputs::padded_after(shared, &pads, rest, longest, &device);
+                let inputs = AttentionInputs::padded_after(&starts, &pads, rest, longest, &device);
                 let hidden = self.model.model.forward(fed, &inputs, Some(&mut cache.clone()));
                 let log_probs = self.log_probs(hidden);
                 for (row, score) in chunk_scores.iter_mut().enumerate() {
@@ -127,13 +137,16 @@ impl<B: Backend> Generate for LocalGenerator<B> {
         let mut texts: Vec<ReplyText> =
             prompts.iter().map(|_| ReplyText::new(&self.tokenizer, &settings.stop)).collect();
         let started = std::time::Instant::now();
-        let generations = generate(&self.model, &prompts, &config, |row, token| texts[row].push(token))?;
+        let generations = generate_continuing(&self.model, &prompts, &config, &mut self.continuation, |row, token| {
+            texts[row].push(token)
+        })?;
         tracing::debug!(
             rows = prompts.len(),
             prompt_tokens = prompts.iter().map(Vec::len).sum::<usize>(),
             longest_prompt = prompts.iter().map(Vec::len).max().unwrap_or(0),
             new_tokens = generations.iter().map(|g| g.ids.len()).sum::<usize>(),
             longest = generations.iter().map(|g| g.ids.len()).max().unwrap_or(0),
+            reused_tokens = self.continuation.last_reused(),
             seconds = started.elapsed().as_secs_f64(),
             "generated"
         );

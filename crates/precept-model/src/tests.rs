@@ -138,7 +138,7 @@ fn a_row_after_a_shared_prefix_and_padding_has_the_logits_it_has_alone() {
     model.forward(tokens(&prefix, 1), &AttentionInputs::causal(1, 4, 0, &device), Some(&mut cache));
     cache.retain_rows(&[0, 0], &device);
     // Row 0 continues with two tokens; row 1 with one, after one padding position.
-    let inputs = AttentionInputs::padded_after(4, &[0, 1], 2, 4, &device);
+    let inputs = AttentionInputs::padded_after(&[4, 4], &[0, 1], 2, 4, &device);
     let both = model.forward(tokens(&[23, 42, 0, 23], 2), &inputs, Some(&mut cache));
     let vocab = both.dims()[2];
     let after = |t: Tensor<B, 3>, row, range: std::ops::Range<usize>| t.slice([row..row + 1, range, 0..vocab]);

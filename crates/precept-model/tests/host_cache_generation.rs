@@ -1,14 +1,15 @@
 //! Generation with the KV cache in host memory (as the CLI runs on the CPU) gives the tokens of a
 //! plain greedy loop over full forward passes, for a batch with prompts of different lengths,
 //! repeated prompts (a shared prefill), prompts with a common prefix (filled once) and rows that
-//! stop early.
+//! stop early; and so does a call whose prompts continue the previous call's rows, started from
+//! their kept caches.
 
 #![allow(clippy::unwrap_used)] // test code: a failure should stop the test
 
 use burn::backend::Flex;
 use burn::tensor::{Int, Tensor, TensorData};
-use precept_model::generate::{generate, GenerationConfig};
-use precept_model::{set_host_kernels, AttentionInputs, LlamaConfig, LlamaForCausalLM};
+use precept_model::generate::{generate, generate_continuing, GenerationConfig};
+use precept_model::{set_host_kernels, AttentionInputs, ContinuationCache, LlamaConfig, LlamaForCausalLM};
 
 type B = Flex;
 
@@ -47,6 +48,36 @@ fn host_cache_generation_equals_greedy_full_forward_passes() {
     let prefix: Vec<u32> = (0..11).map(|j| (j * 5 + 2) % 97).collect();
     let prefixed: Vec<Vec<u32>> = prompts.iter().map(|p| [prefix.as_slice(), p].concat()).collect();
     assert_same_as_greedy_full_forward_passes(&model, &prefixed);
+}
+
+#[test]
+fn a_call_continuing_the_last_calls_rows_starts_from_their_caches_and_gives_the_same_tokens() {
+    set_host_kernels::<B>();
+    <B as burn::tensor::backend::Backend>::seed(&Default::default(), 11);
+    let model: LlamaForCausalLM<B> = LlamaConfig::tiny().init(&Default::default());
+    let prompts: Vec<Vec<u32>> =
+        (0..5).map(|i| (0..(9 + 3 * i)).map(|j| ((i * 7 + j * 3) % 97) as u32).collect()).collect();
+    let free = generate(&model, &prompts, &GenerationConfig { max_new_tokens: 10, ..Default::default() }, |_, _| false)
+        .unwrap();
+    let eos = free[1].ids[2];
+    let config = GenerationConfig { max_new_tokens: 10, eos_token_ids: vec![eos], ..Default::default() };
+    let mut continuation = ContinuationCache::default();
+    let first = generate_continuing(&model, &prompts, &config, &mut continuation, |_, _| false).unwrap();
+    assert_eq!(continuation.last_reused(), 0, "nothing was kept before the first call");
+    assert!(first.iter().any(|g| g.ids.len() < 10), "a row stopped early");
+    // Each conversation with its reply and a new turn of its own length; one that leaves its
+    // reply after two tokens; one the last call never saw.
+    let turn = |i: usize| (0..(1 + i)).map(|j| ((50 + i * 5 + j) % 97) as u32).collect::<Vec<u32>>();
+    let mut next: Vec<Vec<u32>> =
+        prompts.iter().zip(&first).enumerate().map(|(i, (p, g))| [p.as_slice(), &g.ids, &turn(i)].concat()).collect();
+    next[3] = [prompts[3].as_slice(), &first[3].ids[..2], &[96]].concat();
+    next.push((0..12).map(|j| ((j * 13 + 1) % 97) as u32).collect());
+    let second = generate_continuing(&model, &next, &config, &mut continuation, |_, _| false).unwrap();
+    let prompt_tokens: usize = prompts.iter().map(Vec::len).sum();
+    assert!(continuation.last_reused() >= prompt_tokens, "{} tokens reused", continuation.last_reused());
+    for (prompt, generation) in next.iter().zip(&second) {
+        assert_eq!(generation.ids, greedy_without_cache(&model, prompt, 10, eos), "prompt {prompt:?}");
+    }
 }
 
 /// Checks batched generation, with an EOS id that stops some rows early, against

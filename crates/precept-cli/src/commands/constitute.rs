@@ -15,7 +15,7 @@ use precept_constitution::{
 use precept_data::{Generate, GenerateSettings};
 use serde::Serialize;
 
-use super::remote::{ModelSource, RemoteConnection, RemoteSpec};
+use super::remote::{Generator, ModelSource, RemoteConnection, RemoteSpec};
 use crate::device::DeviceCommand;
 use crate::output::print_json;
 use crate::progress::progress_bar;
@@ -383,8 +383,8 @@ impl DeviceCommand for BenchConstitute {
 }
 
 /// One short generation over the first batch of prompts, so that a GPU compiles its kernels
-/// before the timed loop.
-fn warm_up<G: Generate>(generator: &mut G, loaded: &LoadedRun, run: &ConstituteArgs) -> Result<()> {
+/// before the timed loop; the KV caches it leaves are dropped, so the loop gains nothing else.
+fn warm_up<B: Backend>(generator: &mut Generator<B>, loaded: &LoadedRun, run: &ConstituteArgs) -> Result<()> {
     let conversations: Vec<_> = loaded
         .prompts
         .iter()
@@ -396,6 +396,9 @@ fn warm_up<G: Generate>(generator: &mut G, loaded: &LoadedRun, run: &ConstituteA
         .collect();
     let settings = GenerateSettings { max_new_tokens: 16, ..GenerateSettings::default() };
     generator.generate(&conversations, &settings).context("warm-up generation")?;
+    if let Generator::Local(local) = generator {
+        local.forget_last_call();
+    }
     Ok(())
 }
 

@@ -1,0 +1,166 @@
+//! [`ContinuationCache`]: the KV caches of one generation call's rows, kept for the next call,
+//! whose prompts often continue those conversations.
+//!
+//! The constitution loop asks for a revision with the critique conversation plus the critique
+//! and one more user turn; a chat client sends the whole conversation again with each message.
+//! Such a prompt begins with tokens whose keys and values the previous call already computed, so
+//! its prefill can start where they end. Only caches in host memory are kept (the CPU's).
+
+use crate::kv_cache::{KvCache, RowKv};
+
+/// Fewest tokens worth taking from a kept row rather than prefilling.
+const MIN_REUSED: usize = 8;
+
+/// Most bytes of keys and values kept by default (about 60 rows of 1000 positions of a
+/// SmolLM2-sized model).
+const DEFAULT_MAX_BYTES: usize = 2 << 30;
+
+/// The rows of the last generation call of one model: the tokens each row's cache covers (its
+/// prompt and reply but the last token) and that cache, up to a byte limit.
+#[derive(Debug)]
+pub struct ContinuationCache {
+    rows: Vec<KeptRow>,
+    bytes: usize,
+    max_bytes: usize,
+    reused: usize,
+}
+
+#[derive(Debug)]
+struct KeptRow {
+    tokens: Vec<u32>,
+    cache: RowKv,
+}
+
+/// What a call's row takes from the continuation cache: the kept row and how many tokens.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Reuse {
+    pub row: usize,
+    pub tokens: usize,
+}
+
+impl Default for ContinuationCache {
+    fn default() -> Self {
+        Self::with_max_bytes(DEFAULT_MAX_BYTES)
+    }
+}
+
+impl ContinuationCache {
+    /// An empty cache that keeps at most `max_bytes` of keys and values.
+    pub fn with_max_bytes(max_bytes: usize) -> Self {
+        Self { rows: Vec::new(), bytes: 0, max_bytes, reused: 0 }
+    }
+
+    /// Prompt tokens of the last call taken from kept rows instead of being prefilled.
+    pub fn last_reused(&self) -> usize {
+        self.reused
+    }
+
+    /// The kept row that shares the longest start with `prompt`, and how many tokens of it to
+    /// take: at most all but the prompt's last token (whose logits choose the first new token),
+    /// and none below [`MIN_REUSED`].
+    pub(crate) fn longest_match(&self, prompt: &[u32]) -> Option<Reuse> {
+        let most = prompt.len().saturating_sub(1);
+        self.rows
+            .iter()
+            .enumerate()
+            .map(|(row, kept)| Reuse {
+                row,
+                tokens: kept.tokens.iter().zip(prompt).take(most).take_while(|(a, b)| a == b).count(),
+            })
+            .max_by_key(|reuse| reuse.tokens)
+            .filter(|reuse| reuse.tokens >= MIN_REUSED)
+    }
+
+    /// Seeds the host `cache` with `len` positions whose rows begin with their matches' tokens
+    /// (rows without a match begin empty), and records how many tokens that saves.
+    pub(crate) fn seed<B: burn::tensor::backend::Backend>(
+        &mut self,
+        cache: &mut KvCache<B>,
+        matches: &[Option<Reuse>],
+        len: usize,
+    ) {
+        let any = matches.iter().flatten().next().map_or(0, |reuse| reuse.row);
+        let rows: Vec<(&RowKv, usize)> = matches
+            .iter()
+            .map(|reuse| reuse.map_or((&self.rows[any].cache, 0), |r| (&self.rows[r.row].cache, r.tokens)))
+            .collect();
+        cache.seed_host_rows(&rows, len);
+        self.reused = matches.iter().flatten().map(|reuse| reuse.tokens).sum();
+    }
+
+    /// Starts a call: nothing taken from the kept rows yet.
+    pub(crate) fn begin_call(&mut self) {
+        self.reused = 0;
+    }
+
+    /// Drops the kept rows, once a call has taken what it needs from them.
+    pub(crate) fn forget_rows(&mut self) {
+        self.rows.clear();
+        self.bytes = 0;
+    }
+
+    /// Whether another row may still be kept.
+    pub(crate) fn has_room(&self) -> bool {
+        self.bytes < self.max_bytes
+    }
+
+    /// Keeps a finished row: the tokens its cache covers and the cache; once a row does not fit
+    /// in the byte limit, no more are kept this call.
+    pub(crate) fn keep(&mut self, tokens: Vec<u32>, cache: RowKv) {
+        self.bytes += cache.bytes();
+        if self.bytes <= self.max_bytes {
+            self.rows.push(KeptRow { tokens, cache });
+        } else {
+            self.bytes = self.max_bytes;
+        }
+    }
+
+    /// Whether any rows are kept.
+    pub(crate) fn is_empty(&self) -> bool {
+        self.rows.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use burn::backend::Flex;
+
+    use super::*;
+
+    /// A row of `len` positions of a two-layer host cache.
+    fn row(len: usize) -> RowKv {
+        let mut cache = KvCache::<Flex>::on_host(2, 1, 4);
+        for layer in &mut cache.layers {
+            let host = layer.host_mut().expect("a host cache");
+            host.append(&vec![1.0; len * 4], &vec![2.0; len * 4], [1, len]);
+        }
+        cache.host_row(0, 0..0).expect("a host cache")
+    }
+
+    #[test]
+    fn a_match_leaves_the_prompt_its_last_token_and_short_overlaps_are_not_taken() {
+        let mut continuation = ContinuationCache::default();
+        let tokens: Vec<u32> = (0..20).collect();
+        continuation.keep((100..120).collect(), row(20));
+        continuation.keep(tokens.clone(), row(20));
+        assert_eq!(continuation.longest_match(&tokens[..12]), Some(Reuse { row: 1, tokens: 11 }));
+        let diverging = [&tokens[..15], &[99, 100]].concat();
+        assert_eq!(continuation.longest_match(&diverging), Some(Reuse { row: 1, tokens: 15 }));
+        let short = [&tokens[..7], &[99]].concat();
+        assert_eq!(continuation.longest_match(&short), None, "7 tokens are not worth taking");
+    }
+
+    #[test]
+    fn rows_beyond_the_byte_limit_are_not_kept() {
+        let one = row(10).bytes();
+        assert_eq!(one, 2 * 2 * 10 * 4 * 4, "two layers of keys and values, 10 positions of 4 floats");
+        let mut continuation = ContinuationCache::with_max_bytes(2 * one);
+        for i in 0..3u32 {
+            assert_eq!(continuation.has_room(), i < 2, "row {i}");
+            continuation.keep(vec![i; 10], row(10));
+        }
+        assert_eq!(continuation.rows.len(), 2);
+        continuation.forget_rows();
+        assert!(continuation.is_empty() && continuation.has_room());
+    }
+}
