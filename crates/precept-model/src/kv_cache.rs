@@ -1,10 +1,10 @@
 //! The key/value cache, passed explicitly to the forward pass: tensors on the model's device, or
 //! buffers in host memory ([`HostKv`]) that grow in place, for the CPU.
 
+use std::ops::Range;
+
 use burn::tensor::backend::Backend;
 use burn::tensor::{Int, Tensor, TensorData};
-
-use std::ops::Range;
 
 use crate::host_attention::{HostKv, HostRowKv};
 
