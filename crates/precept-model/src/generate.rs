@@ -112,7 +112,8 @@ fn generate_with<B: Backend>(
 }
 
 /// Decodes rows that each bring their own token limit and sampling settings (a server's
-/// requests sharing forward passes).
+/// requests sharing forward passes), starting from `continuation`'s kept rows and keeping this
+/// call's there, as [`generate_continuing`] does, when one is given.
 ///
 /// `observe(row, token, logits)` sees each new token with the row's raw logits of that step
 /// (before penalties and temperature), for log-probabilities; returning `true` stops the row.
@@ -121,13 +122,14 @@ pub fn generate_each<B: Backend>(
     model: &LlamaForCausalLM<B>,
     rows: &[RowRequest],
     eos_token_ids: &[u32],
+    continuation: Option<&mut ContinuationCache>,
     observe: impl FnMut(usize, u32, &[f32]) -> bool,
 ) -> Result<Vec<Generation>> {
     let prompts: Vec<Vec<u32>> = rows.iter().map(|r| r.prompt.clone()).collect();
     let limits: Vec<usize> = rows.iter().map(|r| r.max_new_tokens).collect();
     let mut samplers: Vec<Sampler> = rows.iter().map(|r| Sampler::new(r.sampling.clone())).collect();
     let choose = |row: usize, logits: &mut [f32], context: &[u32]| samplers[row].next_token(logits, context);
-    decode(model, (&prompts, &limits), eos_token_ids, None, choose, observe)
+    decode(model, (&prompts, &limits), eos_token_ids, continuation, choose, observe)
 }
 
 /// The decoding loop: `choose(row, logits, context)` picks each token from a copy of the logits.

@@ -189,14 +189,14 @@ fn rows_with_their_own_settings_decode_as_they_would_alone() {
         })
         .collect();
     let mut raw_logits = vec![Vec::new(); rows.len()];
-    let together = generate_each(&model, &rows, &[], |row, token, logits| {
+    let together = generate_each(&model, &rows, &[], None, |row, token, logits| {
         raw_logits[row].push((token, logits.len()));
         false
     })
     .unwrap();
     for (i, (row, generation)) in rows.iter().zip(&together).enumerate() {
         assert_eq!(generation.ids.len(), row.max_new_tokens, "row {i}");
-        let alone = generate_each(&model, std::slice::from_ref(row), &[], |_, _, _| false).unwrap();
+        let alone = generate_each(&model, std::slice::from_ref(row), &[], None, |_, _, _| false).unwrap();
         assert_eq!(alone[0], *generation, "row {i}");
         assert!(raw_logits[i].iter().all(|&(_, vocab)| vocab == config.vocab_size));
     }
@@ -216,10 +216,10 @@ fn rows_sharing_a_prompt_share_its_prefill_and_decode_as_they_would_alone() {
     };
     // Duplicates before and after another prompt, one finishing early, sampled and greedy.
     let rows = [row(0, 6, 1.0, 0), row(1, 6, 0.0, 0), row(0, 6, 1.0, 1), row(0, 2, 0.0, 0), row(1, 6, 1.0, 3)];
-    let together = generate_each(&model, &rows, &[], |_, _, _| false).unwrap();
+    let together = generate_each(&model, &rows, &[], None, |_, _, _| false).unwrap();
     assert_ne!(together[0], together[2], "different seeds draw different continuations");
     for (i, (row, generation)) in rows.iter().zip(&together).enumerate() {
-        let alone = generate_each(&model, std::slice::from_ref(row), &[], |_, _, _| false).unwrap();
+        let alone = generate_each(&model, std::slice::from_ref(row), &[], None, |_, _, _| false).unwrap();
         assert_eq!(alone[0], *generation, "row {i}");
     }
 }

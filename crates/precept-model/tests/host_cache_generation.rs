@@ -8,7 +8,8 @@
 
 use burn::backend::Flex;
 use burn::tensor::{Int, Tensor, TensorData};
-use precept_model::generate::{generate, generate_continuing, GenerationConfig};
+use precept_model::generate::{generate, generate_continuing, generate_each, GenerationConfig, RowRequest};
+use precept_model::sampling::SamplingConfig;
 use precept_model::{set_host_kernels, AttentionInputs, ContinuationCache, LlamaConfig, LlamaForCausalLM};
 
 type B = Flex;
@@ -77,6 +78,19 @@ fn a_call_continuing_the_last_calls_rows_starts_from_their_caches_and_gives_the_
     assert!(continuation.last_reused() >= prompt_tokens, "{} tokens reused", continuation.last_reused());
     for (prompt, generation) in next.iter().zip(&second) {
         assert_eq!(generation.ids, greedy_without_cache(&model, prompt, 10, eos), "prompt {prompt:?}");
+    }
+    // A server's rows, each with its own settings, continue two of those conversations.
+    let rows: Vec<RowRequest> = (0..2)
+        .map(|i| RowRequest {
+            prompt: [next[i].as_slice(), &second[i].ids, &turn(i + 2)].concat(),
+            max_new_tokens: 10,
+            sampling: SamplingConfig::default(),
+        })
+        .collect();
+    let third = generate_each(&model, &rows, &[eos], Some(&mut continuation), |_, _, _| false).unwrap();
+    assert!(continuation.last_reused() >= next[0].len() + next[1].len(), "{}", continuation.last_reused());
+    for (row, generation) in rows.iter().zip(&third) {
+        assert_eq!(generation.ids, greedy_without_cache(&model, &row.prompt, 10, eos), "prompt {:?}", row.prompt);
     }
 }
 

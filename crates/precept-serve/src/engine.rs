@@ -7,6 +7,7 @@ use std::sync::Arc;
 use burn::tensor::backend::Backend;
 use precept_data::{ReplyText, Tokenizer};
 use precept_model::generate::{generate_each, FinishReason, RowRequest};
+use precept_model::ContinuationCache;
 use precept_model::LlamaForCausalLM;
 use precept_remote::wire::TokenLogprob;
 use tokio::sync::mpsc::UnboundedSender;
@@ -49,13 +50,15 @@ pub enum Event {
     Failed(String),
 }
 
-/// Decodes jobs until every sender is dropped, at most `max_batch` at a time.
+/// Decodes jobs until every sender is dropped, at most `max_batch` at a time. Each batch keeps
+/// its rows' KV caches for the next, so a chat's next request prefills only its new turns.
 pub fn run_engine<B: Backend>(
     model: LlamaForCausalLM<B>,
     tokenizer: Arc<Tokenizer>,
     jobs: Receiver<Job>,
     max_batch: usize,
 ) {
+    let mut continuation = ContinuationCache::default();
     while let Ok(first) = jobs.recv() {
         let mut batch = vec![first];
         while batch.len() < max_batch {
@@ -64,17 +67,22 @@ pub fn run_engine<B: Backend>(
                 Err(_) => break,
             }
         }
-        tracing::debug!("decoding a batch of {}", batch.len());
-        run_batch(&model, &tokenizer, &batch);
+        run_batch(&model, &tokenizer, &batch, &mut continuation);
+        tracing::debug!(rows = batch.len(), reused_tokens = continuation.last_reused(), "decoded a batch");
     }
 }
 
-fn run_batch<B: Backend>(model: &LlamaForCausalLM<B>, tokenizer: &Tokenizer, batch: &[Job]) {
+fn run_batch<B: Backend>(
+    model: &LlamaForCausalLM<B>,
+    tokenizer: &Tokenizer,
+    batch: &[Job],
+    continuation: &mut ContinuationCache,
+) {
     let rows: Vec<RowRequest> = batch.iter().map(|job| job.row.clone()).collect();
     let eos = tokenizer.eos_token_ids();
     let mut texts: Vec<ReplyText> = batch.iter().map(|job| ReplyText::new(tokenizer, &job.stop)).collect();
     let mut sent = vec![0usize; batch.len()];
-    let result = generate_each(model, &rows, &eos, |row, token, logits| {
+    let result = generate_each(model, &rows, &eos, Some(continuation), |row, token, logits| {
         let job = &batch[row];
         let stopped = texts[row].push(token);
         let text = texts[row].final_text();
