@@ -1,10 +1,11 @@
-//! [`ContinuationCache`]: the KV caches of one generation call's rows, kept for the next call,
-//! whose prompts often continue those conversations.
+//! [`ContinuationCache`]: the KV caches of recent generation calls' rows, kept for later calls,
+//! whose prompts often continue those conversations or share their start.
 //!
 //! The constitution loop asks for a revision with the critique conversation plus the critique
-//! and one more user turn; a chat client sends the whole conversation again with each message.
-//! Such a prompt begins with tokens whose keys and values the previous call already computed, so
-//! its prefill can start where they end. Only caches in host memory are kept (the CPU's).
+//! and one more user turn, and begins every critique conversation with the same system message
+//! and examples; a chat client sends the whole conversation again with each message. Such a
+//! prompt begins with tokens whose keys and values an earlier call already computed, so its
+//! prefill can start where they end. Only caches in host memory are kept (the CPU's).
 
 use crate::kv_cache::{KvCache, RowKv};
 
@@ -15,12 +16,12 @@ const MIN_REUSED: usize = 8;
 /// SmolLM2-135M, 46 KB a position).
 const DEFAULT_MAX_BYTES: usize = 2 << 30;
 
-/// The rows of the last generation call of one model: the tokens each row's cache covers (its
-/// prompt and reply but the last token) and that cache, up to a byte limit.
+/// The rows of recent generation calls of one model: the tokens each row's cache covers (its
+/// prompt and reply but the last token) and that cache. Beyond a byte limit the oldest rows go
+/// first; a row whose tokens another kept row continues is dropped as that one is kept.
 #[derive(Debug)]
 pub struct ContinuationCache {
     rows: Vec<KeptRow>,
-    bytes: usize,
     max_bytes: usize,
     reused: usize,
 }
@@ -47,7 +48,7 @@ impl Default for ContinuationCache {
 impl ContinuationCache {
     /// An empty cache that keeps at most `max_bytes` of keys and values.
     pub fn with_max_bytes(max_bytes: usize) -> Self {
-        Self { rows: Vec::new(), bytes: 0, max_bytes, reused: 0 }
+        Self { rows: Vec::new(), max_bytes, reused: 0 }
     }
 
     /// Prompt tokens of the last call taken from kept rows instead of being prefilled.
@@ -93,26 +94,19 @@ impl ContinuationCache {
         self.reused = 0;
     }
 
-    /// Drops the kept rows, once a call has taken what it needs from them.
-    pub(crate) fn forget_rows(&mut self) {
-        self.rows.clear();
-        self.bytes = 0;
-    }
-
-    /// Whether another row may still be kept.
-    pub(crate) fn has_room(&self) -> bool {
-        self.bytes < self.max_bytes
-    }
-
-    /// Keeps a finished row: the tokens its cache covers and the cache; once a row does not fit
-    /// in the byte limit, no more are kept this call.
+    /// Keeps a finished row: the tokens its cache covers and the cache. Rows it continues are
+    /// dropped, then the oldest rows while the kept bytes exceed the limit.
     pub(crate) fn keep(&mut self, tokens: Vec<u32>, cache: RowKv) {
-        self.bytes += cache.bytes();
-        if self.bytes <= self.max_bytes {
-            self.rows.push(KeptRow { tokens, cache });
-        } else {
-            self.bytes = self.max_bytes;
+        let continued = |kept: &KeptRow| kept.tokens.len() <= tokens.len() && tokens.starts_with(&kept.tokens);
+        self.rows.retain(|kept| !continued(kept));
+        self.rows.push(KeptRow { tokens, cache });
+        let mut bytes: usize = self.rows.iter().map(|kept| kept.cache.bytes()).sum();
+        let mut dropped = 0;
+        while bytes > self.max_bytes {
+            bytes -= self.rows[dropped].cache.bytes();
+            dropped += 1;
         }
+        self.rows.drain(..dropped);
     }
 
     /// Whether any rows are kept.
@@ -151,16 +145,17 @@ mod tests {
     }
 
     #[test]
-    fn rows_beyond_the_byte_limit_are_not_kept() {
+    fn the_oldest_rows_go_beyond_the_byte_limit_and_a_continued_row_is_replaced() {
         let one = row(10).bytes();
         assert_eq!(one, 2 * 2 * 10 * 4 * 4, "two layers of keys and values, 10 positions of 4 floats");
         let mut continuation = ContinuationCache::with_max_bytes(2 * one);
         for i in 0..3u32 {
-            assert_eq!(continuation.has_room(), i < 2, "row {i}");
             continuation.keep(vec![i; 10], row(10));
         }
-        assert_eq!(continuation.rows.len(), 2);
-        continuation.forget_rows();
-        assert!(continuation.is_empty() && continuation.has_room());
+        let kept: Vec<u32> = continuation.rows.iter().map(|kept| kept.tokens[0]).collect();
+        assert_eq!(kept, [1, 2], "the oldest row went");
+        continuation.keep(vec![2; 12], row(10));
+        let kept: Vec<&[u32]> = continuation.rows.iter().map(|kept| kept.tokens.as_slice()).collect();
+        assert_eq!(kept, [&[1; 10][..], &[2; 12][..]], "the continued row was replaced");
     }
 }

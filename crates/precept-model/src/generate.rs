@@ -6,7 +6,7 @@
 //! Rows with the same prompt (several samples of one conversation) share one prefill row, which
 //! the cache copies to each of them after the first step; a prefix that every prompt shares (a
 //! system prompt, few-shot turns) is filled once and copied to every row before the prefill.
-//! [`generate_continuing`] also keeps each row's cache for the next call, whose prompts may
+//! [`generate_continuing`] also keeps each row's cache for later calls, whose prompts may
 //! continue those conversations ([`ContinuationCache`]).
 
 use std::collections::HashMap;
@@ -84,9 +84,9 @@ pub fn generate<B: Backend>(
     generate_with(model, prompts, config, None, observe)
 }
 
-/// [`generate`], taking the start of each prompt that a row of the previous call already covers
-/// from `continuation` instead of prefilling it, and keeping this call's rows there for the
-/// next. Gives the tokens [`generate`] gives (a cache of tensors, off the CPU, keeps nothing).
+/// [`generate`], taking the start of each prompt that a row of an earlier call already covers
+/// from `continuation` instead of prefilling it, and keeping this call's rows there for later
+/// calls. Gives the tokens [`generate`] gives (a cache of tensors, off the CPU, keeps nothing).
 pub fn generate_continuing<B: Backend>(
     model: &LlamaForCausalLM<B>,
     prompts: &[Vec<u32>],
@@ -160,9 +160,6 @@ fn decode<B: Backend>(
     // logits row) of each active row until the cache is expanded after the first step.
     let (prefilled, mut cache_rows) = distinct_prompts(prompts, &active);
     let (mut cache, starts) = start_cache(model, prompts, &prefilled, continuation.as_deref_mut());
-    if let Some(continuation) = continuation.as_deref_mut() {
-        continuation.forget_rows();
-    }
     let cached = cache.len();
     let own: Vec<usize> = prefilled.iter().zip(&starts).map(|(&i, &start)| prompts[i].len() - start).collect();
     let rest = own.iter().copied().max().unwrap_or(0);
@@ -204,7 +201,7 @@ fn decode<B: Backend>(
                 next.push(token as i64);
                 None
             };
-            if let Some(continuation) = continuation.as_deref_mut().filter(|c| row.finish.is_some() && c.has_room()) {
+            if let Some(continuation) = continuation.as_deref_mut().filter(|_| row.finish.is_some()) {
                 let padding = row_starts[position]..row_starts[position] + pads[position];
                 if let Some(kv) = cache.host_row(cache_rows[position], padding) {
                     // The cache covers the context but the token just chosen.

@@ -22,8 +22,9 @@ use crate::sampling::SamplingConfig;
 const SCORING_BATCH: usize = 16;
 
 /// A model and its tokenizer, answering conversations through the chat template. Each call keeps
-/// its rows' KV caches for the next, so a conversation continued there (a critique's revision
-/// request) prefills only its new turns.
+/// its rows' KV caches for later calls, so a conversation continued there (a critique's revision
+/// request) prefills only its new turns, and one that starts like a kept one (the same system
+/// message and examples) skips that start.
 pub struct LocalGenerator<B: Backend> {
     model: LlamaForCausalLM<B>,
     tokenizer: Tokenizer,
@@ -43,7 +44,7 @@ impl<B: Backend> LocalGenerator<B> {
         Ok(Self::new(model, tokenizer))
     }
 
-    /// Drops the KV caches kept from the last call, so that the next call starts from nothing.
+    /// Drops the KV caches kept from earlier calls, so that the next call starts from nothing.
     pub fn forget_last_call(&mut self) {
         self.continuation = ContinuationCache::default();
     }

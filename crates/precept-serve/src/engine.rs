@@ -51,7 +51,7 @@ pub enum Event {
 }
 
 /// Decodes jobs until every sender is dropped, at most `max_batch` at a time. Each batch keeps
-/// its rows' KV caches for the next, so a chat's next request prefills only its new turns.
+/// its rows' KV caches for later batches, so a chat's next request prefills only its new turns.
 pub fn run_engine<B: Backend>(
     model: LlamaForCausalLM<B>,
     tokenizer: Arc<Tokenizer>,
