@@ -105,7 +105,7 @@ pub enum Feedback {
 }
 
 /// AI feedback on one prompt: the outcome, and the usable text of the sampled answers
-/// ([`usable_text`]), which [`crate::expected`] may also draw on.
+/// ([`usable_text`]), which the expected-behaviour choice may also draw on.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Labelled {
     /// The pair, or why there is none; `None` when the prompt was not judged.

@@ -26,7 +26,7 @@ pub struct PromptRecord {
     pub id: String,
     /// The conversation so far.
     pub messages: Vec<Message>,
-    /// What a safe model does with it; records then keep to it (see [`crate::expected`]).
+    /// What a safe model does with it; records then keep to it (see [`Expected`]).
     pub expected: Option<Expected>,
 }
 

@@ -97,8 +97,7 @@ impl ContinuationCache {
     /// Keeps a finished row: the tokens its cache covers and the cache. Rows it continues are
     /// dropped, then the oldest rows while the kept bytes exceed the limit.
     pub(crate) fn keep(&mut self, tokens: Vec<u32>, cache: RowKv) {
-        let continued = |kept: &KeptRow| kept.tokens.len() <= tokens.len() && tokens.starts_with(&kept.tokens);
-        self.rows.retain(|kept| !continued(kept));
+        self.rows.retain(|kept| !tokens.starts_with(&kept.tokens));
         self.rows.push(KeptRow { tokens, cache });
         let mut bytes: usize = self.rows.iter().map(|kept| kept.cache.bytes()).sum();
         let mut dropped = 0;
