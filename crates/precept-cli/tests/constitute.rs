@@ -7,16 +7,20 @@
 mod common;
 
 use std::collections::{BTreeMap, HashSet};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::{precept, precept_error, precept_json, tiny_word_model, TINY_CONSTITUTION};
 
-/// Writes a random tiny model and a constitution into `dir`.
-fn setup(dir: &Path) {
+/// Writes a random tiny model, a constitution and `prompts` prompts into `dir`; returns the
+/// prompts file.
+fn setup(dir: &Path, prompts: usize) -> PathBuf {
     tiny_word_model(&dir.join("model"));
     std::fs::write(dir.join("tiny.toml"), TINY_CONSTITUTION).unwrap();
+    let file = dir.join("prompts.jsonl");
+    write_prompts(&file, prompts);
+    file
 }
 
 fn s(path: &Path) -> &str {
@@ -77,10 +81,8 @@ fn by_id(path: &Path) -> BTreeMap<String, serde_json::Value> {
 #[test]
 fn a_killed_run_resumes_to_exactly_the_records_of_an_uninterrupted_run() {
     let dir = tempfile::tempdir().unwrap();
-    setup(dir.path());
-    let prompts = dir.path().join("prompts.jsonl");
     let total = 400;
-    write_prompts(&prompts, total);
+    let prompts = setup(dir.path(), total);
 
     // The reference: one uninterrupted run.
     let straight = dir.path().join("straight");
@@ -139,9 +141,7 @@ fn a_killed_run_resumes_to_exactly_the_records_of_an_uninterrupted_run() {
 #[test]
 fn feedback_runs_write_judged_pairs() {
     let dir = tempfile::tempdir().unwrap();
-    setup(dir.path());
-    let prompts = dir.path().join("prompts.jsonl");
-    write_prompts(&prompts, 6);
+    let prompts = setup(dir.path(), 6);
     let out_dir = dir.path().join("out");
     let mut args = constitute_args(dir.path(), s(&prompts), s(&out_dir));
     args.extend(["--feedback", "--clamp", "0.4,0.6"].map(str::to_owned));
@@ -163,9 +163,7 @@ fn feedback_runs_write_judged_pairs() {
 #[test]
 fn bench_constitute_times_the_loop_apart_from_loading() {
     let dir = tempfile::tempdir().unwrap();
-    setup(dir.path());
-    let prompts = dir.path().join("prompts.jsonl");
-    write_prompts(&prompts, 5);
+    let prompts = setup(dir.path(), 5);
     let (model, constitution) = (dir.path().join("model"), dir.path().join("tiny.toml"));
     let report = precept_json(&[
         "bench",
@@ -192,6 +190,8 @@ fn bench_constitute_times_the_loop_apart_from_loading() {
     assert!((rate - 4.0 / seconds * 60.0).abs() < 1e-9 * rate, "{report}");
     let kept_and_filtered = report["sft"].as_u64().unwrap() + report["filtered"].as_u64().unwrap();
     assert_eq!(kept_and_filtered, 4);
+    let err = precept_error(&["bench", "constitute", "--model", s(&model), "--limit", "0"]);
+    assert!(err.contains("--limit must be at least 1"), "{err}");
 }
 
 #[test]

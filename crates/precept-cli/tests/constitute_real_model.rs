@@ -1,6 +1,6 @@
 //! `precept constitute` on the real SmolLM2-135M-Instruct: its chat template carries the whole
-//! critique conversation (multi-turn prompts included), and AI feedback reads its option
-//! probabilities.
+//! critique conversation (multi-turn prompts included), AI feedback reads its option
+//! probabilities, and `precept data check` accepts both outputs.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a failure should stop the test
 
@@ -15,7 +15,7 @@ fn constitute_runs_on_smollm2_with_feedback_and_a_multi_turn_prompt() {
     std::fs::write(
         &prompts,
         concat!(
-            r#"{"id":"hello","prompt":"Say hello in three words."}"#,
+            r#"{"id":"hello","prompt":"Say hello in three words.","expected":"comply"}"#,
             "\n",
             r#"{"id":"turns","messages":[{"role":"user","content":"Name a colour."},{"role":"assistant","content":"Blue."},{"role":"user","content":"Name another one, in one word."}]}"#,
             "\n"
@@ -64,6 +64,15 @@ fn constitute_runs_on_smollm2_with_feedback_and_a_multi_turn_prompt() {
         }
         let label = (ab[0].as_f64().unwrap() + ba[1].as_f64().unwrap()) / 2.0;
         assert!((judgement["label"].as_f64().unwrap() - label).abs() < 1e-12, "{judgement}");
+    }
+    // Both outputs hold records, and `precept data check` accepts them for SFT and DPO.
+    for (file, format) in [("sft.jsonl", "sft"), ("prefs.jsonl", "prefs")] {
+        let path = out.join(file);
+        assert!(!std::fs::read_to_string(&path).unwrap().is_empty(), "{file} is empty");
+        let check =
+            precept(&["data", "check", path.to_str().unwrap(), "--model", model.to_str().unwrap(), "--format", format]);
+        let report = String::from_utf8_lossy(&check.stdout);
+        assert!(check.status.success() && report.contains(" 0 invalid"), "{file}: {report}");
     }
     // A rerun finds everything finished and changes nothing.
     let before = std::fs::read(out.join("progress.jsonl")).unwrap();

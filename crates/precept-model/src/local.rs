@@ -44,6 +44,11 @@ impl<B: Backend> LocalGenerator<B> {
         Ok(Self::new(model, tokenizer))
     }
 
+    /// Prompt tokens of the last call taken from earlier calls' kept KV caches.
+    pub fn last_reused(&self) -> usize {
+        self.continuation.last_reused()
+    }
+
     /// Drops the KV caches kept from earlier calls, so that the next call starts from nothing.
     pub fn forget_last_call(&mut self) {
         self.continuation = ContinuationCache::default();
@@ -147,7 +152,7 @@ impl<B: Backend> Generate for LocalGenerator<B> {
             longest_prompt = prompts.iter().map(Vec::len).max().unwrap_or(0),
             new_tokens = generations.iter().map(|g| g.ids.len()).sum::<usize>(),
             longest = generations.iter().map(|g| g.ids.len()).max().unwrap_or(0),
-            reused_tokens = self.continuation.last_reused(),
+            reused_tokens = self.last_reused(),
             seconds = started.elapsed().as_secs_f64(),
             "generated"
         );

@@ -2,20 +2,10 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a failure should stop the test
 
-use std::path::PathBuf;
+mod common;
 
-use burn::backend::Flex;
+use common::smollm2;
 use precept_data::{FinishReason, Generate, GenerateSettings, Message};
-use precept_model::LocalGenerator;
-
-fn smollm2() -> LocalGenerator<Flex> {
-    let dir = std::env::var_os("PRECEPT_SMOLLM2").map(PathBuf::from).unwrap_or_else(|| {
-        PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").unwrap_or_else(|_| env!("CARGO_MANIFEST_DIR").to_owned()))
-            .join("../../checkpoints/smollm2-135m-instruct")
-    });
-    assert!(dir.join("model.safetensors").is_file(), "{}: run scripts/fetch-smollm2.sh first", dir.display());
-    LocalGenerator::open(&dir, &Default::default()).unwrap()
-}
 
 #[test]
 fn smollm2_answers_conversations_and_prefers_the_right_option() {

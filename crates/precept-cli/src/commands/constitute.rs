@@ -4,7 +4,7 @@
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use anyhow::{bail, Context, Result};
+use anyhow::{bail, ensure, Context, Result};
 use burn::tensor::backend::Backend;
 use clap::Args;
 use indicatif::ProgressBar;
@@ -310,6 +310,7 @@ pub struct BenchConstitute(pub BenchConstituteArgs);
 impl DeviceCommand for BenchConstitute {
     fn run<B: Backend>(self, device: B::Device) -> Result<()> {
         let args = self.0;
+        ensure!(args.limit > 0, "--limit must be at least 1");
         let out = std::env::temp_dir().join(format!("precept-bench-constitute-{}", std::process::id()));
         let mut prompts = read_prompts(&args.prompts)?;
         prompts.truncate(args.limit);
