@@ -222,8 +222,18 @@ pub struct MergeArgs {
 pub enum DecodeWeightsArg {
     /// The model's float32 weights, read in place.
     F32,
-    /// bfloat16 copies, made on first use.
+    /// bfloat16 copies, made when the model is loaded.
     Bf16,
+}
+
+impl DecodeWeightsArg {
+    /// The element type of the copies decoding reads; `None` for the weights themselves.
+    pub fn dtype(self) -> Option<burn::tensor::FloatDType> {
+        match self {
+            Self::F32 => None,
+            Self::Bf16 => Some(burn::tensor::FloatDType::BF16),
+        }
+    }
 }
 
 /// Element type of saved weights.

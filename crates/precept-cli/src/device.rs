@@ -5,6 +5,8 @@ use std::str::FromStr;
 
 use anyhow::{bail, Result};
 use burn::tensor::backend::Backend;
+use burn::tensor::FloatDType;
+use precept_train::TrainKernels;
 
 /// A device named on the command line: `cpu`, `cuda[:N]` or `wgpu[:N]`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -49,35 +51,28 @@ impl fmt::Display for DeviceChoice {
 
 /// A command that runs on any backend.
 pub trait DeviceCommand {
-    /// Runs on `device`.
-    fn run<B: Backend>(self, device: B::Device) -> Result<()>;
+    /// Runs on `device`; models loaded for inference decode with weights in `decode`.
+    fn run<B: TrainKernels>(self, device: B::Device, decode: Option<FloatDType>) -> Result<()>;
 }
 
 impl DeviceChoice {
-    /// Runs `command` on this device, or explains why the device is unavailable.
-    pub fn dispatch(self, command: impl DeviceCommand) -> Result<()> {
+    /// Runs `command` on this device, or explains why the device is unavailable; models it loads
+    /// for inference decode with copies of their weights in `decode` (`None`: the weights).
+    pub fn dispatch(self, command: impl DeviceCommand, decode: Option<FloatDType>) -> Result<()> {
         match self {
             #[cfg(feature = "flex")]
-            Self::Cpu => {
-                if precept_model::row_product::vectorised() {
-                    precept_model::set_rows_product::<burn::backend::Flex>(crate::cpu_product::flex_rows_product);
-                } else {
-                    precept_model::set_matvec_split(rayon::current_num_threads());
-                }
-                precept_model::set_host_kernels::<burn::backend::Flex>();
-                command.run::<burn::backend::Flex>(Default::default())
-            }
+            Self::Cpu => command.run::<burn::backend::Flex>(Default::default(), decode),
             #[cfg(feature = "cuda")]
             Self::Cuda(index) => {
                 let device = burn::backend::cuda::CudaDevice::new(index);
                 probe::<burn::backend::Cuda>(&device, self)?;
-                command.run::<burn::backend::Cuda>(device)
+                command.run::<burn::backend::Cuda>(device, decode)
             }
             #[cfg(feature = "wgpu")]
             Self::Wgpu(index) => {
                 let device = burn::backend::wgpu::WgpuDevice::DiscreteGpu(index);
                 probe::<burn::backend::Wgpu>(&device, self)?;
-                command.run::<burn::backend::Wgpu>(device)
+                command.run::<burn::backend::Wgpu>(device, decode)
             }
             #[allow(unreachable_patterns)]
             other => {

@@ -3,10 +3,10 @@
 use std::path::Path;
 
 use anyhow::{Context, Result};
-use burn::tensor::backend::Backend;
+use burn::tensor::FloatDType;
 use precept_data::{Message, Tokenizer};
 use precept_model::checkpoint::load_model;
-use precept_model::{LlamaConfig, LlamaForCausalLM};
+use precept_model::{KernelBackend, LlamaConfig, LlamaForCausalLM};
 
 /// The tokenizer of a model folder, and text prepared for it.
 pub struct TextModel {
@@ -38,7 +38,13 @@ impl TextModel {
     }
 }
 
-/// Loads the weights of `dir` onto `device`.
-pub fn load_weights<B: Backend>(dir: &Path, device: &B::Device) -> Result<(LlamaConfig, LlamaForCausalLM<B>)> {
-    load_model(dir, device).with_context(|| format!("loading the model in {}", dir.display()))
+/// Loads the weights of `dir` onto `device`, for training or for inference that decodes with
+/// copies of its weights in `decode` (`None`: the weights themselves).
+pub fn load_weights<B: KernelBackend>(
+    dir: &Path,
+    device: &B::Device,
+    decode: Option<FloatDType>,
+) -> Result<(LlamaConfig, LlamaForCausalLM<B>)> {
+    let (config, model) = load_model(dir, device).with_context(|| format!("loading the model in {}", dir.display()))?;
+    Ok((config, model.with_decode_dtype(decode)))
 }

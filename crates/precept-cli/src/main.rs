@@ -6,7 +6,6 @@
 mod args;
 mod commands;
 #[cfg(feature = "flex")]
-mod cpu_product;
 mod device;
 mod loaded;
 mod output;
@@ -46,8 +45,6 @@ fn main() -> ExitCode {
     if cli.decode_weights == args::DecodeWeightsArg::Bf16 && cli.device != device::DeviceChoice::Cpu {
         tracing::warn!("--decode-weights bf16 applies to CPU decoding; {} decodes with its own weights", cli.device);
     }
-    #[cfg(feature = "flex")]
-    cpu_product::set_decode_weights(cli.decode_weights == args::DecodeWeightsArg::Bf16);
     // On a worker of the CPU thread pool, so that the command's parallel sections are forked and
     // joined by the pool's own threads instead of waking them from, and sleeping on, a third one.
     // The server blocks its thread on the network, so its engine thread joins the pool instead.

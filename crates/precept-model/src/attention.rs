@@ -1,15 +1,13 @@
 //! Grouped-query self-attention with rotary positions and an optional explicit KV cache.
 
+use std::cell::OnceCell;
+
 use burn::module::Module;
 use burn::tensor::backend::Backend;
-use burn::tensor::module::attention;
-use burn::tensor::ops::AttentionModuleOptions;
 use burn::tensor::{Bool, Tensor};
 
+use crate::backend::{Heads, KernelBackend};
 use crate::config::LlamaConfig;
-use crate::fused::{training_kernels, Heads};
-use crate::host::{from_host, host_values};
-use crate::host_attention::{HostKv, HostShape};
 use crate::inputs::AttentionInputs;
 use crate::kv_cache::LayerKv;
 use crate::project::{project, project_many};
@@ -55,128 +53,90 @@ impl LlamaConfig {
 }
 
 impl<B: Backend> Attention<B> {
-    /// Attends over the cached keys followed by this call's keys.
-    ///
-    /// Query heads are grouped under their key/value head (`[batch, kv_heads, group·seq, head_dim]`)
-    /// so grouped-query attention never copies keys or values per query head. Training with host
-    /// kernels ([`crate::set_host_kernels`]) takes one fused operation instead, in the
-    /// projections' own layout.
+    /// The head layout.
+    pub fn heads(&self) -> Heads {
+        Heads { heads: self.num_heads, kv_heads: self.num_kv_heads, head_dim: self.head_dim }
+    }
+}
+
+impl<B: KernelBackend> Attention<B> {
+    /// Attends over the cached keys followed by this call's keys, or over this call's alone.
     ///
     /// # Shapes
     /// - x: `[batch, seq, d_model]` → `[batch, seq, d_model]`
     pub fn forward(&self, x: Tensor<B, 3>, shared: &LayerInputs<B>, cache: Option<&mut LayerKv<B>>) -> Tensor<B, 3> {
-        let [batch, seq, _] = x.dims();
-        let (kv_heads, head_dim) = (self.num_kv_heads, self.head_dim);
-        let group = self.num_heads / kv_heads;
         let [q, k, v] = project_many([&self.q_proj, &self.k_proj, &self.v_proj], x);
-        let q = shared.q.apply(q);
-        let k = shared.k.apply(k);
-        if let (None, Some(kernels)) = (&cache, training_kernels::<B>()) {
-            let heads = Heads { heads: self.num_heads, kv_heads, head_dim };
-            let out = (kernels.attention)(q, k, v, heads, shared.host_mask.as_deref());
-            return project(&self.o_proj, out);
-        }
-        let (k, v) = match cache {
-            Some(cache) => match cache.host_mut() {
-                Some(host) => return project(&self.o_proj, self.attend_on_host(q, k, v, host, shared)),
-                None => cache.append(self.kv_heads(k), self.kv_heads(v)),
-            },
-            None => (self.kv_heads(k), self.kv_heads(v)),
+        let (q, k) = (shared.q.apply(q), shared.k.apply(k));
+        let out = match cache {
+            Some(cache) => cache.attend(q, k, v, self.heads(), shared),
+            None => <B as KernelBackend>::attention(q, k, v, self.heads(), shared),
         };
-        let q = q.reshape([batch, seq, kv_heads, group, head_dim]).permute([0, 2, 3, 1, 4]).reshape([
-            batch,
-            kv_heads,
-            group * seq,
-            head_dim,
-        ]);
-        let mask = shared.mask.clone();
-        let options = AttentionModuleOptions { scale: None, softcap: None, is_causal: false };
-        let out = attention(q, k, v, mask, None, options)
-            .reshape([batch, kv_heads, group, seq, head_dim])
-            .permute([0, 3, 1, 2, 4])
-            .reshape([batch, seq, self.num_heads * head_dim]);
         project(&self.o_proj, out)
-    }
-
-    /// Appends `k` and `v` to `cache` and attends over it in host memory.
-    ///
-    /// # Shapes
-    /// - q: `[batch, seq, heads·head_dim]`, k and v: `[batch, seq, kv_heads·head_dim]`
-    /// - output: `[batch, seq, heads·head_dim]`
-    fn attend_on_host(
-        &self,
-        q: Tensor<B, 3>,
-        k: Tensor<B, 3>,
-        v: Tensor<B, 3>,
-        cache: &mut HostKv,
-        shared: &LayerInputs<B>,
-    ) -> Tensor<B, 3> {
-        let [batch, seq, width] = q.dims();
-        let device = q.device();
-        cache.append(&host_values(k), &host_values(v), [batch, seq]);
-        let shape = HostShape { batch, seq, heads: self.num_heads };
-        let out = cache.attend(&host_values(q), shape, shared.host_mask.as_deref());
-        from_host(out, [batch, seq, width], &device)
-    }
-
-    /// `[batch, seq, kv_heads·head_dim] → [batch, kv_heads, seq, head_dim]`.
-    fn kv_heads(&self, x: Tensor<B, 3>) -> Tensor<B, 4> {
-        let [batch, seq, _] = x.dims();
-        x.reshape([batch, seq, self.num_kv_heads, self.head_dim]).swap_dims(1, 2)
     }
 }
 
 /// What every layer of one forward pass shares: the rotations of queries and keys, and the
-/// attention mask laid out for grouped query heads, built once per pass and stored contiguously
-/// (a broadcast view would be copied by the attention kernel in every layer).
+/// attention mask in the layouts attention asks for, each built once per pass on first use and
+/// stored contiguously (a broadcast view would be copied by the attention kernel in every layer).
 #[derive(Debug, Clone)]
 pub struct LayerInputs<B: Backend> {
     /// Rotations for the query heads.
     pub q: RotaryAngles<B>,
     /// Rotations for the key heads.
     pub k: RotaryAngles<B>,
-    /// `true` where a query must not see a key, `[batch, kv_heads, group·seq, cached + seq]`, rows
-    /// in the grouped query layout `Attention::forward` uses; `None` when every query sees every
-    /// key or the pass attends on the host.
-    pub mask: Option<Tensor<B, 4, Bool>>,
-    /// The same mask as `[batch, seq, cached + seq]` host values, for a pass that attends over a
-    /// host cache ([`HostKv`]) or trains with host kernels; `None` when every query sees every
-    /// key or the pass does neither.
-    pub host_mask: Option<Vec<bool>>,
+    /// `true` where a query must not see a key, `[batch, 1, seq, cached + seq]`; `None` when
+    /// every query sees every key.
+    mask: Option<Tensor<B, 4, Bool>>,
+    /// Query and key/value heads.
+    heads: Heads,
+    /// [`Self::grouped_mask`], once built.
+    grouped: OnceCell<Option<Tensor<B, 4, Bool>>>,
+    /// [`Self::host_mask`], once read.
+    host: OnceCell<Option<Vec<bool>>>,
 }
 
 impl<B: Backend> LayerInputs<B> {
-    /// The shared inputs of a pass with `inputs`, for attention with `heads` query heads over
-    /// `kv_heads` key/value heads, over a host cache when `on_host`.
-    pub fn new(
-        rope: &RotaryEmbedding<B>,
-        inputs: &AttentionInputs<B>,
-        [heads, kv_heads]: [usize; 2],
-        on_host: bool,
-    ) -> Self {
-        let (q, k) = (rope.angles(&inputs.positions, heads), rope.angles(&inputs.positions, kv_heads));
-        let host_mask = || {
-            inputs.mask.clone().map(|mask| {
+    /// The shared inputs of a pass with `inputs`, for attention with `heads`.
+    pub fn new(rope: &RotaryEmbedding<B>, inputs: &AttentionInputs<B>, heads: Heads) -> Self {
+        Self {
+            q: rope.angles(&inputs.positions, heads.heads),
+            k: rope.angles(&inputs.positions, heads.kv_heads),
+            mask: inputs.mask.clone(),
+            heads,
+            grouped: OnceCell::new(),
+            host: OnceCell::new(),
+        }
+    }
+
+    /// The mask with rows in the grouped query layout of burn's attention,
+    /// `[batch, kv_heads, group·seq, cached + seq]`.
+    pub fn grouped_mask(&self) -> Option<Tensor<B, 4, Bool>> {
+        let build = || {
+            let Heads { kv_heads, .. } = self.heads;
+            let group = self.heads.group();
+            self.mask.clone().map(|mask| {
+                let [batch, _, seq, total] = mask.dims();
+                let grouped = mask.unsqueeze_dim::<5>(2).expand([batch, 1, group, seq, total]).reshape([
+                    batch,
+                    1,
+                    group * seq,
+                    total,
+                ]);
+                Tensor::cat(vec![grouped; kv_heads], 1)
+            })
+        };
+        self.grouped.get_or_init(build).clone()
+    }
+
+    /// The mask as `[batch, seq, cached + seq]` host values, for attention on host memory.
+    pub fn host_mask(&self) -> Option<&[bool]> {
+        let read = || {
+            self.mask.clone().map(|mask| {
                 // A boolean tensor's data always reads back as booleans.
                 mask.into_data().into_vec::<bool>().unwrap_or_else(|e| unreachable!("{e:?}"))
             })
         };
-        if on_host {
-            return Self { q, k, mask: None, host_mask: host_mask() };
-        }
-        let host_mask = training_kernels::<B>().and_then(|_| host_mask());
-        let group = heads / kv_heads;
-        let mask = inputs.mask.clone().map(|mask| {
-            let [batch, _, seq, total] = mask.dims();
-            let grouped = mask.unsqueeze_dim::<5>(2).expand([batch, 1, group, seq, total]).reshape([
-                batch,
-                1,
-                group * seq,
-                total,
-            ]);
-            Tensor::cat(vec![grouped; kv_heads], 1)
-        });
-        Self { q, k, mask, host_mask }
+        self.host.get_or_init(read).as_deref()
     }
 }
 
@@ -191,9 +151,9 @@ mod tests {
         let rope = RotaryEmbedding::<Flex>::new(&LlamaConfig::tiny(), &device);
         let inputs = AttentionInputs::left_padded(&[2, 0], 3, 1, &device);
         let [heads, kv_heads] = [6, 2];
-        let shared = LayerInputs::new(&rope, &inputs, [heads, kv_heads], false);
+        let shared = LayerInputs::new(&rope, &inputs, Heads { heads, kv_heads, head_dim: 4 });
         let source: Vec<bool> = inputs.mask.clone().unwrap().into_data().to_vec().unwrap();
-        let mask = shared.mask.unwrap();
+        let mask = shared.grouped_mask().unwrap();
         let [batch, _, seq, total] = inputs.mask.unwrap().dims();
         let group = heads / kv_heads;
         assert_eq!(mask.dims(), [batch, kv_heads, group * seq, total]);

@@ -11,9 +11,9 @@
 
 use std::collections::HashMap;
 
-use burn::tensor::backend::Backend;
 use burn::tensor::{Int, Tensor, TensorData};
 
+use crate::backend::KernelBackend;
 use crate::continuation::{ContinuationCache, Reuse};
 use crate::error::{ModelError, Result};
 use crate::inputs::AttentionInputs;
@@ -75,7 +75,7 @@ pub struct RowRequest {
 /// `observe(row, token)` is called for each new token in order; returning `true` stops that row
 /// (for stop strings and streaming). Rows that finish leave the batch, so the rest decode
 /// faster. Errors only on empty or over-long prompts.
-pub fn generate<B: Backend>(
+pub fn generate<B: KernelBackend>(
     model: &LlamaForCausalLM<B>,
     prompts: &[Vec<u32>],
     config: &GenerationConfig,
@@ -87,7 +87,7 @@ pub fn generate<B: Backend>(
 /// [`generate`], taking the start of each prompt that a row of an earlier call already covers
 /// from `continuation` instead of prefilling it, and keeping this call's rows there for later
 /// calls. Gives the tokens [`generate`] gives (a cache of tensors, off the CPU, keeps nothing).
-pub fn generate_continuing<B: Backend>(
+pub fn generate_continuing<B: KernelBackend>(
     model: &LlamaForCausalLM<B>,
     prompts: &[Vec<u32>],
     config: &GenerationConfig,
@@ -97,7 +97,7 @@ pub fn generate_continuing<B: Backend>(
     generate_with(model, prompts, config, Some(continuation), observe)
 }
 
-fn generate_with<B: Backend>(
+fn generate_with<B: KernelBackend>(
     model: &LlamaForCausalLM<B>,
     prompts: &[Vec<u32>],
     config: &GenerationConfig,
@@ -118,7 +118,7 @@ fn generate_with<B: Backend>(
 /// `observe(row, token, logits)` sees each new token with the row's raw logits of that step
 /// (before penalties and temperature), for log-probabilities; returning `true` stops the row.
 /// Errors only on empty or over-long prompts.
-pub fn generate_each<B: Backend>(
+pub fn generate_each<B: KernelBackend>(
     model: &LlamaForCausalLM<B>,
     rows: &[RowRequest],
     eos_token_ids: &[u32],
@@ -133,7 +133,7 @@ pub fn generate_each<B: Backend>(
 }
 
 /// The decoding loop: `choose(row, logits, context)` picks each token from a copy of the logits.
-fn decode<B: Backend>(
+fn decode<B: KernelBackend>(
     model: &LlamaForCausalLM<B>,
     (prompts, limits): (&[Vec<u32>], &[usize]),
     eos_token_ids: &[u32],
@@ -231,7 +231,7 @@ fn decode<B: Backend>(
 /// A cache already holding what this call need not prefill, and how many tokens of each prefilled
 /// row's prompt it holds: for each row the longest start that a row kept in `continuation`
 /// covers, or else the prefix every prompt shares (filled once), whichever saves more prefill.
-fn start_cache<B: Backend>(
+fn start_cache<B: KernelBackend>(
     model: &LlamaForCausalLM<B>,
     prompts: &[Vec<u32>],
     prefilled: &[usize],
@@ -260,7 +260,7 @@ const MIN_SHARED_PREFIX: usize = 8;
 /// Fills `cache` with the prefix that all `prefilled` rows' prompts share, once, copied to each
 /// row, and returns its length; 0 (and an untouched cache) for one row or a short prefix. Each row
 /// keeps at least its last prompt token for the prefill, whose logits choose its first token.
-pub(crate) fn fill_shared_prefix<B: Backend>(
+pub(crate) fn fill_shared_prefix<B: KernelBackend>(
     model: &LlamaForCausalLM<B>,
     prompts: &[Vec<u32>],
     prefilled: &[usize],
@@ -327,7 +327,7 @@ impl Row {
 }
 
 /// Runs one step and returns the last position's logits of every row, `[rows · vocab]`.
-fn last_logits<B: Backend>(
+fn last_logits<B: KernelBackend>(
     model: &LlamaForCausalLM<B>,
     tokens: Tensor<B, 2, Int>,
     inputs: &AttentionInputs<B>,
@@ -341,7 +341,7 @@ fn last_logits<B: Backend>(
 }
 
 /// Rejects empty prompts and prompts that cannot grow by their token limit within the model.
-fn check_prompts<B: Backend>(model: &LlamaForCausalLM<B>, prompts: &[Vec<u32>], limits: &[usize]) -> Result<()> {
+fn check_prompts<B: KernelBackend>(model: &LlamaForCausalLM<B>, prompts: &[Vec<u32>], limits: &[usize]) -> Result<()> {
     if let Some(row) = prompts.iter().position(Vec::is_empty) {
         return Err(ModelError::Generation { row, message: "the prompt is empty".into() });
     }

@@ -1,32 +1,7 @@
-//! The CPU knob: the backend whose inference keeps its KV cache and computes attention and the
-//! SwiGLU activation in host memory ([`crate::host_attention`], [`crate::host_math`]).
-
-use std::any::TypeId;
-use std::sync::OnceLock;
+//! Tensors to host memory and back, for kernels that work on slices.
 
 use burn::tensor::backend::Backend;
 use burn::tensor::{Tensor, TensorData};
-
-/// The backend whose tensors the program chose to work on in host memory.
-static HOST_BACKEND: OnceLock<TypeId> = OnceLock::new();
-
-/// Runs the inference steps that backend `B` does slowly on the CPU on host memory instead: the
-/// KV cache grows in place and attention reads it where it lies ([`crate::host_attention::HostKv`]),
-/// and SwiGLU uses a vectorised `exp`. Training on `Autodiff<B>` gets SwiGLU and attention as
-/// single graph nodes with hand-written backward passes, and precept-train's cross-entropy and
-/// AdamW run on host memory too.
-///
-/// A CPU tuning knob, set once by the program for its CPU backend (later calls are ignored); on a
-/// GPU backend it would copy activations to the host and back.
-pub fn set_host_kernels<B: Backend>() {
-    let _ = HOST_BACKEND.set(TypeId::of::<B>());
-    crate::fused::set_training_kernels::<B>();
-}
-
-/// Whether the program chose host kernels for `B`.
-pub fn host_kernels<B: Backend>() -> bool {
-    HOST_BACKEND.get() == Some(&TypeId::of::<B>())
-}
 
 /// A tensor's values as `f32`s in host memory, row-major (without a copy when the backend's
 /// storage is contiguous and nothing else holds it).

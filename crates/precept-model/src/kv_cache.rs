@@ -6,7 +6,11 @@ use std::ops::Range;
 use burn::tensor::backend::Backend;
 use burn::tensor::{Int, Tensor, TensorData};
 
-use crate::host_attention::{HostKv, HostRowKv};
+use precept_kernels::host_attention::{HostKv, HostRowKv, HostShape};
+
+use crate::attention::LayerInputs;
+use crate::backend::{grouped_attention, split_heads, Heads};
+use crate::host::{from_host, host_values};
 
 /// Cached keys and values of one layer.
 #[derive(Debug, Clone)]
@@ -30,24 +34,41 @@ impl<B: Backend> Default for LayerKv<B> {
 }
 
 impl<B: Backend> LayerKv<B> {
-    /// Appends this step's keys and values (`[batch, kv_heads, seq, head_dim]`) to a cache of
-    /// tensors and returns the whole cached sequence.
+    /// Appends this call's keys and values to the cache and attends over all of it: in place on
+    /// a host cache, through burn's attention on a cache of tensors.
     ///
-    /// # Panics
-    /// On a host cache, which [`Self::host_mut`] extends instead.
-    pub fn append(&mut self, new_keys: Tensor<B, 4>, new_values: Tensor<B, 4>) -> (Tensor<B, 4>, Tensor<B, 4>) {
-        let LayerStore::Tensors { keys, values } = &mut self.store else {
-            panic!("a host cache is extended through `host_mut`");
-        };
-        let join = |old: Option<Tensor<B, 4>>, new| match old {
-            Some(old) => Tensor::cat(vec![old, new], 2),
-            None => new,
-        };
-        let joined_keys = join(keys.take(), new_keys);
-        let joined_values = join(values.take(), new_values);
-        *keys = Some(joined_keys.clone());
-        *values = Some(joined_values.clone());
-        (joined_keys, joined_values)
+    /// # Shapes
+    /// - q: `[batch, seq, heads·head_dim]`; k, v: `[batch, seq, kv_heads·head_dim]`
+    /// - output: `[batch, seq, heads·head_dim]`
+    pub fn attend(
+        &mut self,
+        q: Tensor<B, 3>,
+        k: Tensor<B, 3>,
+        v: Tensor<B, 3>,
+        heads: Heads,
+        shared: &LayerInputs<B>,
+    ) -> Tensor<B, 3> {
+        let [batch, seq, width] = q.dims();
+        match &mut self.store {
+            LayerStore::Host(host) => {
+                let device = q.device();
+                host.append(&host_values(k), &host_values(v), [batch, seq]);
+                let shape = HostShape { batch, seq, heads: heads.heads };
+                let out = host.attend(&host_values(q), shape, shared.host_mask());
+                from_host(out, [batch, seq, width], &device)
+            }
+            LayerStore::Tensors { keys, values } => {
+                let join = |old: Option<Tensor<B, 4>>, new| match old {
+                    Some(old) => Tensor::cat(vec![old, new], 2),
+                    None => new,
+                };
+                let joined_keys = join(keys.take(), split_heads(k, heads));
+                let joined_values = join(values.take(), split_heads(v, heads));
+                *keys = Some(joined_keys.clone());
+                *values = Some(joined_values.clone());
+                grouped_attention(q, joined_keys, joined_values, heads, shared.grouped_mask())
+            }
+        }
     }
 
     /// The host buffers, when this cache keeps them.

@@ -5,9 +5,10 @@
 //!   mask) and an optional explicit [`KvCache`] to full-sequence logits.
 //! - [`checkpoint`] loads and saves Hugging Face folders (safetensors, sharded, f32/f16/bf16)
 //!   and PEFT adapter folders; [`lora`] adds, freezes and merges the adapters.
-//! - On the CPU, [`row_product`] computes decoding-step products, [`host_attention`] keeps the
-//!   KV cache in host memory and attends over it in place, and SwiGLU runs on host memory with a
-//!   vectorised `exp` ([`set_host_kernels`]).
+//! - [`KernelBackend`] is the seam for faster kernels: its default methods (decoding-step
+//!   products, SwiGLU, attention, the KV cache) use burn operations, and the CPU backend's
+//!   implementation runs precept-kernels on host memory instead, with hand-written backward
+//!   passes under autodiff.
 //! - [`gguf`] imports llama.cpp GGUF files into such folders.
 //! - [`sampling`] and [`generate`] turn the model into a text generator, batched, which can
 //!   start a prompt from the rows of the previous call it continues ([`ContinuationCache`]);
@@ -15,16 +16,14 @@
 //!   option probabilities out) with it.
 
 mod attention;
+mod backend;
 pub mod checkpoint;
 mod config;
 mod continuation;
 mod error;
-mod fused;
 pub mod generate;
 pub mod gguf;
 mod host;
-pub mod host_attention;
-pub mod host_math;
 mod inputs;
 mod kv_cache;
 mod local;
@@ -35,21 +34,19 @@ mod project;
 mod projection;
 mod rms_norm;
 mod rope;
-pub mod row_product;
 pub mod sampling;
-mod strided;
 
 pub use attention::{Attention, LayerInputs};
+pub use backend::{Heads, KernelBackend};
 pub use config::{Llama3RopeScaling, LlamaConfig};
 pub use continuation::ContinuationCache;
 pub use error::{ModelError, Result};
-pub use host::{from_host, host_kernels, host_values, set_host_kernels};
+pub use host::{from_host, host_values};
 pub use inputs::AttentionInputs;
 pub use kv_cache::{KvCache, LayerKv, RowKv};
 pub use local::LocalGenerator;
 pub use mlp::Mlp;
 pub use model::{DecoderLayer, LlamaForCausalLM, LlamaModel};
-pub use project::{set_matvec_split, set_rows_product, RowsProduct};
 pub use projection::{Projection, ProjectionConfig};
 pub use rms_norm::RmsNorm;
 pub use rope::{RotaryAngles, RotaryEmbedding};

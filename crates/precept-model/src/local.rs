@@ -3,13 +3,14 @@
 use std::path::Path;
 
 use burn::tensor::activation::log_softmax;
-use burn::tensor::backend::Backend;
-use burn::tensor::{Int, Tensor, TensorData};
+
+use burn::tensor::{FloatDType, Int, Tensor, TensorData};
 use precept_data::{
     normalise_log_probabilities, FinishReason as ReplyFinish, Generate, GenerateSettings, Message, Reply, ReplyText,
     Tokenizer,
 };
 
+use crate::backend::KernelBackend;
 use crate::checkpoint::load_model;
 use crate::continuation::ContinuationCache;
 use crate::error::{ModelError, Result};
@@ -25,23 +26,24 @@ const SCORING_BATCH: usize = 16;
 /// its rows' KV caches for later calls, so a conversation continued there (a critique's revision
 /// request) prefills only its new turns, and one that starts like a kept one (the same system
 /// message and examples) skips that start.
-pub struct LocalGenerator<B: Backend> {
+pub struct LocalGenerator<B: KernelBackend> {
     model: LlamaForCausalLM<B>,
     tokenizer: Tokenizer,
     continuation: ContinuationCache,
 }
 
-impl<B: Backend> LocalGenerator<B> {
+impl<B: KernelBackend> LocalGenerator<B> {
     /// Wraps a loaded model and its tokenizer.
     pub fn new(model: LlamaForCausalLM<B>, tokenizer: Tokenizer) -> Self {
         Self { model, tokenizer, continuation: ContinuationCache::default() }
     }
 
-    /// Loads the model folder `dir` onto `device`.
-    pub fn open(dir: &Path, device: &B::Device) -> Result<Self> {
+    /// Loads the model folder `dir` onto `device`, decoding with copies of its weights in
+    /// `decode` ([`LlamaForCausalLM::with_decode_dtype`]; `None`: the weights themselves).
+    pub fn open(dir: &Path, device: &B::Device, decode: Option<FloatDType>) -> Result<Self> {
         let tokenizer = Tokenizer::from_dir(dir)?;
         let (_, model) = load_model(dir, device)?;
-        Ok(Self::new(model, tokenizer))
+        Ok(Self::new(model.with_decode_dtype(decode), tokenizer))
     }
 
     /// Prompt tokens of the last call taken from earlier calls' kept KV caches.
@@ -125,7 +127,7 @@ impl<B: Backend> LocalGenerator<B> {
     }
 }
 
-impl<B: Backend> Generate for LocalGenerator<B> {
+impl<B: KernelBackend> Generate for LocalGenerator<B> {
     type Error = ModelError;
 
     fn generate(&mut self, conversations: &[Vec<Message>], settings: &GenerateSettings) -> Result<Vec<Reply>> {

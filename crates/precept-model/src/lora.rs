@@ -128,7 +128,7 @@ pub enum Trainable {
 
 impl<B: Backend> DecoderLayer<B> {
     /// The layer's projections with their checkpoint names.
-    fn projections_mut(&mut self) -> [(&'static str, &mut Projection<B>); 7] {
+    pub(crate) fn projections_mut(&mut self) -> [(&'static str, &mut Projection<B>); 7] {
         let attention = &mut self.self_attn;
         let mlp = &mut self.mlp;
         [

@@ -3,15 +3,15 @@
 use burn::module::Module;
 use burn::nn::{Embedding, EmbeddingConfig, Initializer};
 use burn::tensor::backend::Backend;
-use burn::tensor::{Int, Tensor};
+use burn::tensor::{FloatDType, Int, Tensor};
 
 use crate::attention::{Attention, LayerInputs};
+use crate::backend::KernelBackend;
 use crate::config::LlamaConfig;
-use crate::host::host_kernels;
 use crate::inputs::AttentionInputs;
 use crate::kv_cache::{KvCache, LayerKv};
 use crate::mlp::Mlp;
-use crate::project::{project, small_products};
+use crate::project::{project, DECODE_MAX_ROWS};
 use crate::projection::{Projection, ProjectionConfig};
 use crate::rms_norm::RmsNorm;
 use crate::rope::RotaryEmbedding;
@@ -29,7 +29,7 @@ pub struct DecoderLayer<B: Backend> {
     pub mlp: Mlp<B>,
 }
 
-impl<B: Backend> DecoderLayer<B> {
+impl<B: KernelBackend> DecoderLayer<B> {
     /// # Shapes
     /// - x: `[batch, seq, d_model]` → `[batch, seq, d_model]`
     pub fn forward(&self, x: Tensor<B, 3>, shared: &LayerInputs<B>, cache: Option<&mut LayerKv<B>>) -> Tensor<B, 3> {
@@ -58,6 +58,9 @@ pub struct LlamaForCausalLM<B: Backend> {
     pub model: LlamaModel<B>,
     /// Output projection; `None` when tied to `model.embed_tokens`.
     pub lm_head: Option<Projection<B>>,
+    /// The tied output projection's decoding copy, `[d_model, vocab]` (not saved; see
+    /// [`LlamaForCausalLM::with_decode_dtype`]).
+    pub tied_head_decode_copy: Option<Tensor<B, 2>>,
 }
 
 impl LlamaConfig {
@@ -80,11 +83,12 @@ impl LlamaConfig {
         LlamaForCausalLM {
             model: LlamaModel { embed_tokens, layers, norm: norm(), rope: RotaryEmbedding::new(self, device) },
             lm_head,
+            tied_head_decode_copy: None,
         }
     }
 }
 
-impl<B: Backend> LlamaModel<B> {
+impl<B: KernelBackend> LlamaModel<B> {
     /// Final-norm hidden states for `tokens`, appending to `cache` when given.
     ///
     /// # Shapes
@@ -97,10 +101,7 @@ impl<B: Backend> LlamaModel<B> {
     ) -> Tensor<B, 3> {
         let mut x = self.embed_tokens.forward(tokens);
         let shared = match self.layers.first() {
-            Some(layer) => {
-                let on_host = cache.as_ref().is_some_and(|c| c.layers.first().is_some_and(LayerKv::is_on_host));
-                LayerInputs::new(&self.rope, inputs, [layer.self_attn.num_heads, layer.self_attn.num_kv_heads], on_host)
-            }
+            Some(layer) => LayerInputs::new(&self.rope, inputs, layer.self_attn.heads()),
             None => return self.norm.forward(x),
         };
         for (index, layer) in self.layers.iter().enumerate() {
@@ -111,7 +112,7 @@ impl<B: Backend> LlamaModel<B> {
     }
 }
 
-impl<B: Backend> LlamaForCausalLM<B> {
+impl<B: KernelBackend> LlamaForCausalLM<B> {
     /// Logits for every position.
     ///
     /// # Shapes
@@ -139,29 +140,54 @@ impl<B: Backend> LlamaForCausalLM<B> {
                 let embedding = self.model.embed_tokens.weight.val().transpose();
                 let vocab = embedding.dims()[1];
                 let rows = hidden.reshape([batch * seq, d_model]);
-                let logits = match small_products(&rows, std::slice::from_ref(&embedding)) {
-                    Some(mut products) => products.remove(0),
-                    None => rows.matmul(embedding),
+                let logits = match (batch * seq <= DECODE_MAX_ROWS, &self.tied_head_decode_copy) {
+                    (true, Some(copy)) => B::decode_products(&rows, std::slice::from_ref(copy)).remove(0),
+                    (true, None) => B::decode_products(&rows, std::slice::from_ref(&embedding)).remove(0),
+                    (false, _) => rows.matmul(embedding),
                 };
                 logits.reshape([batch, seq, vocab])
             }
         }
     }
 
+    /// The same model with decoding steps reading copies of its weights in `dtype` (`None`: the
+    /// weights themselves). Prefill and training keep the full-precision weights.
+    ///
+    /// bf16 halves the bytes a CPU decoding step streams from memory, which bounds its speed;
+    /// the products still sum in f32, but the weights keep 8 of their 24 significant bits, so
+    /// logits shift slightly.
+    pub fn with_decode_dtype(mut self, dtype: Option<FloatDType>) -> Self {
+        let copy = |weight: &Tensor<B, 2>| dtype.map(|dtype| B::decode_copy(weight, dtype));
+        for projection in self.all_projections_mut() {
+            projection.decode_copy = copy(&projection.weight.val());
+        }
+        self.tied_head_decode_copy = match self.lm_head {
+            Some(_) => None,
+            None => copy(&self.model.embed_tokens.weight.val().transpose()),
+        };
+        self
+    }
+
+    /// An empty KV cache for this model, in the backend's choice of memory
+    /// ([`KernelBackend::new_kv_cache`]).
+    pub fn new_cache(&self) -> KvCache<B> {
+        match self.model.layers.first() {
+            Some(layer) => B::new_kv_cache(self.num_layers(), layer.self_attn.heads()),
+            None => KvCache::new(0),
+        }
+    }
+}
+
+impl<B: Backend> LlamaForCausalLM<B> {
     /// Number of decoder layers (the length of a matching [`KvCache`]).
     pub fn num_layers(&self) -> usize {
         self.model.layers.len()
     }
 
-    /// An empty KV cache for this model: in host memory when the program chose that for `B`
-    /// ([`crate::set_host_kernels`]), tensors otherwise.
-    pub fn new_cache(&self) -> KvCache<B> {
-        match self.model.layers.first() {
-            Some(layer) if host_kernels::<B>() => {
-                KvCache::on_host(self.num_layers(), layer.self_attn.num_kv_heads, layer.self_attn.head_dim)
-            }
-            _ => KvCache::new(self.num_layers()),
-        }
+    /// Every projection of the model: each layer's seven, then the output projection if untied.
+    fn all_projections_mut(&mut self) -> impl Iterator<Item = &mut Projection<B>> {
+        let layers = self.model.layers.iter_mut().flat_map(|layer| layer.projections_mut().map(|(_, p)| p));
+        layers.chain(self.lm_head.as_mut())
     }
 
     /// Longest position the rotary tables cover.

@@ -26,7 +26,7 @@ impl ProjectionConfig {
     pub fn init<B: Backend>(&self, device: &B::Device) -> Projection<B> {
         let weight = Initializer::Normal { mean: 0.0, std: 0.02 }.init([self.d_in, self.d_out], device);
         let bias = self.bias.then(|| Initializer::Zeros.init([self.d_out], device));
-        Projection { weight, bias, lora: None }
+        Projection { weight, bias, lora: None, decode_copy: None }
     }
 }
 
@@ -42,6 +42,9 @@ pub struct Projection<B: Backend> {
     pub bias: Option<Param<Tensor<B, 1>>>,
     /// Low-rank adapter trained beside the frozen weight.
     pub lora: Option<Lora<B>>,
+    /// A lower-precision copy of the weight that decoding steps read instead (not saved; see
+    /// [`crate::LlamaForCausalLM::with_decode_dtype`]).
+    pub decode_copy: Option<Tensor<B, 2>>,
 }
 
 impl<B: Backend> Projection<B> {
@@ -63,6 +66,11 @@ impl<B: Backend> Projection<B> {
     /// - x: `[rows, d_in]` → `[rows, d_out]`
     pub fn forward_base(&self, x: Tensor<B, 2>) -> Tensor<B, 2> {
         self.add_bias(x.matmul(self.weight.val()))
+    }
+
+    /// The weight decoding steps read: the decoding copy when there is one.
+    pub(crate) fn decode_weight(&self) -> Tensor<B, 2> {
+        self.decode_copy.clone().unwrap_or_else(|| self.weight.val())
     }
 
     /// `y + b` when the layer has a bias.

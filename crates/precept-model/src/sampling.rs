@@ -6,7 +6,7 @@
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
-use crate::host_math::softmax_in_place;
+use precept_kernels::host_math::softmax_in_place;
 
 /// Settings of the next-token choice.
 #[derive(Debug, Clone, PartialEq)]

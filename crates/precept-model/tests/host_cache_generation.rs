@@ -10,7 +10,7 @@ use burn::backend::Flex;
 use burn::tensor::{Int, Tensor, TensorData};
 use precept_model::generate::{generate, generate_continuing, generate_each, GenerationConfig, RowRequest};
 use precept_model::sampling::SamplingConfig;
-use precept_model::{set_host_kernels, AttentionInputs, ContinuationCache, LlamaConfig, LlamaForCausalLM};
+use precept_model::{AttentionInputs, ContinuationCache, LlamaConfig, LlamaForCausalLM};
 
 type B = Flex;
 
@@ -36,7 +36,6 @@ fn greedy_without_cache(model: &LlamaForCausalLM<B>, prompt: &[u32], new_tokens:
 
 #[test]
 fn host_cache_generation_equals_greedy_full_forward_passes() {
-    set_host_kernels::<B>();
     <B as burn::tensor::backend::Backend>::seed(&Default::default(), 7);
     let model: LlamaForCausalLM<B> = LlamaConfig::tiny().init(&Default::default());
     assert!(model.new_cache().layers.iter().all(precept_model::LayerKv::is_on_host));
@@ -53,7 +52,6 @@ fn host_cache_generation_equals_greedy_full_forward_passes() {
 
 #[test]
 fn a_call_continuing_the_last_calls_rows_starts_from_their_caches_and_gives_the_same_tokens() {
-    set_host_kernels::<B>();
     <B as burn::tensor::backend::Backend>::seed(&Default::default(), 11);
     let model: LlamaForCausalLM<B> = LlamaConfig::tiny().init(&Default::default());
     let prompts: Vec<Vec<u32>> =

@@ -9,11 +9,9 @@ mod common;
 use burn::backend::Flex;
 use common::smollm2;
 use precept_data::{Generate, GenerateSettings, Message};
-use precept_model::set_host_kernels;
 
 #[test]
 fn continued_conversations_get_the_replies_of_a_fresh_generator() {
-    set_host_kernels::<Flex>();
     let settings = GenerateSettings { max_new_tokens: 24, ..Default::default() };
     let system = Message::system("You are a helpful assistant. Answer in at most two sentences.");
     let first: Vec<Vec<Message>> = ["Name three colours.", "Write one sentence about the sea."]

@@ -4,11 +4,10 @@
 use std::sync::mpsc::Receiver;
 use std::sync::Arc;
 
-use burn::tensor::backend::Backend;
 use precept_data::{ReplyText, Tokenizer};
 use precept_model::generate::{generate_each, FinishReason, RowRequest};
 use precept_model::ContinuationCache;
-use precept_model::LlamaForCausalLM;
+use precept_model::{KernelBackend, LlamaForCausalLM};
 use precept_remote::wire::TokenLogprob;
 use tokio::sync::mpsc::UnboundedSender;
 
@@ -52,7 +51,7 @@ pub enum Event {
 
 /// Decodes jobs until every sender is dropped, at most `max_batch` at a time. Each batch keeps
 /// its rows' KV caches for later batches, so a chat's next request prefills only its new turns.
-pub fn run_engine<B: Backend>(
+pub fn run_engine<B: KernelBackend>(
     model: LlamaForCausalLM<B>,
     tokenizer: Arc<Tokenizer>,
     jobs: Receiver<Job>,
@@ -72,7 +71,7 @@ pub fn run_engine<B: Backend>(
     }
 }
 
-fn run_batch<B: Backend>(
+fn run_batch<B: KernelBackend>(
     model: &LlamaForCausalLM<B>,
     tokenizer: &Tokenizer,
     batch: &[Job],

@@ -18,9 +18,8 @@ use std::future::Future;
 use std::net::TcpListener;
 use std::sync::Arc;
 
-use burn::tensor::backend::Backend;
 use precept_data::Tokenizer;
-use precept_model::LlamaForCausalLM;
+use precept_model::{KernelBackend, LlamaForCausalLM};
 
 pub use api_error::ApiError;
 pub use error::ServeError;
@@ -64,7 +63,7 @@ impl ServeOptions {
 /// # Errors
 /// [`ServeError::NoChatTemplate`], [`ServeError::KeyRequired`] for a non-loopback address
 /// without a key, and socket failures.
-pub fn serve<B: Backend>(
+pub fn serve<B: KernelBackend>(
     model: LlamaForCausalLM<B>,
     tokenizer: Tokenizer,
     options: ServeOptions,

@@ -7,6 +7,8 @@
 //! micro-batches, [`optim::AdamW`] with global-norm clipping at the rate of
 //! [`schedule::LrSchedule`]. [`metrics::MetricsLog`] records each step with TRL's names and
 //! [`checkpoint::Checkpoints`] writes atomic checkpoints from which a run resumes bit for bit.
+//! Training runs on any [`TrainBackend`]; the CPU backend's fused cross-entropy and AdamW update
+//! run on host memory ([`loss::CrossEntropyBackend`], [`optim::OptimizerBackend`]).
 //!
 //! ```text
 //! sft.jsonl   ─prepare─> BatchPlan ─> sft::train_sft  (masked next-token cross-entropy) ─┐
@@ -14,6 +16,7 @@
 //!                        Reference: cached log-probabilities, adapters off, or a model)  ─┘
 //! ```
 
+mod backend;
 pub mod checkpoint;
 pub mod dpo;
 mod error;
@@ -26,5 +29,6 @@ mod settings;
 pub mod sft;
 pub mod trainer;
 
+pub use backend::{TrainBackend, TrainKernels};
 pub use error::{Result, TrainError};
 pub use settings::{parse_settings, TrainConfig, Tuning};

@@ -3,6 +3,7 @@
 
 use std::collections::HashMap;
 
+use burn::backend::Flex;
 use burn::module::{AutodiffModule, ModuleMapper, ModuleVisitor, Param, ParamId};
 use burn::optim::GradientsParams;
 use burn::tensor::backend::{AutodiffBackend, Backend};
@@ -73,7 +74,10 @@ impl<B: AutodiffBackend> AdamW<B> {
 
     /// One update of every parameter of `module` that has a gradient in `grads`, each gradient
     /// multiplied by `grad_scale` first (the clipping factor).
-    pub fn step<M: AutodiffModule<B>>(&mut self, lr: f64, module: M, grads: GradientsParams, grad_scale: f64) -> M {
+    pub fn step<M: AutodiffModule<B>>(&mut self, lr: f64, module: M, grads: GradientsParams, grad_scale: f64) -> M
+    where
+        B::InnerBackend: OptimizerBackend,
+    {
         self.steps += 1;
         let mut mapper = UpdateMapper { optimizer: self, lr, grads, grad_scale };
         module.map(&mut mapper)
@@ -87,7 +91,10 @@ struct UpdateMapper<'a, B: AutodiffBackend> {
     grad_scale: f64,
 }
 
-impl<B: AutodiffBackend> ModuleMapper<B> for UpdateMapper<'_, B> {
+impl<B: AutodiffBackend> ModuleMapper<B> for UpdateMapper<'_, B>
+where
+    B::InnerBackend: OptimizerBackend,
+{
     fn map_float<const D: usize>(&mut self, param: Param<Tensor<B, D>>) -> Param<Tensor<B, D>> {
         let Some(grad) = self.grads.remove::<B::InnerBackend, D>(param.id) else {
             return param;
@@ -98,56 +105,111 @@ impl<B: AutodiffBackend> ModuleMapper<B> for UpdateMapper<'_, B> {
         let numel: usize = shape.iter().product();
         let config = &self.optimizer.config;
         let t = self.optimizer.steps as i32;
-        if precept_model::host_kernels::<B::InnerBackend>() {
-            let step = HostStep {
-                lr: self.lr as f32,
-                beta1: config.beta1 as f32,
-                beta2: config.beta2 as f32,
-                epsilon: config.epsilon as f32,
-                decay: if D >= 2 { (self.lr * config.weight_decay) as f32 } else { 0.0 },
-                correction1: (1.0 - config.beta1.powi(t)) as f32,
-                correction2_sqrt: (1.0 - config.beta2.powi(t)).sqrt() as f32,
-                grad_scale: self.grad_scale as f32,
-            };
-            let moments = self.optimizer.moments.remove(&id);
-            let (value, moments) = step.apply(tensor.inner().reshape([numel]), grad.reshape([numel]), moments);
-            self.optimizer.moments.insert(id, moments);
-            let tensor = Tensor::from_inner(value.reshape(shape)).set_require_grad(require_grad);
-            return Param::from_mapped_value(id, tensor, mapper);
-        }
-        let grad = grad.reshape([numel]).mul_scalar(self.grad_scale);
-        let (exp_avg, exp_avg_sq) = match self.optimizer.moments.remove(&id) {
-            Some(Moments { exp_avg, exp_avg_sq }) => (
-                exp_avg.mul_scalar(config.beta1) + grad.clone().mul_scalar(1.0 - config.beta1),
-                exp_avg_sq.mul_scalar(config.beta2) + grad.powi_scalar(2).mul_scalar(1.0 - config.beta2),
-            ),
-            None => (grad.clone().mul_scalar(1.0 - config.beta1), grad.powi_scalar(2).mul_scalar(1.0 - config.beta2)),
+        let step = AdamWStep {
+            lr: self.lr,
+            beta1: config.beta1,
+            beta2: config.beta2,
+            epsilon: config.epsilon,
+            decay: if D >= 2 { self.lr * config.weight_decay } else { 0.0 },
+            correction1: 1.0 - config.beta1.powi(t),
+            correction2: 1.0 - config.beta2.powi(t),
+            grad_scale: self.grad_scale,
         };
-        let correction1 = 1.0 - config.beta1.powi(t);
-        let correction2 = 1.0 - config.beta2.powi(t);
-        // PyTorch's form: θ ← θ − lr/c₁ · m / (√v / √c₂ + ε)
-        let denominator = exp_avg_sq.clone().sqrt().div_scalar(correction2.sqrt()).add_scalar(config.epsilon);
-        let update = exp_avg.clone().div(denominator).mul_scalar(self.lr / correction1);
-        let mut value = tensor.inner().reshape([numel]);
-        if D >= 2 && config.weight_decay != 0.0 {
-            value = value.mul_scalar(1.0 - self.lr * config.weight_decay);
-        }
-        let value = (value - update).reshape(shape);
-        self.optimizer.moments.insert(id, Moments { exp_avg, exp_avg_sq });
-        let tensor = Tensor::from_inner(value).set_require_grad(require_grad);
+        let moments = self.optimizer.moments.remove(&id);
+        let (value, moments) =
+            B::InnerBackend::adamw_update(step, tensor.inner().reshape([numel]), grad.reshape([numel]), moments);
+        self.optimizer.moments.insert(id, moments);
+        let tensor = Tensor::from_inner(value.reshape(shape)).set_require_grad(require_grad);
         Param::from_mapped_value(id, tensor, mapper)
     }
 }
 
-/// One AdamW update of one parameter on host memory, in a single parallel pass over the value,
-/// gradient and both moments (the backend's element-wise operations walk them a dozen times).
+/// The settings of one AdamW update of one parameter.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct AdamWStep {
+    /// Learning rate.
+    pub lr: f64,
+    /// Decay of the first moment.
+    pub beta1: f64,
+    /// Decay of the second moment.
+    pub beta2: f64,
+    /// Added to `√v̂` in the denominator.
+    pub epsilon: f64,
+    /// `lr·λ` for matrices, 0 for norms and biases.
+    pub decay: f64,
+    /// `1 − β₁ᵗ`.
+    pub correction1: f64,
+    /// `1 − β₂ᵗ`.
+    pub correction2: f64,
+    /// Factor applied to the gradient first (the clipping factor).
+    pub grad_scale: f64,
+}
+
+/// Backends with AdamW's per-parameter update; the default uses burn operations.
+pub trait OptimizerBackend: Backend {
+    /// The updated value and moments of a flattened parameter (moments start at zero), in
+    /// PyTorch's form: `m ← β₁m + (1−β₁)g`, `v ← β₂v + (1−β₂)g²`,
+    /// `θ ← θ(1 − lr·λ) − lr/c₁ · m / (√v / √c₂ + ε)`.
+    fn adamw_update(
+        step: AdamWStep,
+        value: Tensor<Self, 1>,
+        grad: Tensor<Self, 1>,
+        moments: Option<Moments<Self>>,
+    ) -> (Tensor<Self, 1>, Moments<Self>) {
+        composed_adamw_update(step, value, grad, moments)
+    }
+}
+
+/// [`OptimizerBackend::adamw_update`] in burn's element-wise operations.
+fn composed_adamw_update<B: Backend>(
+    step: AdamWStep,
+    value: Tensor<B, 1>,
+    grad: Tensor<B, 1>,
+    moments: Option<Moments<B>>,
+) -> (Tensor<B, 1>, Moments<B>) {
+    let grad = grad.mul_scalar(step.grad_scale);
+    let (exp_avg, exp_avg_sq) = match moments {
+        Some(Moments { exp_avg, exp_avg_sq }) => (
+            exp_avg.mul_scalar(step.beta1) + grad.clone().mul_scalar(1.0 - step.beta1),
+            exp_avg_sq.mul_scalar(step.beta2) + grad.powi_scalar(2).mul_scalar(1.0 - step.beta2),
+        ),
+        None => (grad.clone().mul_scalar(1.0 - step.beta1), grad.powi_scalar(2).mul_scalar(1.0 - step.beta2)),
+    };
+    let denominator = exp_avg_sq.clone().sqrt().div_scalar(step.correction2.sqrt()).add_scalar(step.epsilon);
+    let update = exp_avg.clone().div(denominator).mul_scalar(step.lr / step.correction1);
+    let value = match step.decay {
+        0.0 => value,
+        decay => value.mul_scalar(1.0 - decay),
+    };
+    (value - update, Moments { exp_avg, exp_avg_sq })
+}
+
+/// The CPU backend updates each parameter in one parallel pass over host memory.
+impl OptimizerBackend for Flex {
+    fn adamw_update(
+        step: AdamWStep,
+        value: Tensor<Self, 1>,
+        grad: Tensor<Self, 1>,
+        moments: Option<Moments<Self>>,
+    ) -> (Tensor<Self, 1>, Moments<Self>) {
+        HostStep::new(step).apply(value, grad, moments)
+    }
+}
+
+#[cfg(feature = "cuda")]
+impl OptimizerBackend for burn::backend::Cuda {}
+
+#[cfg(feature = "wgpu")]
+impl OptimizerBackend for burn::backend::Wgpu {}
+
+/// [`AdamWStep`] in `f32`, for one pass over host memory (the backend's element-wise operations
+/// walk the value, gradient and moments a dozen times).
 #[derive(Debug, Clone, Copy)]
 struct HostStep {
     lr: f32,
     beta1: f32,
     beta2: f32,
     epsilon: f32,
-    /// `lr·λ` for matrices, 0 for norms and biases.
     decay: f32,
     correction1: f32,
     correction2_sqrt: f32,
@@ -158,6 +220,19 @@ struct HostStep {
 const ADAMW_TASK: usize = 1 << 16;
 
 impl HostStep {
+    fn new(step: AdamWStep) -> Self {
+        Self {
+            lr: step.lr as f32,
+            beta1: step.beta1 as f32,
+            beta2: step.beta2 as f32,
+            epsilon: step.epsilon as f32,
+            decay: step.decay as f32,
+            correction1: step.correction1 as f32,
+            correction2_sqrt: step.correction2.sqrt() as f32,
+            grad_scale: step.grad_scale as f32,
+        }
+    }
+
     /// The updated value and moments of a flattened parameter; moments start at zero.
     fn apply<B: Backend>(
         self,
@@ -182,8 +257,7 @@ impl HostStep {
         (tensor(value), Moments { exp_avg: tensor(exp_avg), exp_avg_sq: tensor(exp_avg_sq) })
     }
 
-    /// PyTorch's form: `m ← β₁m + (1−β₁)g`, `v ← β₂v + (1−β₂)g²`,
-    /// `θ ← θ(1 − lr·λ) − lr/c₁ · m / (√v / √c₂ + ε)`.
+    /// [`OptimizerBackend::adamw_update`]'s formula over one chunk.
     fn update(self, value: &mut [f32], exp_avg: &mut [f32], exp_avg_sq: &mut [f32], grad: &[f32]) {
         let step_size = self.lr / self.correction1;
         for (((theta, m), v), &g) in value.iter_mut().zip(exp_avg.iter_mut()).zip(exp_avg_sq.iter_mut()).zip(grad) {
@@ -275,35 +349,29 @@ mod tests {
     }
 
     #[test]
-    fn the_host_update_equals_the_backends_over_three_steps() {
-        let config = AdamWConfig { weight_decay: 0.1, ..AdamWConfig::default() };
+    fn the_host_update_equals_the_composed_one_over_three_steps() {
         let values: Vec<f32> = (0..300).map(|i| ((i * 37) % 23) as f32 * 0.1 - 1.1).collect();
         let tensor =
             |values: Vec<f32>| Tensor::<Flex, 1>::from_data(TensorData::new(values, [300]), &Default::default());
-        // The backend's path, through a module whose matrix is the parameter.
-        let mut module = Affine { w: param(values.clone(), [10, 30]), b: param(vec![0.0], [1]) };
-        let mut host = tensor(values);
-        let mut moments: Option<Moments<Flex>> = None;
-        let mut optimizer = AdamW::<A>::new(config);
+        let (mut host, mut composed) = (tensor(values.clone()), tensor(values));
+        let (mut host_moments, mut composed_moments): (Option<Moments<Flex>>, Option<Moments<Flex>>) = (None, None);
         for t in 1..=3 {
             let grad: Vec<f32> = (0..300).map(|i| ((i * 53 + t * 7) % 19) as f32 * 0.05 - 0.45).collect();
-            let mut grads = GradientsParams::new();
-            grads.register(module.w.id, tensor(grad.clone()).reshape([10, 30]));
-            module = optimizer.step(0.01, module, grads, 0.5);
-            let step = HostStep {
+            let step = AdamWStep {
                 lr: 0.01,
                 beta1: 0.9,
                 beta2: 0.999,
                 epsilon: 1e-8,
                 decay: 0.01 * 0.1,
-                correction1: 1.0 - 0.9f32.powi(t),
-                correction2_sqrt: (1.0 - 0.999f64.powi(t)).sqrt() as f32,
+                correction1: 1.0 - 0.9f64.powi(t),
+                correction2: 1.0 - 0.999f64.powi(t),
                 grad_scale: 0.5,
             };
-            let (value, next) = step.apply(host, tensor(grad), moments.take());
-            (host, moments) = (value, Some(next));
+            let (value, next) = Flex::adamw_update(step, host, tensor(grad.clone()), host_moments.take());
+            (host, host_moments) = (value, Some(next));
+            let (value, next) = composed_adamw_update(step, composed, tensor(grad), composed_moments.take());
+            (composed, composed_moments) = (value, Some(next));
         }
-        let composed = module.w.val().inner().reshape([300]);
         let difference = (composed - host).abs().max().into_scalar();
         assert!(difference < 1e-6, "{difference}");
     }

@@ -26,6 +26,7 @@ use crate::optim::{clip_factor, global_grad_norm, AdamW};
 use crate::run_config::write_run_config;
 use crate::schedule::LrSchedule;
 use crate::settings::{TrainConfig, Tuning};
+use crate::TrainBackend;
 
 /// Folder of the final PEFT adapter inside the run folder.
 pub const ADAPTER_DIR: &str = "adapter";
@@ -164,7 +165,7 @@ impl<B: Backend> RunFolder<B> {
 /// # Errors
 /// Rows longer than the model's positions, unwritable checkpoints or metrics, and a
 /// non-finite loss or gradient (the last checkpoint is kept).
-pub fn train<B: AutodiffBackend, O: Objective<B>>(
+pub fn train<B: TrainBackend, O: Objective<B>>(
     config: &TrainConfig,
     folder: RunFolder<B>,
     objective: &mut O,

@@ -1,6 +1,8 @@
 //! The SFT loss and its gradient through the whole decoder match PyTorch + transformers on the
 //! same tiny checkpoint (`tests/fixtures/tiny-llama`, written by `precept random-weights --seed 11`),
-//! with the backend's composed operations (no host kernels in this test binary).
+//! through the CPU backend's kernels as training runs them: SwiGLU, attention and the
+//! cross-entropy as single graph nodes with hand-written backward passes on host memory. (Unit
+//! tests check each of those against the composed burn operations other backends run.)
 
 mod common;
 

@@ -3,9 +3,10 @@
 use std::time::Instant;
 
 use anyhow::{bail, Result};
-use burn::tensor::backend::Backend;
+use burn::tensor::FloatDType;
 use precept_model::generate::{generate, GenerationConfig};
 use precept_model::sampling::SamplingConfig;
+use precept_train::TrainKernels;
 use serde::Serialize;
 
 use super::generate::check_sampling;
@@ -33,13 +34,13 @@ struct BenchReport {
 }
 
 impl DeviceCommand for BenchGenerate {
-    fn run<B: Backend>(self, device: B::Device) -> Result<()> {
+    fn run<B: TrainKernels>(self, device: B::Device, decode: Option<FloatDType>) -> Result<()> {
         let args = self.0;
         if args.batch == 0 || args.prompt_tokens == 0 || args.new_tokens < 2 || args.repeat == 0 {
             bail!("--batch, --prompt-tokens and --repeat must be positive and --new-tokens at least 2");
         }
         check_sampling(args.temperature, args.top_p)?;
-        let (config, model) = load_weights::<B>(&args.model, &device)?;
+        let (config, model) = load_weights::<B>(&args.model, &device, decode)?;
         // Fixed pseudo-text prompts, different from their first token on (identical rows, or a
         // common prefix, would be prefilled once): distinct ids spread over the vocabulary.
         let prompts: Vec<Vec<u32>> = (0..args.batch)

@@ -9,6 +9,7 @@ use burn::backend::Autodiff;
 use burn::module::AutodiffModule;
 use burn::optim::GradientsParams;
 use burn::tensor::backend::Backend;
+use burn::tensor::FloatDType;
 use burn::tensor::{Bool, ElementConversion, Int, Tensor, TensorData};
 use precept_model::lora::{LoraConfig, Trainable};
 use precept_model::{AttentionInputs, LlamaForCausalLM};
@@ -16,6 +17,7 @@ use precept_train::loss::{
     combined_loss, next_token_loss, sequence_logp_values, sequence_logps, PairLogps, PreferenceLoss,
 };
 use precept_train::optim::{AdamW, AdamWConfig};
+use precept_train::TrainKernels;
 use serde::Serialize;
 
 use crate::args::{BenchTrainArgs, TuningArg};
@@ -59,7 +61,7 @@ struct TrainReport {
 }
 
 impl DeviceCommand for BenchTrain {
-    fn run<B: Backend>(self, device: B::Device) -> Result<()> {
+    fn run<B: TrainKernels>(self, device: B::Device, _decode: Option<FloatDType>) -> Result<()> {
         let args = self.0;
         if args.batch == 0 || args.seq < 2 || args.repeat == 0 {
             bail!("--batch and --repeat must be positive and --seq at least 2");
@@ -67,7 +69,7 @@ impl DeviceCommand for BenchTrain {
         if args.dpo && args.seq <= DPO_PROMPT_TOKENS + 1 {
             bail!("--dpo needs --seq above {}", DPO_PROMPT_TOKENS + 1);
         }
-        let (config, model) = load_weights::<Autodiff<B>>(&args.model, &device)?;
+        let (config, model) = load_weights::<Autodiff<B>>(&args.model, &device, None)?;
         Autodiff::<B>::seed(&device, 0);
         // The reference of a full fine-tune is a frozen copy of the base.
         let frozen =
@@ -195,7 +197,7 @@ fn peak_rss_gib() -> Option<f64> {
 }
 
 /// Summed answer log-probabilities of every row under a reference model (no gradients).
-fn reference_logps<B: Backend>(
+fn reference_logps<B: TrainKernels>(
     model: &LlamaForCausalLM<B>,
     ids: &Tensor<Autodiff<B>, 2, Int>,
     inputs: &AttentionInputs<B>,
@@ -205,7 +207,7 @@ fn reference_logps<B: Backend>(
 }
 
 /// TRL's sigmoid DPO loss (β 0.1) of a `[chosen; rejected]` batch against `reference`.
-fn dpo_loss<B: Backend>(
+fn dpo_loss<B: TrainKernels>(
     model: &LlamaForCausalLM<Autodiff<B>>,
     ids: Tensor<Autodiff<B>, 2, Int>,
     inputs: &AttentionInputs<Autodiff<B>>,

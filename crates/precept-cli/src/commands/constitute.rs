@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, ensure, Context, Result};
-use burn::tensor::backend::Backend;
+use burn::tensor::FloatDType;
 use clap::Args;
 use indicatif::ProgressBar;
 use precept_constitution::{
@@ -13,6 +13,7 @@ use precept_constitution::{
     RunSettings,
 };
 use precept_data::{Generate, GenerateSettings};
+use precept_train::TrainKernels;
 use serde::Serialize;
 
 use super::remote::{Generator, ModelSource, RemoteConnection, RemoteSpec};
@@ -162,8 +163,8 @@ pub struct Constitute {
 }
 
 impl DeviceCommand for Constitute {
-    fn run<B: Backend>(self, device: B::Device) -> Result<()> {
-        let manifest = run_on::<B>(&self.args, &device, self.quiet)?;
+    fn run<B: TrainKernels>(self, device: B::Device, decode: Option<FloatDType>) -> Result<()> {
+        let manifest = run_on::<B>(&self.args, (&device, decode), self.quiet)?;
         let c = &manifest.counts;
         let filtered: Vec<String> = c.filtered.iter().map(|(reason, n)| format!("{reason} {n}")).collect();
         tracing::info!(
@@ -180,9 +181,13 @@ impl DeviceCommand for Constitute {
 }
 
 /// Loads everything (failing early), then runs the loop with a progress display.
-fn run_on<B: Backend>(args: &ConstituteArgs, device: &B::Device, quiet: bool) -> Result<Manifest> {
+fn run_on<B: TrainKernels>(
+    args: &ConstituteArgs,
+    (device, decode): (&B::Device, Option<FloatDType>),
+    quiet: bool,
+) -> Result<Manifest> {
     let run = LoadedRun::load(args)?;
-    let mut generator = args.source()?.open::<B>(&args.connection, device)?;
+    let mut generator = args.source()?.open::<B>(&args.connection, device, decode)?;
     run.run(&mut generator, quiet)
 }
 
@@ -308,7 +313,7 @@ struct BenchReport {
 pub struct BenchConstitute(pub BenchConstituteArgs);
 
 impl DeviceCommand for BenchConstitute {
-    fn run<B: Backend>(self, device: B::Device) -> Result<()> {
+    fn run<B: TrainKernels>(self, device: B::Device, decode: Option<FloatDType>) -> Result<()> {
         let args = self.0;
         ensure!(args.limit > 0, "--limit must be at least 1");
         let out = std::env::temp_dir().join(format!("precept-bench-constitute-{}", std::process::id()));
@@ -344,7 +349,7 @@ impl DeviceCommand for BenchConstitute {
         let loaded = LoadedRun::load(&run);
         let measured = loaded.and_then(|loaded| {
             let started = Instant::now();
-            let mut generator = run.source()?.open::<B>(&run.connection, &device)?;
+            let mut generator = run.source()?.open::<B>(&run.connection, &device, decode)?;
             warm_up(&mut generator, &loaded, &run)?;
             let load_seconds = started.elapsed().as_secs_f64();
             let started = Instant::now();
@@ -385,7 +390,7 @@ impl DeviceCommand for BenchConstitute {
 
 /// One short generation over the first batch of prompts, so that a GPU compiles its kernels
 /// before the timed loop; the KV caches it leaves are dropped, so the loop gains nothing else.
-fn warm_up<B: Backend>(generator: &mut Generator<B>, loaded: &LoadedRun, run: &ConstituteArgs) -> Result<()> {
+fn warm_up<B: TrainKernels>(generator: &mut Generator<B>, loaded: &LoadedRun, run: &ConstituteArgs) -> Result<()> {
     let conversations: Vec<_> = loaded
         .prompts
         .iter()

@@ -3,13 +3,14 @@
 use std::path::PathBuf;
 
 use anyhow::{bail, Context, Result};
-use burn::tensor::backend::Backend;
+use burn::tensor::FloatDType;
 use clap::{Args, Subcommand, ValueEnum};
 use precept_constitution::{
     critique_and_revise, import, Constitution, ConstitutionError, ImportFormat, LoopConfig, PromptRecord, Revised,
 };
 use precept_data::{write_atomic, GenerateSettings};
 use precept_model::LocalGenerator;
+use precept_train::TrainKernels;
 
 use crate::device::DeviceCommand;
 
@@ -152,13 +153,13 @@ pub fn run_import(args: &ImportArgs) -> Result<()> {
 pub struct Try(pub TryArgs);
 
 impl DeviceCommand for Try {
-    fn run<B: Backend>(self, device: B::Device) -> Result<()> {
+    fn run<B: TrainKernels>(self, device: B::Device, decode: Option<FloatDType>) -> Result<()> {
         let args = self.0;
         let constitution = Constitution::load(&args.constitution)?;
         if let Some(id) = &args.principle {
             constitution.principle(id)?;
         }
-        let mut generator = LocalGenerator::<B>::open(&args.model, &device)
+        let mut generator = LocalGenerator::<B>::open(&args.model, &device, decode)
             .with_context(|| format!("loading the model in {}", args.model.display()))?;
         let config = LoopConfig {
             rounds: args.rounds.max(1),

@@ -2,9 +2,10 @@
 
 use anyhow::{Context, Result};
 use burn::backend::Autodiff;
-use burn::tensor::backend::Backend;
+use burn::tensor::FloatDType;
 use precept_train::dpo::{train_dpo, DpoConfig, PreferenceMethod};
 use precept_train::loss::PreferenceLoss;
+use precept_train::TrainKernels;
 
 use super::training::{apply_train_overrides, print_outcome, read_settings, Progress};
 use crate::args::{DpoArgs, PreferenceLossArg, PreferenceMethodArg};
@@ -71,7 +72,7 @@ fn preference_loss(arg: PreferenceLossArg) -> PreferenceLoss {
 }
 
 impl DeviceCommand for Dpo {
-    fn run<B: Backend>(self, device: B::Device) -> Result<()> {
+    fn run<B: TrainKernels>(self, device: B::Device, _decode: Option<FloatDType>) -> Result<()> {
         let mut progress = Progress::new(self.quiet, COLUMNS);
         let outcome = train_dpo::<Autodiff<B>>(&self.config, &device, self.resume, &mut progress)
             .with_context(|| format!("training into {}", self.config.train.out.display()))?;

@@ -4,10 +4,11 @@ use std::io::Write;
 use std::time::Instant;
 
 use anyhow::{bail, Result};
-use burn::tensor::backend::Backend;
+use burn::tensor::FloatDType;
 use precept_data::ReplyText;
 use precept_model::generate::{generate, FinishReason, GenerationConfig};
 use precept_model::sampling::SamplingConfig;
+use precept_train::TrainKernels;
 use serde::Serialize;
 
 use crate::args::{GenerateArgs, SamplingArgs};
@@ -66,14 +67,14 @@ impl SamplingArgs {
 }
 
 impl DeviceCommand for Generate {
-    fn run<B: Backend>(self, device: B::Device) -> Result<()> {
+    fn run<B: TrainKernels>(self, device: B::Device, decode: Option<FloatDType>) -> Result<()> {
         let args = self.0;
         args.sampling.check()?;
         let text_model = TextModel::open(&args.common.model)?;
         let prompts: Vec<String> =
             args.prompt.iter().map(|p| text_model.prompt_text(p, args.common.chat)).collect::<Result<_>>()?;
         let prompt_ids: Vec<Vec<u32>> = prompts.iter().map(|p| text_model.encode(p)).collect::<Result<_>>()?;
-        let (_, model) = load_weights::<B>(&args.common.model, &device)?;
+        let (_, model) = load_weights::<B>(&args.common.model, &device, decode)?;
         let tokenizer = &text_model.tokenizer;
         let config = args.sampling.generation_config(tokenizer.eos_token_ids());
         let mut rows: Vec<ReplyText> = prompts.iter().map(|_| ReplyText::new(tokenizer, &args.sampling.stop)).collect();

@@ -1,9 +1,10 @@
 //! `precept logits`: last-position top-K logits and the sequence log-probability.
 
 use anyhow::{bail, Result};
-use burn::tensor::backend::Backend;
+use burn::tensor::FloatDType;
 use burn::tensor::{Int, Tensor, TensorData};
 use precept_model::AttentionInputs;
+use precept_train::TrainKernels;
 use serde::Serialize;
 
 use crate::args::LogitsArgs;
@@ -24,7 +25,7 @@ struct LogitsReport {
 }
 
 impl DeviceCommand for Logits {
-    fn run<B: Backend>(self, device: B::Device) -> Result<()> {
+    fn run<B: TrainKernels>(self, device: B::Device, decode: Option<FloatDType>) -> Result<()> {
         let args = self.0;
         let ids = match (&args.ids, &args.text) {
             (Some(ids), _) => ids.clone(),
@@ -37,7 +38,7 @@ impl DeviceCommand for Logits {
         if ids.is_empty() {
             bail!("the input has no tokens");
         }
-        let (config, model) = load_weights::<B>(&args.common.model, &device)?;
+        let (config, model) = load_weights::<B>(&args.common.model, &device, decode)?;
         if let Some(bad) = ids.iter().find(|&&id| id as usize >= config.vocab_size) {
             bail!("token id {bad} is outside the vocabulary of {} ids", config.vocab_size);
         }

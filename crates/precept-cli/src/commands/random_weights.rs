@@ -1,9 +1,10 @@
 //! `precept random-weights`: a model folder of a given shape with freshly initialised weights.
 
 use anyhow::{Context, Result};
-use burn::tensor::backend::Backend;
+use burn::tensor::FloatDType;
 use precept_model::checkpoint::{save_model, SaveOptions};
 use precept_model::LlamaConfig;
+use precept_train::TrainKernels;
 
 use crate::args::RandomWeightsArgs;
 use crate::device::DeviceCommand;
@@ -12,7 +13,7 @@ use crate::device::DeviceCommand;
 pub struct RandomWeights(pub RandomWeightsArgs);
 
 impl DeviceCommand for RandomWeights {
-    fn run<B: Backend>(self, device: B::Device) -> Result<()> {
+    fn run<B: TrainKernels>(self, device: B::Device, _decode: Option<FloatDType>) -> Result<()> {
         let args = self.0;
         let config = LlamaConfig::from_hf_file(&args.config)?;
         B::seed(&device, args.seed);

@@ -7,11 +7,12 @@ use std::path::Path;
 use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
-use burn::tensor::backend::Backend;
+use burn::tensor::FloatDType;
 use clap::Args;
 use precept_data::{Generate, GenerateSettings, Message, Reply};
 use precept_model::{LocalGenerator, ModelError};
 use precept_remote::{RemoteConfig, RemoteError, RemoteGenerator};
+use precept_train::TrainKernels;
 use serde::Serialize;
 
 /// A model behind OpenAI-compatible servers.
@@ -98,11 +99,18 @@ pub enum ModelSource {
 }
 
 impl ModelSource {
-    /// Opens the generator: loads the folder onto `device`, or connects.
-    pub fn open<B: Backend>(&self, connection: &RemoteConnection, device: &B::Device) -> Result<Generator<B>> {
+    /// Opens the generator: loads the folder onto `device` (decoding with weights in `decode`),
+    /// or connects.
+    pub fn open<B: TrainKernels>(
+        &self,
+        connection: &RemoteConnection,
+        device: &B::Device,
+        decode: Option<FloatDType>,
+    ) -> Result<Generator<B>> {
         Ok(match self {
             Self::Folder(dir) => Generator::Local(Box::new(
-                LocalGenerator::open(dir, device).with_context(|| format!("loading the model in {}", dir.display()))?,
+                LocalGenerator::open(dir, device, decode)
+                    .with_context(|| format!("loading the model in {}", dir.display()))?,
             )),
             Self::Remote(spec) => Generator::Remote(connection.client(spec)?),
         })
@@ -136,7 +144,7 @@ impl fmt::Display for ModelSource {
 }
 
 /// A local or a remote [`Generate`].
-pub enum Generator<B: Backend> {
+pub enum Generator<B: TrainKernels> {
     /// A model on this machine (boxed: it is much larger than a client).
     Local(Box<LocalGenerator<B>>),
     /// OpenAI-compatible servers.
@@ -163,7 +171,7 @@ impl fmt::Display for GeneratorError {
 
 impl std::error::Error for GeneratorError {}
 
-impl<B: Backend> Generate for Generator<B> {
+impl<B: TrainKernels> Generate for Generator<B> {
     type Error = GeneratorError;
 
     fn generate(

@@ -5,11 +5,12 @@ use std::net::{SocketAddr, TcpListener};
 use std::path::PathBuf;
 
 use anyhow::{Context, Result};
-use burn::tensor::backend::Backend;
+use burn::tensor::FloatDType;
 use clap::Args;
 use precept_data::Tokenizer;
 use precept_model::checkpoint::load_adapter;
 use precept_serve::{serve, ServeOptions};
+use precept_train::TrainKernels;
 
 use crate::device::DeviceCommand;
 use crate::loaded::load_weights;
@@ -50,7 +51,7 @@ pub struct ServeArgs {
 pub struct Serve(pub ServeArgs);
 
 impl DeviceCommand for Serve {
-    fn run<B: Backend>(self, device: B::Device) -> Result<()> {
+    fn run<B: TrainKernels>(self, device: B::Device, decode: Option<FloatDType>) -> Result<()> {
         let args = self.0;
         let name = match &args.served_model_name {
             Some(name) => name.clone(),
@@ -62,7 +63,7 @@ impl DeviceCommand for Serve {
         };
         let tokenizer = Tokenizer::from_dir(&args.model)
             .with_context(|| format!("loading the tokenizer of {}", args.model.display()))?;
-        let (_, mut model) = load_weights::<B>(&args.model, &device)?;
+        let (_, mut model) = load_weights::<B>(&args.model, &device, decode)?;
         if let Some(adapter) = &args.adapter {
             let (adapted, lora) = load_adapter(model, adapter)
                 .with_context(|| format!("loading the adapter in {}", adapter.display()))?;

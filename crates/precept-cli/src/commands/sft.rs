@@ -3,9 +3,10 @@
 
 use anyhow::{Context, Result};
 use burn::backend::Autodiff;
-use burn::tensor::backend::Backend;
+use burn::tensor::FloatDType;
 use precept_train::sft::train_sft;
 use precept_train::TrainConfig;
+use precept_train::TrainKernels;
 
 use super::training::{apply_train_overrides, print_outcome, read_settings, Progress};
 use crate::args::TrainArgs;
@@ -34,7 +35,7 @@ impl Sft {
 }
 
 impl DeviceCommand for Sft {
-    fn run<B: Backend>(self, device: B::Device) -> Result<()> {
+    fn run<B: TrainKernels>(self, device: B::Device, _decode: Option<FloatDType>) -> Result<()> {
         let mut progress = Progress::new(self.quiet, COLUMNS);
         let outcome = train_sft::<Autodiff<B>>(&self.config, &device, self.resume, &mut progress)
             .with_context(|| format!("training into {}", self.config.out.display()))?;

@@ -5,10 +5,9 @@
 use std::path::Path;
 use std::time::Instant;
 
-use burn::tensor::backend::Backend;
 use precept_data::{hash_json, hash_model_dir, write_atomic};
 use precept_model::checkpoint::load_model;
-use precept_model::LlamaForCausalLM;
+use precept_model::{KernelBackend, LlamaForCausalLM};
 use serde::{Deserialize, Serialize};
 
 use super::config::{DpoConfig, PreferenceMethod};
@@ -23,7 +22,7 @@ pub type PairReference = [f64; 2];
 
 /// Where a run's reference log-probabilities come from.
 #[derive(Debug)]
-pub enum Reference<B: Backend> {
+pub enum Reference<B: KernelBackend> {
     /// A reference-free method (SimPO, ORPO): all zeros.
     None,
     /// Computed before training, per training and evaluation pair.
@@ -58,7 +57,7 @@ struct CacheFile {
     eval: Vec<PairReference>,
 }
 
-impl<B: Backend> Reference<B> {
+impl<B: KernelBackend> Reference<B> {
     /// The reference `config` asks for. Precomputed log-probabilities are read from the cache
     /// when present, else computed with `base` (or `ref_model`) and cached; `base` is the
     /// frozen base model the run starts from.
@@ -129,7 +128,7 @@ impl<B: Backend> Reference<B> {
 }
 
 /// Reference log-probabilities of the pairs `indices` of `plan` under `model`.
-pub fn reference_logps<B: Backend>(
+pub fn reference_logps<B: KernelBackend>(
     model: &LlamaForCausalLM<B>,
     plan: &PairPlan,
     indices: &[usize],

@@ -16,10 +16,10 @@ use super::pairs::PairPlan;
 use super::reference::{reference_logps, PairReference, Reference};
 use crate::error::{Result, TrainError};
 use crate::loss::{
-    combined_loss, orpo_odds_ratio_loss, sequence_logp_values, sequence_logps, simpo_loss, CrossEntropyBackend,
-    PairLogps, PreferenceLoss,
+    combined_loss, orpo_odds_ratio_loss, sequence_logp_values, sequence_logps, simpo_loss, PairLogps, PreferenceLoss,
 };
 use crate::trainer::{hold_out, train, DataSummary, Objective, RunFolder, StepOutput, TrainObserver, TrainOutcome};
+use crate::TrainBackend;
 
 /// Runs preference training as `config` says on `device`; with `resume`, continues from the run
 /// folder's latest checkpoint (ending with the weights an uninterrupted run would have had).
@@ -28,7 +28,7 @@ use crate::trainer::{hold_out, train, DataSummary, Objective, RunFolder, StepOut
 /// Invalid settings, unreadable data or models, a run folder that already holds another run's
 /// checkpoints, an unwritable reference cache, and a non-finite loss or gradient (the last
 /// checkpoint is kept).
-pub fn train_dpo<B: CrossEntropyBackend>(
+pub fn train_dpo<B: TrainBackend>(
     config: &DpoConfig,
     device: &B::Device,
     resume: bool,
@@ -213,7 +213,7 @@ enum Split {
 
 /// The preference objective: a loss on the summed completion log-probabilities of each pair's
 /// sides, under the policy and the reference.
-struct PreferenceObjective<B: CrossEntropyBackend> {
+struct PreferenceObjective<B: TrainBackend> {
     settings: PreferenceSettings,
     train: PairPlan,
     eval: PairPlan,
@@ -222,7 +222,7 @@ struct PreferenceObjective<B: CrossEntropyBackend> {
     device: B::Device,
 }
 
-impl<B: CrossEntropyBackend> PreferenceObjective<B> {
+impl<B: TrainBackend> PreferenceObjective<B> {
     /// Reference log-probabilities of the pairs `indices` of `split`; `policy` gives the
     /// current policy when the reference is the policy with its adapters off.
     fn reference(
@@ -250,7 +250,7 @@ impl<B: CrossEntropyBackend> PreferenceObjective<B> {
     }
 }
 
-impl<B: CrossEntropyBackend> Objective<B> for PreferenceObjective<B> {
+impl<B: TrainBackend> Objective<B> for PreferenceObjective<B> {
     fn data(&self) -> DataSummary {
         self.data.clone()
     }

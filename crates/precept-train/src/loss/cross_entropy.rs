@@ -5,9 +5,9 @@
 //! times through broadcasting kernels (a row maximum subtracted, a row sum divided), which on
 //! the CPU backend cost several times the matrix products around them.
 //!
-//! With host kernels ([`precept_model::set_host_kernels`]) both passes run on host memory
-//! instead: the forward keeps the logits and each row's log-sum-exp, and the backward writes the
-//! gradient over those logits in one pass, with no probability or broadcast tensors at all.
+//! On the CPU backend both passes run on host memory instead: the forward keeps the logits and
+//! each row's log-sum-exp, and the backward writes the gradient over those logits in one pass,
+//! with no probability or broadcast tensors at all.
 
 use std::sync::Arc;
 
@@ -15,14 +15,14 @@ use burn::backend::autodiff::checkpoint::base::Checkpointer;
 use burn::backend::autodiff::checkpoint::strategy::CheckpointStrategy;
 use burn::backend::autodiff::grads::Gradients;
 use burn::backend::autodiff::ops::{unary, Backward, Ops, OpsKind};
-use burn::backend::Autodiff;
+use burn::backend::{Autodiff, Flex};
 use burn::tensor::activation::softmax;
 use burn::tensor::backend::{AutodiffBackend, Backend};
 use burn::tensor::{IndexingUpdateOp, Int, Tensor, TensorPrimitive};
-use precept_model::host_math::{cross_entropy_gradient_in_place, log_sum_exp_rows};
+use precept_kernels::host_math::{cross_entropy_gradient_in_place, log_sum_exp_rows};
 use precept_model::{from_host, host_values};
 
-/// Autodiff backends with the fused cross-entropy.
+/// Autodiff backends with a fused cross-entropy.
 pub trait CrossEntropyBackend: AutodiffBackend {
     /// `−log softmax(xᵢ)[tᵢ] = logsumexp(xᵢ) − xᵢ[tᵢ]` for every row `i`.
     ///
@@ -32,6 +32,41 @@ pub trait CrossEntropyBackend: AutodiffBackend {
     /// - output: `[rows]`
     fn row_cross_entropy(logits: Tensor<Self, 2>, targets: Tensor<Self, 1, Int>) -> Tensor<Self, 1>;
 }
+
+/// Each backend's autodiff wrapper takes the cross-entropy that backend chooses.
+impl<B: CrossEntropyKernels, C: CheckpointStrategy> CrossEntropyBackend for Autodiff<B, C> {
+    fn row_cross_entropy(logits: Tensor<Self, 2>, targets: Tensor<Self, 1, Int>) -> Tensor<Self, 1> {
+        B::autodiff_row_cross_entropy(logits, targets)
+    }
+}
+
+/// Backends' choice of cross-entropy under autodiff; the default is one graph node over the
+/// backend's own softmax.
+pub trait CrossEntropyKernels: Backend {
+    /// [`CrossEntropyBackend::row_cross_entropy`] of `Autodiff<Self, C>`.
+    fn autodiff_row_cross_entropy<C: CheckpointStrategy>(
+        logits: Tensor<Autodiff<Self, C>, 2>,
+        targets: Tensor<Autodiff<Self, C>, 1, Int>,
+    ) -> Tensor<Autodiff<Self, C>, 1> {
+        fused_row_cross_entropy(logits, targets)
+    }
+}
+
+/// The CPU backend computes both passes on host memory.
+impl CrossEntropyKernels for Flex {
+    fn autodiff_row_cross_entropy<C: CheckpointStrategy>(
+        logits: Tensor<Autodiff<Self, C>, 2>,
+        targets: Tensor<Autodiff<Self, C>, 1, Int>,
+    ) -> Tensor<Autodiff<Self, C>, 1> {
+        host_row_cross_entropy(logits, targets)
+    }
+}
+
+#[cfg(feature = "cuda")]
+impl CrossEntropyKernels for burn::backend::Cuda {}
+
+#[cfg(feature = "wgpu")]
+impl CrossEntropyKernels for burn::backend::Wgpu {}
 
 #[derive(Debug)]
 struct RowCrossEntropy;
@@ -119,34 +154,32 @@ fn host_row_cross_entropy<B: Backend, C: CheckpointStrategy>(
     Tensor::from_primitive(TensorPrimitive::Float(output))
 }
 
-impl<B: Backend, C: CheckpointStrategy> CrossEntropyBackend for Autodiff<B, C> {
-    fn row_cross_entropy(logits: Tensor<Self, 2>, targets: Tensor<Self, 1, Int>) -> Tensor<Self, 1> {
-        if precept_model::host_kernels::<B>() {
-            return host_row_cross_entropy(logits, targets);
-        }
-        let logits = logits.into_primitive().tensor();
-        let inner = Tensor::<B, 2>::from_primitive(TensorPrimitive::Float(logits.primitive.clone()));
-        let targets = Tensor::<B, 1, Int>::from_primitive(targets.into_primitive()).unsqueeze_dim::<2>(1);
-        let [rows, _] = inner.dims();
-        let probabilities = softmax(inner.clone(), 1);
-        // logsumexp(x) = max(x) − log(max(softmax(x))): the largest probability is at least
-        // 1/vocab, so its logarithm is finite.
-        let log_sum_exp = inner.clone().max_dim(1) - probabilities.clone().max_dim(1).log();
-        let losses = (log_sum_exp - inner.gather(1, targets.clone())).reshape([rows]);
-        let output = match RowCrossEntropy.prepare::<C>([logits.node.clone()]).compute_bound().stateful() {
-            OpsKind::Tracked(prep) => prep.finish(
-                (probabilities.into_primitive().tensor(), targets.into_primitive()),
-                losses.into_primitive().tensor(),
-            ),
-            OpsKind::UnTracked(prep) => prep.finish(losses.into_primitive().tensor()),
-        };
-        Tensor::from_primitive(TensorPrimitive::Float(output))
-    }
+/// [`CrossEntropyBackend::row_cross_entropy`] as one graph node over burn's softmax.
+fn fused_row_cross_entropy<B: Backend, C: CheckpointStrategy>(
+    logits: Tensor<Autodiff<B, C>, 2>,
+    targets: Tensor<Autodiff<B, C>, 1, Int>,
+) -> Tensor<Autodiff<B, C>, 1> {
+    let logits = logits.into_primitive().tensor();
+    let inner = Tensor::<B, 2>::from_primitive(TensorPrimitive::Float(logits.primitive.clone()));
+    let targets = Tensor::<B, 1, Int>::from_primitive(targets.into_primitive()).unsqueeze_dim::<2>(1);
+    let [rows, _] = inner.dims();
+    let probabilities = softmax(inner.clone(), 1);
+    // logsumexp(x) = max(x) − log(max(softmax(x))): the largest probability is at least
+    // 1/vocab, so its logarithm is finite.
+    let log_sum_exp = inner.clone().max_dim(1) - probabilities.clone().max_dim(1).log();
+    let losses = (log_sum_exp - inner.gather(1, targets.clone())).reshape([rows]);
+    let output = match RowCrossEntropy.prepare::<C>([logits.node.clone()]).compute_bound().stateful() {
+        OpsKind::Tracked(prep) => prep.finish(
+            (probabilities.into_primitive().tensor(), targets.into_primitive()),
+            losses.into_primitive().tensor(),
+        ),
+        OpsKind::UnTracked(prep) => prep.finish(losses.into_primitive().tensor()),
+    };
+    Tensor::from_primitive(TensorPrimitive::Float(output))
 }
 
 #[cfg(test)]
 mod tests {
-    use burn::backend::Flex;
     use burn::tensor::activation::log_softmax;
     use burn::tensor::TensorData;
 
@@ -163,7 +196,7 @@ mod tests {
         let weights = Tensor::<A, 1>::from_data(TensorData::new(vec![1.0f32, 0.5, 0.0, 2.0, 1.0, 3.0], [6]), &device);
 
         let (fused_logits, composed_logits) = (logits(), logits());
-        let fused = A::row_cross_entropy(fused_logits.clone(), targets.clone());
+        let fused = fused_row_cross_entropy(fused_logits.clone(), targets.clone());
         let composed = log_softmax(composed_logits.clone(), 1).gather(1, targets.unsqueeze_dim(1)).reshape([6]).neg();
         let difference = (fused.clone() - composed.clone()).abs().max().into_scalar();
         assert!(difference < 1e-5, "losses differ by {difference}");
@@ -185,8 +218,8 @@ mod tests {
         let weights = Tensor::<A, 1>::from_data(TensorData::new(vec![1.0f32, 0.5, 0.0, 2.0, 1.0, 3.0], [6]), &device);
 
         let (host_logits, backend_logits) = (logits(), logits());
-        let host = host_row_cross_entropy(host_logits.clone(), targets.clone());
-        let backend = A::row_cross_entropy(backend_logits.clone(), targets);
+        let host = A::row_cross_entropy(host_logits.clone(), targets.clone());
+        let backend = fused_row_cross_entropy(backend_logits.clone(), targets);
         let difference = (host.clone() - backend.clone()).abs().max().into_scalar();
         assert!(difference < 1e-5, "losses differ by {difference}");
 

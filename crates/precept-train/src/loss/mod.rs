@@ -5,7 +5,7 @@ mod preference;
 mod sequence;
 mod sft;
 
-pub use cross_entropy::CrossEntropyBackend;
+pub use cross_entropy::{CrossEntropyBackend, CrossEntropyKernels};
 pub use preference::{combined_loss, orpo_odds_ratio_loss, rewards, simpo_loss, PairLogps, PreferenceLoss};
 pub use sequence::{sequence_logp_values, sequence_logps, SequenceLogps, SequenceValues};
 pub use sft::{

@@ -2,16 +2,15 @@
 //! (completion) tokens, differentiable, plus the counts and mean logits TRL reports.
 
 use burn::tensor::activation::log_softmax;
-use burn::tensor::backend::Backend;
 use burn::tensor::{Bool, Int, Tensor, TensorData};
-use precept_model::{AttentionInputs, LlamaForCausalLM};
+use precept_model::{AttentionInputs, KernelBackend, LlamaForCausalLM};
 
 use super::cross_entropy::CrossEntropyBackend;
 use super::sft::{learnt_token_logits, LearntTokens};
 
 /// Per-row sums over the learnt tokens of a batch.
 #[derive(Debug, Clone)]
-pub struct SequenceLogps<B: CrossEntropyBackend> {
+pub struct SequenceLogps<B: CrossEntropyBackend + KernelBackend> {
     /// `Σ log π(token)` over each row's learnt tokens, `[rows]`.
     pub logps: Tensor<B, 1>,
     /// Learnt tokens of each row.
@@ -25,7 +24,7 @@ pub struct SequenceLogps<B: CrossEntropyBackend> {
 ///
 /// # Shapes
 /// - ids, loss_mask: `[batch, seq]`
-pub fn sequence_logps<B: CrossEntropyBackend>(
+pub fn sequence_logps<B: CrossEntropyBackend + KernelBackend>(
     model: &LlamaForCausalLM<B>,
     ids: Tensor<B, 2, Int>,
     inputs: &AttentionInputs<B>,
@@ -78,7 +77,7 @@ pub struct SequenceValues {
 ///
 /// # Shapes
 /// - ids, loss_mask: `[batch, seq]`
-pub fn sequence_logp_values<B: Backend>(
+pub fn sequence_logp_values<B: KernelBackend>(
     model: &LlamaForCausalLM<B>,
     ids: Tensor<B, 2, Int>,
     inputs: &AttentionInputs<B>,

@@ -2,7 +2,7 @@
 
 use burn::tensor::backend::Backend;
 use burn::tensor::{Bool, ElementConversion, Float, Int, Tensor, TensorData};
-use precept_model::{AttentionInputs, LlamaForCausalLM};
+use precept_model::{AttentionInputs, KernelBackend, LlamaForCausalLM};
 
 use super::cross_entropy::CrossEntropyBackend;
 
@@ -81,7 +81,7 @@ pub struct LearntTokens<B: Backend> {
 ///
 /// # Shapes
 /// - ids, loss_mask: `[batch, seq]`
-pub fn learnt_token_logits<B: Backend>(
+pub fn learnt_token_logits<B: KernelBackend>(
     model: &LlamaForCausalLM<B>,
     ids: Tensor<B, 2, Int>,
     inputs: &AttentionInputs<B>,
@@ -116,7 +116,7 @@ pub fn learnt_token_logits<B: Backend>(
 ///
 /// # Shapes
 /// - ids, loss_mask: `[batch, seq]`
-pub fn next_token_loss<B: CrossEntropyBackend>(
+pub fn next_token_loss<B: CrossEntropyBackend + KernelBackend>(
     model: &LlamaForCausalLM<B>,
     ids: Tensor<B, 2, Int>,
     inputs: &AttentionInputs<B>,

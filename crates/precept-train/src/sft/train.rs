@@ -7,14 +7,15 @@ use burn::tensor::activation::log_softmax;
 use burn::tensor::backend::Backend;
 use burn::tensor::ElementConversion;
 use precept_data::{prepare_file, PreparationStats, PrepareOptions, TokenizedExample, Tokenizer};
-use precept_model::LlamaForCausalLM;
+use precept_model::{KernelBackend, LlamaForCausalLM};
 use serde_json::{json, Map, Value};
 
 use super::batches::{BatchPlan, BatchTensors};
 use crate::error::{Result, TrainError};
-use crate::loss::{learnt_token_logits, next_token_loss, CrossEntropyBackend, LearntTokens, SftLoss};
+use crate::loss::{learnt_token_logits, next_token_loss, LearntTokens, SftLoss};
 use crate::settings::TrainConfig;
 use crate::trainer::{hold_out, train, DataSummary, Objective, RunFolder, StepOutput, TrainObserver, TrainOutcome};
+use crate::TrainBackend;
 
 /// Runs SFT as `config` says on `device`; with `resume`, continues from the run folder's latest
 /// checkpoint (ending with the weights an uninterrupted run would have had).
@@ -22,7 +23,7 @@ use crate::trainer::{hold_out, train, DataSummary, Objective, RunFolder, StepOut
 /// # Errors
 /// Invalid settings, unreadable data or model, a run folder that already holds another run's
 /// checkpoints, and a non-finite loss or gradient (the last checkpoint is kept).
-pub fn train_sft<B: CrossEntropyBackend>(
+pub fn train_sft<B: TrainBackend>(
     config: &TrainConfig,
     device: &B::Device,
     resume: bool,
@@ -56,7 +57,7 @@ impl<B: Backend> SftObjective<B> {
     }
 }
 
-impl<B: CrossEntropyBackend> Objective<B> for SftObjective<B> {
+impl<B: TrainBackend> Objective<B> for SftObjective<B> {
     fn data(&self) -> DataSummary {
         self.data.clone()
     }
@@ -97,7 +98,7 @@ impl<B: CrossEntropyBackend> Objective<B> for SftObjective<B> {
 
 /// Mean next-token loss over every evaluation row (logits only where a learnt token is
 /// predicted, as in training).
-fn evaluate<B: Backend>(model: &LlamaForCausalLM<B>, plan: &BatchPlan, device: &B::Device) -> f64 {
+fn evaluate<B: KernelBackend>(model: &LlamaForCausalLM<B>, plan: &BatchPlan, device: &B::Device) -> f64 {
     let (mut sum, mut tokens) = (0.0f64, 0usize);
     for rows in plan.in_order() {
         let batch = BatchTensors::<B>::new(&rows, device);

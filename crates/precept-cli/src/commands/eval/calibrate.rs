@@ -1,8 +1,9 @@
 //! `precept eval calibrate`: a judge's accuracy, precision and recall on labelled replies.
 
 use anyhow::Result;
-use burn::tensor::backend::Backend;
+use burn::tensor::FloatDType;
 use precept_eval::{calibrate, read_gold, JudgeConfig};
+use precept_train::TrainKernels;
 
 use super::args::CalibrateArgs;
 use super::judge;
@@ -13,7 +14,7 @@ use crate::output::print_json;
 pub struct Calibrate(pub CalibrateArgs);
 
 impl DeviceCommand for Calibrate {
-    fn run<B: Backend>(self, device: B::Device) -> Result<()> {
+    fn run<B: TrainKernels>(self, device: B::Device, _decode: Option<FloatDType>) -> Result<()> {
         let args = self.0;
         let gold = read_gold(&args.gold)?;
         let config = judge::resolve(JudgeConfig::default(), Some(args.judge), args.judge_model)?;

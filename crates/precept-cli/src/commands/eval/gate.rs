@@ -10,13 +10,14 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
-use burn::tensor::backend::Backend;
+use burn::tensor::FloatDType;
 use precept_data::write_atomic;
 use precept_data::{hash_json, hash_model_dir};
 use precept_eval::{
     compare, generate_replies, judge_replies, terminal_table, BaselineCache, CacheKey, Judge, ReplyJournal, Report,
     RunOptions, SideInfo, SideResult, Suite, Verdict,
 };
+use precept_train::TrainKernels;
 use serde::Serialize;
 
 use super::args::GateArgs;
@@ -127,12 +128,12 @@ fn journal_path(plan: &Plan, key: &CacheKey) -> Option<PathBuf> {
 }
 
 /// Generates and judges one side, resuming from its journal when an earlier run was killed.
-fn run_side<B: Backend>(
+fn run_side<B: TrainKernels>(
     plan: &Plan,
     (side, key): (&SidePlan, &CacheKey),
     name: &'static str,
     judge: &mut dyn Judge,
-    (device, connection, quiet): (&B::Device, &RemoteConnection, bool),
+    (device, decode, connection, quiet): (&B::Device, Option<FloatDType>, &RemoteConnection, bool),
 ) -> Result<SideResult> {
     let trials = &plan.suite.trials;
     let mut journal = journal_path(plan, key).map(|path| ReplyJournal::open(&path)).transpose()?;
@@ -140,8 +141,10 @@ fn run_side<B: Backend>(
     if resumed > 0 {
         tracing::info!("{name}: resuming with {resumed} replies from an earlier run");
     }
-    let mut generator =
-        side.model.open::<B>(connection, device).with_context(|| format!("opening the {name} model {}", side.model))?;
+    let mut generator = side
+        .model
+        .open::<B>(connection, device, decode)
+        .with_context(|| format!("opening the {name} model {}", side.model))?;
     let options = RunOptions {
         settings: plan.suite.generation.settings(),
         batch_size: plan.suite.generation.batch_size,
@@ -176,7 +179,7 @@ fn write_run_settings(out: &Path, plan: &Plan) -> Result<()> {
 }
 
 impl DeviceCommand for Gate {
-    fn run<B: Backend>(self, device: B::Device) -> Result<()> {
+    fn run<B: TrainKernels>(self, device: B::Device, decode: Option<FloatDType>) -> Result<()> {
         let plan = Plan::resolve(&self.args)?;
         if let Some(out) = &plan.out {
             write_run_settings(out, &plan)?;
@@ -203,7 +206,7 @@ impl DeviceCommand for Gate {
                     (&plan.base, &base_key),
                     "base",
                     judge.as_mut(),
-                    (&device, connection, self.quiet),
+                    (&device, decode, connection, self.quiet),
                 )?;
                 if let Some(cache) = &cache {
                     let path = cache.store(&base_key, &side)?;
@@ -217,7 +220,13 @@ impl DeviceCommand for Gate {
             tracing::info!("tuned: same model, settings and judge as the base; reusing its results");
             SideResult { model: plan.tuned.model.to_string(), ..base.clone() }
         } else {
-            run_side::<B>(&plan, (&plan.tuned, &tuned_key), "tuned", judge.as_mut(), (&device, connection, self.quiet))?
+            run_side::<B>(
+                &plan,
+                (&plan.tuned, &tuned_key),
+                "tuned",
+                judge.as_mut(),
+                (&device, decode, connection, self.quiet),
+            )?
         };
         let suite = &plan.suite;
         let comparison = compare(&base, &tuned, &suite.thresholds, &suite.gate);

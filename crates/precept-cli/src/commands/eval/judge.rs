@@ -3,10 +3,10 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
-use burn::tensor::backend::Backend;
 use precept_data::{hash_json, hash_model_dir};
 use precept_eval::{Judge, JudgeConfig, LlamaGuardJudge, ModelJudge};
 use precept_model::LocalGenerator;
+use precept_train::TrainKernels;
 
 use super::args::JudgeKind;
 use crate::commands::remote::{Generator, RemoteConnection, RemoteSpec};
@@ -56,11 +56,12 @@ pub enum JudgeHost<'a> {
 }
 
 /// Loads the judge (its model onto `device`, or a client of its servers, for model-based judges).
-pub fn build<B: Backend>(config: &JudgeConfig, host: JudgeHost, device: &B::Device) -> Result<Box<dyn Judge>> {
+pub fn build<B: TrainKernels>(config: &JudgeConfig, host: JudgeHost, device: &B::Device) -> Result<Box<dyn Judge>> {
     let open = |dir: &Path| -> Result<Generator<B>> {
         match host {
             JudgeHost::Local => Ok(Generator::Local(Box::new(
-                LocalGenerator::<B>::open(dir, device)
+                // A judge reads option probabilities after a prefill: no decoding steps.
+                LocalGenerator::<B>::open(dir, device, None)
                     .with_context(|| format!("loading the judge model in {}", dir.display()))?,
             ))),
             JudgeHost::Remote(spec, connection) => Ok(Generator::Remote(connection.client(spec)?)),

@@ -11,6 +11,7 @@ mod progress;
 use std::fmt;
 
 use anyhow::Result;
+use burn::tensor::FloatDType;
 use precept_eval::Verdict;
 
 use crate::device::DeviceChoice;
@@ -39,10 +40,10 @@ impl fmt::Display for GateFailure {
 impl std::error::Error for GateFailure {}
 
 /// Runs `precept eval` or one of its subcommands.
-pub fn run(args: EvalArgs, device: DeviceChoice, quiet: bool) -> Result<()> {
+pub fn run(args: EvalArgs, device: DeviceChoice, decode: Option<FloatDType>, quiet: bool) -> Result<()> {
     match args.command {
-        Some(EvalCommand::Calibrate(args)) => device.dispatch(calibrate::Calibrate(args)),
+        Some(EvalCommand::Calibrate(args)) => device.dispatch(calibrate::Calibrate(args), decode),
         Some(EvalCommand::Import(args)) => import::run(&args),
-        None => device.dispatch(gate::Gate { args: args.gate, quiet }),
+        None => device.dispatch(gate::Gate { args: args.gate, quiet }, decode),
     }
 }

@@ -16,13 +16,14 @@ use std::path::PathBuf;
 
 use anyhow::{bail, Context, Result};
 use burn::backend::Autodiff;
-use burn::tensor::backend::Backend;
+use burn::tensor::FloatDType;
 use clap::Args;
 use precept_data::hash_json;
 use precept_eval::{Report, Suite, REPORT_JSON_FILE};
 use precept_train::checkpoint::Checkpoints;
 use precept_train::dpo::train_dpo;
 use precept_train::sft::train_sft;
+use precept_train::TrainKernels;
 
 use self::config::{prompts_file, stage_dir, PipelineConfig};
 use self::stage::{action, read_marker, write_marker, Action, Marker, Stage};
@@ -107,12 +108,12 @@ impl Pipeline {
         self.only.or(self.from).unwrap_or(Stage::Constitute)
     }
 
-    fn run_stage<B: Backend>(&self, stage: Stage, device: &B::Device) -> Result<()> {
+    fn run_stage<B: TrainKernels>(&self, stage: Stage, device: &B::Device, decode: Option<FloatDType>) -> Result<()> {
         let config = &self.config;
         match stage {
             Stage::Constitute => {
                 held_out::concatenate(&config.prompts, &prompts_file(&config.out))?;
-                Constitute { args: config.constitute.clone(), quiet: self.quiet }.run::<B>(device.clone())
+                Constitute { args: config.constitute.clone(), quiet: self.quiet }.run::<B>(device.clone(), decode)
             }
             Stage::Sft => {
                 let resume = Checkpoints::new(&config.sft.out).latest()?.is_some();
@@ -128,13 +129,13 @@ impl Pipeline {
                 progress.finish();
                 Ok(())
             }
-            Stage::Eval => Gate { args: config.eval.clone(), quiet: self.quiet }.run::<B>(device.clone()),
+            Stage::Eval => Gate { args: config.eval.clone(), quiet: self.quiet }.run::<B>(device.clone(), decode),
         }
     }
 }
 
 impl DeviceCommand for Pipeline {
-    fn run<B: Backend>(self, device: B::Device) -> Result<()> {
+    fn run<B: TrainKernels>(self, device: B::Device, decode: Option<FloatDType>) -> Result<()> {
         let hashes = self.hashes()?;
         let out = self.config.out.clone();
         for (stage, hash) in Stage::ALL.into_iter().zip(hashes) {
@@ -175,7 +176,7 @@ impl DeviceCommand for Pipeline {
             tracing::info!("{}: {}", stage.name(), if todo == Action::Resume { "continuing" } else { "starting" });
             write_marker(&dir, &Marker { hash: hash.clone(), complete: false })?;
             let started = std::time::Instant::now();
-            let ran = self.run_stage::<B>(stage, &device);
+            let ran = self.run_stage::<B>(stage, &device, decode);
             tracing::info!("{}: ran for {:.1} min", stage.name(), started.elapsed().as_secs_f64() / 60.0);
             // The gate's verdict (a failing exit code) still leaves a finished stage.
             let verdict = ran.as_ref().is_err_and(|e| e.downcast_ref::<super::GateFailure>().is_some());

@@ -9,7 +9,7 @@
 use std::sync::Arc;
 
 use burn::backend::autodiff::checkpoint::base::Checkpointer;
-use burn::backend::autodiff::checkpoint::strategy::NoCheckpointing;
+use burn::backend::autodiff::checkpoint::strategy::CheckpointStrategy;
 use burn::backend::autodiff::grads::Gradients;
 use burn::backend::autodiff::ops::{Backward, Ops, OpsKind};
 use burn::backend::Autodiff;
@@ -17,20 +17,10 @@ use burn::tensor::backend::Backend;
 use burn::tensor::{Tensor, TensorPrimitive};
 use rayon::prelude::*;
 
+use crate::backend::Heads;
 use crate::host::{from_host, host_values};
-use crate::host_math::{softmax_backward_row, softmax_in_place};
-use crate::strided::{product, Target, View, Write};
-
-/// The head layout of one attention call.
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct Heads {
-    /// Query heads.
-    pub heads: usize,
-    /// Key/value heads (dividing `heads`).
-    pub kv_heads: usize,
-    /// Width of one head.
-    pub head_dim: usize,
-}
+use precept_kernels::host_math::{softmax_backward_row, softmax_in_place};
+use precept_kernels::strided::{product, Target, View, Write};
 
 /// Sizes of one call: `batch` rows of `n` queries over `m` keys.
 #[derive(Debug, Clone, Copy)]
@@ -43,7 +33,7 @@ struct Dims {
 
 impl Dims {
     fn group(&self) -> usize {
-        self.heads.heads / self.heads.kv_heads
+        self.heads.group()
     }
 
     fn query_width(&self) -> usize {
@@ -239,13 +229,13 @@ impl<B: Backend> Backward<B, 3> for Attention {
 /// - queries: `[batch, n, heads·head_dim]`; keys, values: `[batch, m, kv_heads·head_dim]`
 /// - mask: `[batch, n, m]` row-major, `true` where a query must not see a key
 /// - output: `[batch, n, heads·head_dim]`
-pub(super) fn attention<I: Backend>(
-    queries: Tensor<Autodiff<I>, 3>,
-    keys: Tensor<Autodiff<I>, 3>,
-    values: Tensor<Autodiff<I>, 3>,
+pub(super) fn attention<I: Backend, C: CheckpointStrategy>(
+    queries: Tensor<Autodiff<I, C>, 3>,
+    keys: Tensor<Autodiff<I, C>, 3>,
+    values: Tensor<Autodiff<I, C>, 3>,
     heads: Heads,
     mask: Option<&[bool]>,
-) -> Tensor<Autodiff<I>, 3> {
+) -> Tensor<Autodiff<I, C>, 3> {
     let ([batch, n, width], m) = (queries.dims(), keys.dims()[1]);
     let dims = Dims { batch, n, m, heads };
     let device = queries.device();
@@ -261,7 +251,7 @@ pub(super) fn attention<I: Backend>(
         .unzip();
     let output = interleave(&outputs, dims, n, dims.group());
     let output = from_host::<I, 3>(output, [batch, n, width], &device).into_primitive().tensor();
-    let node = match Attention.prepare::<NoCheckpointing>(nodes).compute_bound().stateful() {
+    let node = match Attention.prepare::<C>(nodes).compute_bound().stateful() {
         OpsKind::Tracked(prep) => {
             let saved =
                 Saved { inputs: Arc::new(inputs), weights: Arc::new(weights), tiles: Arc::new(tiles), dims, device };

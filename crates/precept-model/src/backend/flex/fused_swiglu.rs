@@ -3,7 +3,7 @@
 use std::sync::Arc;
 
 use burn::backend::autodiff::checkpoint::base::Checkpointer;
-use burn::backend::autodiff::checkpoint::strategy::NoCheckpointing;
+use burn::backend::autodiff::checkpoint::strategy::CheckpointStrategy;
 use burn::backend::autodiff::grads::Gradients;
 use burn::backend::autodiff::ops::{Backward, Ops, OpsKind};
 use burn::backend::Autodiff;
@@ -11,7 +11,7 @@ use burn::tensor::backend::Backend;
 use burn::tensor::{Tensor, TensorPrimitive};
 
 use crate::host::{from_host, host_values};
-use crate::host_math::{swiglu_backward_in_place, swiglu_in_place};
+use precept_kernels::host_math::{swiglu_backward_in_place, swiglu_in_place};
 
 /// The graph node of [`swiglu`].
 #[derive(Debug)]
@@ -49,7 +49,10 @@ impl<B: Backend> Backward<B, 2> for SwiGlu {
 ///
 /// # Shapes
 /// - gate, up: `[batch, seq, width]` → `[batch, seq, width]`
-pub(super) fn swiglu<I: Backend>(gate: Tensor<Autodiff<I>, 3>, up: Tensor<Autodiff<I>, 3>) -> Tensor<Autodiff<I>, 3> {
+pub(super) fn swiglu<I: Backend, C: CheckpointStrategy>(
+    gate: Tensor<Autodiff<I, C>, 3>,
+    up: Tensor<Autodiff<I, C>, 3>,
+) -> Tensor<Autodiff<I, C>, 3> {
     let (shape, device) = (gate.dims(), gate.device());
     let (gate, up) = (gate.into_primitive().tensor(), up.into_primitive().tensor());
     let inner = |primitive| Tensor::<I, 3>::from_primitive(TensorPrimitive::Float(primitive));
@@ -58,7 +61,7 @@ pub(super) fn swiglu<I: Backend>(gate: Tensor<Autodiff<I>, 3>, up: Tensor<Autodi
     let mut output = gate_values.clone();
     swiglu_in_place(&mut output, &up_values);
     let output = from_host::<I, 3>(output, shape, &device).into_primitive().tensor();
-    let node = match SwiGlu.prepare::<NoCheckpointing>([gate.node, up.node]).compute_bound().stateful() {
+    let node = match SwiGlu.prepare::<C>([gate.node, up.node]).compute_bound().stateful() {
         OpsKind::Tracked(prep) => {
             let inputs = Inputs { gate: Arc::new(gate_values), up: Arc::new(up_values), shape, device };
             prep.finish(inputs, output)

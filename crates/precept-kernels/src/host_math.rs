@@ -12,7 +12,7 @@ const EXP_LOWEST: f32 = -87.3;
 /// Replaces `scores` by their softmax over the keys `hidden` does not hide. A query that sees no
 /// key gets zero weights (no query of a causal, left-padded mask is in that case: each sees
 /// itself).
-pub(crate) fn softmax_in_place(scores: &mut [f32], hidden: Option<&[bool]>) {
+pub fn softmax_in_place(scores: &mut [f32], hidden: Option<&[bool]>) {
     if let Some(hidden) = hidden {
         scores.iter_mut().zip(hidden).filter(|(_, &h)| h).for_each(|(s, _)| *s = f32::NEG_INFINITY);
     }
@@ -33,7 +33,7 @@ const SWIGLU_TASK: usize = 1 << 14;
 ///
 /// # Panics
 /// If the two lengths differ.
-pub(crate) fn swiglu_in_place(gate: &mut [f32], up: &[f32]) {
+pub fn swiglu_in_place(gate: &mut [f32], up: &[f32]) {
     assert_eq!(gate.len(), up.len(), "gate and up values pair up");
     gate.par_chunks_mut(SWIGLU_TASK)
         .zip(up.par_chunks(SWIGLU_TASK))
@@ -60,7 +60,7 @@ fn sigmoid(x: f32) -> f32 {
 ///
 /// # Panics
 /// If the three lengths differ.
-pub(crate) fn swiglu_backward_in_place(grad: &[f32], gate: &mut [f32], up: &mut [f32]) {
+pub fn swiglu_backward_in_place(grad: &[f32], gate: &mut [f32], up: &mut [f32]) {
     assert!(grad.len() == gate.len() && gate.len() == up.len(), "gradient, gate and up values pair up");
     gate.par_chunks_mut(SWIGLU_TASK)
         .zip(up.par_chunks_mut(SWIGLU_TASK))
@@ -86,7 +86,7 @@ fn swiglu_backward(grad: &[f32], gate: &mut [f32], up: &mut [f32]) {
 ///
 /// # Panics
 /// If the two lengths differ.
-pub(crate) fn softmax_backward_row(probabilities: &[f32], grad: &mut [f32], scale: f32) {
+pub fn softmax_backward_row(probabilities: &[f32], grad: &mut [f32], scale: f32) {
     assert_eq!(probabilities.len(), grad.len(), "probabilities and gradients pair up");
     let dot: f32 = probabilities.iter().zip(grad.iter()).map(|(&p, &g)| p * g).sum();
     grad.iter_mut().zip(probabilities).for_each(|(g, &p)| *g = scale * p * (*g - dot));

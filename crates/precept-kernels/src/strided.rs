@@ -4,7 +4,7 @@
 
 /// A matrix read in place: values, offset of its first entry, and `[row, column]` strides.
 #[derive(Clone, Copy)]
-pub(crate) struct View<'a> {
+pub struct View<'a> {
     /// The values the matrix lies in.
     pub values: &'a [f32],
     /// Index of its first entry.
@@ -21,7 +21,7 @@ impl View<'_> {
 }
 
 /// A row-major output matrix: its values and the distance between consecutive rows.
-pub(crate) struct Target<'a> {
+pub struct Target<'a> {
     /// The values the matrix lies in, from its first entry.
     pub values: &'a mut [f32],
     /// Distance between consecutive rows (at least the matrix's width).
@@ -30,7 +30,7 @@ pub(crate) struct Target<'a> {
 
 /// How a product meets its target.
 #[derive(Clone, Copy)]
-pub(crate) enum Write {
+pub enum Write {
     /// `out ← scale·a·b`.
     Set(f32),
     /// `out += scale·a·b`.
@@ -41,7 +41,7 @@ pub(crate) enum Write {
 ///
 /// # Panics
 /// If a view's strides reach outside its values, or the target's do.
-pub(crate) fn product([m, n, k]: [usize; 3], a: View<'_>, b: View<'_>, out: Target<'_>, write: Write) {
+pub fn product([m, n, k]: [usize; 3], a: View<'_>, b: View<'_>, out: Target<'_>, write: Write) {
     let reach = |view: View<'_>, [rows, columns]: [usize; 2]| {
         rows == 0
             || columns == 0
