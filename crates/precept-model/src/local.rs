@@ -210,7 +210,7 @@ mod tests {
         std::fs::write(dir.path().join("tokenizer.json"), TOKENIZER).unwrap();
         std::fs::write(dir.path().join("tokenizer_config.json"), CONFIG).unwrap();
         let tokenizer = Tokenizer::from_dir(dir.path()).unwrap();
-        <Flex as Backend>::seed(&Default::default(), 3);
+        <Flex as burn::tensor::backend::Backend>::seed(&Default::default(), 3);
         let config = LlamaConfig { vocab_size: 10, ..LlamaConfig::tiny() };
         LocalGenerator::new(config.init(&Default::default()), tokenizer)
     }

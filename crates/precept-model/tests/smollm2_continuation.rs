@@ -6,7 +6,6 @@
 
 mod common;
 
-use burn::backend::Flex;
 use common::smollm2;
 use precept_data::{Generate, GenerateSettings, Message};
 

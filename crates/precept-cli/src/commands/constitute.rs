@@ -427,7 +427,7 @@ mod tests {
     use precept_data::{Generate, Message, Tokenizer};
     use precept_model::LlamaConfig;
 
-    use super::*;
+    use burn::tensor::backend::Backend;
     use precept_model::LocalGenerator;
 
     const TOKENIZER: &str = r#"{"version":"1.0","truncation":null,"padding":null,

@@ -13,5 +13,5 @@ pub fn smollm2() -> LocalGenerator<Flex> {
             .join("../../checkpoints/smollm2-135m-instruct")
     });
     assert!(dir.join("model.safetensors").is_file(), "{}: run scripts/fetch-smollm2.sh first", dir.display());
-    LocalGenerator::open(&dir, &Default::default()).unwrap()
+    LocalGenerator::open(&dir, &Default::default(), None).unwrap()
 }
