@@ -7,12 +7,12 @@ use burn::module::{Module, ModuleVisitor, Param};
 use burn::tensor::backend::Backend;
 use burn::tensor::Tensor;
 use half::{bf16, f16};
+use precept_data::{write_le, write_safetensors, TensorEntry};
 use safetensors::Dtype;
 use serde_json::{json, Value};
 
 use super::names::{KeyOf, TensorPath};
 use super::safetensors_files::{INDEX_FILE, SINGLE_FILE};
-use super::safetensors_writer::{write_le, write_safetensors, TensorEntry};
 use crate::config::LlamaConfig;
 use crate::error::{ModelError, Result};
 use crate::model::LlamaForCausalLM;

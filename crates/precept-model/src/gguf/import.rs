@@ -10,6 +10,7 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
 
+use precept_data::{write_le, TensorEntry};
 use safetensors::Dtype;
 use serde_json::Value;
 
@@ -19,7 +20,6 @@ use super::hf_config::config_json;
 use super::reader::{tensor_error, TensorInfo};
 use super::tokenizer::tokenizer_json;
 use super::tokenizer_config::{generation_config_json, tokenizer_config_json};
-use crate::checkpoint::{self, write_le, TensorEntry};
 use crate::error::{ModelError, Result};
 
 /// GGUF tensors that carry no weights of their own (folded into `config.json` instead).
@@ -208,7 +208,7 @@ fn write_safetensors(file: &GgufFile, plan: &[Planned], path: &Path) -> Result<(
         .iter()
         .map(|p| TensorEntry { name: p.hf_name.clone(), dtype: Dtype::F32, shape: p.info.shape() })
         .collect();
-    checkpoint::write_safetensors(path, &entries, |index, out| {
+    precept_data::write_safetensors(path, &entries, |index, out| {
         let values = tensor_values(file, &plan[index])?;
         write_le(out, &values).map_err(|e| ModelError::io(path, e))
     })
