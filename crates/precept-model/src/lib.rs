@@ -8,7 +8,6 @@
 //! - On the CPU, [`row_product`] computes decoding-step products, [`host_attention`] keeps the
 //!   KV cache in host memory and attends over it in place, and SwiGLU runs on host memory with a
 //!   vectorised `exp` ([`set_host_kernels`]).
-//! - [`gguf`] imports llama.cpp GGUF files into such folders.
 //! - [`sampling`] and [`generate`] turn the model into a text generator, batched, which can
 //!   start a prompt from the rows of the previous call it continues ([`ContinuationCache`]);
 //!   [`LocalGenerator`] serves precept-data's `Generate` trait (conversations in, replies and
@@ -21,7 +20,6 @@ mod continuation;
 mod error;
 mod fused;
 pub mod generate;
-pub mod gguf;
 mod host;
 pub mod host_attention;
 pub mod host_math;
