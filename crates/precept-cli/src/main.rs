@@ -55,6 +55,9 @@ fn main() -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
+            if output::is_broken_pipe(&error) {
+                return ExitCode::SUCCESS;
+            }
             // The eval gate's verdicts have exit codes of their own (2, 3, 4).
             if let Some(failure) = error.downcast_ref::<commands::GateFailure>() {
                 eprintln!("{failure}");

@@ -151,3 +151,24 @@ fn data_check_validates_preference_pairs_and_names_file_line_and_field() {
     assert!(stdout.contains("prefs.jsonl:2: field `rejected` must be a string"), "{stdout}");
     assert!(stdout.contains("1 pairs (2 conversations), 2 invalid"), "{stdout}");
 }
+
+/// Issue 23: `precept generate … | head -1` ends quietly once the reader has gone, in both the
+/// streamed and the JSON output, instead of panicking on the failed write.
+#[test]
+fn generate_exits_cleanly_when_its_stdout_is_closed() {
+    for extra in [&[][..], &["--json"][..]] {
+        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_precept"))
+            .args(["generate", "--model", &model(), "--prompt", "Hello", "--max-new-tokens", "4"])
+            .args(extra)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        // The reader goes away before the model has even loaded, so every write finds the pipe closed.
+        drop(child.stdout.take());
+        let out = child.wait_with_output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "{extra:?}: {:?} {stderr}", out.status);
+        assert!(!stderr.contains("panicked"), "{extra:?}: {stderr}");
+    }
+}

@@ -313,6 +313,24 @@ pub enum DataError {
         /// The 1-based line number.
         line: usize,
     },
+
+    /// A file could not be written.
+    #[error("{path}: {error}")]
+    Write {
+        /// The file.
+        path: PathBuf,
+        /// What the operating system said.
+        error: io::Error,
+    },
+
+    /// A safetensors header could not be built for the tensors to write.
+    #[error("{path}: invalid safetensors file: {message}")]
+    Safetensors {
+        /// The file being written.
+        path: PathBuf,
+        /// The safetensors library's message.
+        message: String,
+    },
 }
 
 /// `"message 3: "`, or nothing when the failing message is unknown.

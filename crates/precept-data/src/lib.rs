@@ -24,7 +24,8 @@
 //! and option probabilities out), so they run on a local model, a server or a test script alike.
 //!
 //! Every failure is a [`DataError`] naming the file, field, template or message involved.
-//! Output files go through [`write_atomic`], so a crash never leaves a truncated file.
+//! Output files go through [`write_atomic`], so a crash never leaves a truncated file;
+//! [`write_safetensors`] streams tensors into a safetensors file the same way, one at a time.
 
 // Tests may unwrap: a panic there is the failure report.
 #![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used))]
@@ -39,6 +40,7 @@ mod message;
 mod prefs;
 mod python_compat;
 mod reply_text;
+mod safetensors_writer;
 mod sft;
 mod special_tokens;
 mod token_stream;
@@ -52,6 +54,7 @@ pub use hashing::{hash_json, hash_model_dir};
 pub use message::{Message, Role};
 pub use prefs::{prepare_pairs_file, tokenize_pair, PrefReader, PrefRecord, TokenizedPair};
 pub use reply_text::ReplyText;
+pub use safetensors_writer::{write_le, write_safetensors, TensorEntry};
 pub use sft::{
     length_buckets, pack, prepare_file, tokenize_record, OnMismatch, PackedRow, PreparationStats, PrepareOptions,
     SftPreparer, SftReader, SftRecord, TokenizedExample, MAX_LINE_BYTES,

@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 
-/// Everything that can go wrong loading, importing or saving a model.
+/// Everything that can go wrong loading or saving a model.
 #[derive(Debug, thiserror::Error)]
 pub enum ModelError {
     /// A file could not be read or written.
@@ -108,34 +108,6 @@ pub enum ModelError {
     Lora {
         /// The offending setting (`r`, `target_modules`, …).
         field: String,
-        /// What is wrong with it.
-        message: String,
-    },
-    /// A GGUF file is corrupt, truncated or uses something unsupported.
-    #[error("{path}: {message}")]
-    Gguf {
-        /// The GGUF file.
-        path: PathBuf,
-        /// What is wrong, naming the tensor or metadata key where there is one.
-        message: String,
-    },
-    /// A GGUF metadata entry is missing, of the wrong type, or out of range.
-    #[error("{path}: metadata `{key}`: {message}")]
-    GgufMetadata {
-        /// The GGUF file.
-        path: PathBuf,
-        /// The metadata key, such as `llama.block_count`.
-        key: String,
-        /// What is wrong with it.
-        message: String,
-    },
-    /// A GGUF tensor is malformed, truncated or stored in a type we cannot import.
-    #[error("{path}: tensor `{tensor}`: {message}")]
-    GgufTensor {
-        /// The GGUF file.
-        path: PathBuf,
-        /// The tensor name as stored in the file, such as `blk.0.attn_q.weight`.
-        tensor: String,
         /// What is wrong with it.
         message: String,
     },

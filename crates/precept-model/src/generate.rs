@@ -16,6 +16,7 @@ use burn::tensor::{Int, Tensor, TensorData};
 use crate::backend::KernelBackend;
 use crate::continuation::{ContinuationCache, Reuse};
 use crate::error::{ModelError, Result};
+use crate::host::host_values;
 use crate::inputs::AttentionInputs;
 use crate::kv_cache::{KvCache, LayerKv};
 use crate::model::LlamaForCausalLM;
@@ -337,7 +338,7 @@ fn last_logits<B: KernelBackend>(
     let [batch, seq, d_model] = hidden.dims();
     let last = hidden.slice([0..batch, seq - 1..seq, 0..d_model]);
     // f32 conversion of backend data cannot fail for a float tensor.
-    model.logits(last).into_data().convert::<f32>().into_vec::<f32>().unwrap_or_default()
+    host_values(model.logits(last))
 }
 
 /// Rejects empty prompts and prompts that cannot grow by their token limit within the model.

@@ -9,7 +9,6 @@
 //!   products, SwiGLU, attention, the KV cache) use burn operations, and the CPU backend's
 //!   implementation runs precept-kernels on host memory instead, with hand-written backward
 //!   passes under autodiff.
-//! - [`gguf`] imports llama.cpp GGUF files into such folders.
 //! - [`sampling`] and [`generate`] turn the model into a text generator, batched, which can
 //!   start a prompt from the rows of the previous call it continues ([`ContinuationCache`]);
 //!   [`LocalGenerator`] serves precept-data's `Generate` trait (conversations in, replies and
@@ -22,7 +21,6 @@ mod config;
 mod continuation;
 mod error;
 pub mod generate;
-pub mod gguf;
 mod host;
 mod inputs;
 mod kv_cache;

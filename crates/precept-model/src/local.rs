@@ -15,6 +15,7 @@ use crate::checkpoint::load_model;
 use crate::continuation::ContinuationCache;
 use crate::error::{ModelError, Result};
 use crate::generate::{fill_shared_prefix, generate_continuing, FinishReason, GenerationConfig};
+use crate::host::host_values;
 use crate::inputs::AttentionInputs;
 use crate::model::LlamaForCausalLM;
 use crate::sampling::SamplingConfig;
@@ -123,7 +124,7 @@ impl<B: KernelBackend> LocalGenerator<B> {
     /// Log-softmax of the logits of `hidden` states, flattened `[batch · seq · vocab]`.
     fn log_probs(&self, hidden: Tensor<B, 3>) -> Vec<f32> {
         // f32 conversion of backend data cannot fail for a float tensor.
-        log_softmax(self.model.logits(hidden), 2).into_data().convert::<f32>().into_vec::<f32>().unwrap_or_default()
+        host_values(log_softmax(self.model.logits(hidden), 2))
     }
 }
 

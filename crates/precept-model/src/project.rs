@@ -29,12 +29,11 @@ pub fn project_many<B: KernelBackend, const N: usize>(
 ) -> [Tensor<B, 3>; N] {
     let [batch, seq, d_in] = x.dims();
     let rows = x.reshape([batch * seq, d_in]);
-    let decoding = batch * seq <= DECODE_MAX_ROWS && layers.iter().all(|layer| layer.lora.is_none());
-    let outputs: Vec<Tensor<B, 2>> = match decoding {
+    let outputs: Vec<Tensor<B, 2>> = match batch * seq <= DECODE_MAX_ROWS {
         true => {
             let weights: Vec<Tensor<B, 2>> = layers.iter().map(|layer| layer.decode_weight()).collect();
             let products = B::decode_products(&rows, &weights);
-            products.into_iter().zip(layers).map(|(y, layer)| layer.add_bias(y)).collect()
+            products.into_iter().zip(layers).map(|(y, layer)| layer.finish(rows.clone(), y)).collect()
         }
         false => layers.iter().map(|layer| layer.forward(rows.clone())).collect(),
     };

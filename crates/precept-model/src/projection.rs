@@ -53,7 +53,16 @@ impl<B: Backend> Projection<B> {
     /// # Shapes
     /// - x: `[rows, d_in]` → `[rows, d_out]`
     pub fn forward(&self, x: Tensor<B, 2>) -> Tensor<B, 2> {
-        let y = self.forward_base(x.clone());
+        let product = x.clone().matmul(self.weight.val());
+        self.finish(x, product)
+    }
+
+    /// `x·W + b + adapter(x)` from the product `x·W` computed elsewhere.
+    ///
+    /// # Shapes
+    /// - x: `[rows, d_in]`, product: `[rows, d_out]` → `[rows, d_out]`
+    pub(crate) fn finish(&self, x: Tensor<B, 2>, product: Tensor<B, 2>) -> Tensor<B, 2> {
+        let y = self.add_bias(product);
         match &self.lora {
             Some(lora) => y + lora.forward(x),
             None => y,

@@ -5,6 +5,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a failure should stop the test
 
+use std::io::{BufRead, BufReader, Read};
 use std::net::TcpListener;
 use std::thread::JoinHandle;
 use std::time::Duration;
@@ -195,16 +196,28 @@ fn bad_requests_get_openai_style_errors() {
 #[test]
 fn shutdown_finishes_the_request_in_flight() {
     let server = Server::start(model(), ServeOptions::new("tiny"));
-    let url = server.url.clone();
-    let request = std::thread::spawn(move || {
-        let config = RemoteConfig::new(vec![url], "tiny");
-        let settings = GenerateSettings { max_new_tokens: 100, temperature: 1.0, ..GenerateSettings::default() };
-        RemoteGenerator::new(config).unwrap().generate(&[vec![Message::user("is it ?")]], &settings)
+    let body = json!({
+        "model": "tiny",
+        "messages": [{"role": "user", "content": "is it ?"}],
+        "max_tokens": 100,
+        "temperature": 1.0,
+        "stream": true,
     });
-    std::thread::sleep(Duration::from_millis(300));
-    server.shut_down().unwrap();
-    let replies = request.join().unwrap().unwrap();
-    assert_eq!(replies.len(), 1);
+    let response = ureq::post(format!("{}/v1/chat/completions", server.url)).header("Content-Type", "application/json");
+    let response = response.send(body.to_string()).unwrap();
+    let mut reader = BufReader::new(response.into_body().into_reader());
+    // The first event shows the request is in flight; only then does the server stop.
+    let mut first = String::new();
+    while !first.starts_with("data:") {
+        first.clear();
+        assert!(reader.read_line(&mut first).unwrap() > 0, "the stream ended before its first event");
+    }
+    let shutdown = std::thread::spawn(move || server.shut_down());
+    let mut rest = String::new();
+    reader.read_to_string(&mut rest).unwrap();
+    assert!(rest.trim_end().ends_with("data: [DONE]"), "the stream was cut: {rest}");
+    assert!(rest.contains("finish_reason\":\""), "{rest}");
+    shutdown.join().unwrap().unwrap();
 }
 
 #[test]

@@ -8,8 +8,9 @@ use std::path::{Path, PathBuf};
 use burn::module::ParamId;
 use burn::tensor::backend::AutodiffBackend;
 use burn::tensor::{Tensor, TensorData};
-use precept_model::checkpoint::{parameter_keys, write_le, write_safetensors, SafetensorsFiles, TensorEntry};
-use precept_model::LlamaForCausalLM;
+use precept_data::{write_le, write_safetensors, TensorEntry};
+use precept_model::checkpoint::{parameter_keys, SafetensorsFiles};
+use precept_model::{host_values, LlamaForCausalLM};
 use safetensors::Dtype;
 use serde::{Deserialize, Serialize};
 
@@ -150,7 +151,7 @@ fn save_optimizer<B: AutodiffBackend>(path: &Path, optimizer: &AdamW<B>, model: 
         }
     }
     write_safetensors(path, &entries, |index, out| {
-        let values: Vec<f32> = tensors[index].clone().into_data().convert::<f32>().into_vec().unwrap_or_default();
+        let values: Vec<f32> = host_values(tensors[index].clone());
         write_le(out, &values).map_err(|e| precept_model::ModelError::io(path, e))
     })?;
     Ok(())

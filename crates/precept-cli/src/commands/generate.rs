@@ -1,6 +1,5 @@
 //! `precept generate`: continuations or chat replies for one or more prompts, batched.
 
-use std::io::Write;
 use std::time::Instant;
 
 use anyhow::{bail, Result};
@@ -14,7 +13,7 @@ use serde::Serialize;
 use crate::args::{GenerateArgs, SamplingArgs};
 use crate::device::DeviceCommand;
 use crate::loaded::{load_weights, TextModel};
-use crate::output::print_json;
+use crate::output::{print_json, write_stdout};
 
 /// The command, ready to run on a backend.
 pub struct Generate(pub GenerateArgs);
@@ -81,14 +80,16 @@ impl DeviceCommand for Generate {
         // Stream text to the terminal when there is one prompt and no JSON.
         let stream = !args.common.json && prompts.len() == 1;
         let started = Instant::now();
+        let mut streamed = Ok(());
         let results = generate(&model, &prompt_ids, &config, |row, token| {
             let stop = rows[row].push(token);
-            if stream {
-                print!("{}", rows[row].take_fragment());
-                let _ = std::io::stdout().flush();
+            if stream && streamed.is_ok() {
+                streamed = write_stdout(&rows[row].take_fragment());
             }
-            stop
+            // Nothing more can be shown once stdout is closed.
+            stop || streamed.is_err()
         })?;
+        streamed?;
         let seconds = started.elapsed().as_secs_f64();
         let total: usize = results.iter().map(|r| r.ids.len()).sum();
         tracing::info!("{total} tokens in {seconds:.2}s ({:.1} tokens/s)", total as f64 / seconds);
@@ -107,9 +108,9 @@ impl DeviceCommand for Generate {
             if args.common.json {
                 print_json(&report)?;
             } else if stream {
-                println!();
+                write_stdout("\n")?;
             } else {
-                println!("{}\n---", report.text);
+                write_stdout(&format!("{}\n---\n", report.text))?;
             }
         }
         Ok(())

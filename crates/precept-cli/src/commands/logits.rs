@@ -49,7 +49,7 @@ impl DeviceCommand for Logits {
         let tokens =
             Tensor::<B, 2, Int>::from_data(TensorData::new(ids.iter().map(|&i| i as i64).collect(), [1, seq]), &device);
         let logits = model.forward(tokens, &AttentionInputs::causal(1, seq, 0, &device), None);
-        let values = logits.into_data().convert::<f32>().into_vec::<f32>().unwrap_or_default();
+        let values = precept_model::host_values(logits);
         let vocab = config.vocab_size;
         let rows: Vec<&[f32]> = values.chunks(vocab).collect();
         let last = rows[seq - 1];

@@ -8,7 +8,6 @@ mod adapter;
 mod load;
 mod names;
 mod safetensors_files;
-mod safetensors_writer;
 mod save;
 
 pub use adapter::{load_adapter, read_adapter_config, save_adapter, ADAPTER_CONFIG_FILE, ADAPTER_WEIGHTS_FILE};
@@ -16,5 +15,4 @@ pub use load::{load_model, load_weights};
 pub(crate) use names::TensorPath;
 pub use names::{parameter_keys, ParameterKey};
 pub use safetensors_files::SafetensorsFiles;
-pub use safetensors_writer::{write_le, write_safetensors, TensorEntry};
 pub use save::{save_model, SaveDtype, SaveOptions};

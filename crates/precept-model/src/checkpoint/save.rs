@@ -7,14 +7,15 @@ use burn::module::{Module, ModuleVisitor, Param};
 use burn::tensor::backend::Backend;
 use burn::tensor::Tensor;
 use half::{bf16, f16};
+use precept_data::{write_le, write_safetensors, TensorEntry};
 use safetensors::Dtype;
 use serde_json::{json, Value};
 
 use super::names::{KeyOf, TensorPath};
 use super::safetensors_files::{INDEX_FILE, SINGLE_FILE};
-use super::safetensors_writer::{write_le, write_safetensors, TensorEntry};
 use crate::config::LlamaConfig;
 use crate::error::{ModelError, Result};
+use crate::host::host_values;
 use crate::model::LlamaForCausalLM;
 
 /// Element type of saved weights.
@@ -147,7 +148,7 @@ impl<B: Backend> ModuleVisitor<B> for Collector<B> {
 /// Writes one tensor's data in the entry's dtype.
 fn write_tensor<B: Backend>(saved: &SavedTensor<B>, path: &Path, out: &mut dyn std::io::Write) -> Result<()> {
     // f32 conversion of backend data cannot fail for a float tensor.
-    let values: Vec<f32> = saved.tensor.clone().into_data().convert::<f32>().into_vec().unwrap_or_default();
+    let values: Vec<f32> = host_values(saved.tensor.clone());
     let written = match saved.entry.dtype {
         Dtype::F16 => write_le(out, &values.iter().map(|x| f16::from_f32(*x)).collect::<Vec<_>>()),
         Dtype::BF16 => write_le(out, &values.iter().map(|x| bf16::from_f32(*x)).collect::<Vec<_>>()),

@@ -8,7 +8,7 @@ use burn::optim::{GradientsAccumulator, GradientsParams};
 use burn::tensor::backend::Backend;
 use burn::tensor::{ElementConversion, Tensor, TensorData};
 use precept_data::{prepare_pairs_file, PreparationStats, PrepareOptions, TokenizedPair, Tokenizer};
-use precept_model::LlamaForCausalLM;
+use precept_model::{host_values, LlamaForCausalLM};
 use serde_json::{json, Map, Value};
 
 use super::config::{DpoConfig, PreferenceMethod};
@@ -269,7 +269,7 @@ impl<B: TrainBackend> Objective<B> for PreferenceObjective<B> {
             let batch = self.train.tensors::<B>(indices, &self.device);
             input_tokens += batch.input_tokens;
             let sequences = sequence_logps(model, batch.ids, &batch.inputs, batch.loss_mask);
-            let policy: Vec<f64> = sequences.logps.clone().into_data().convert::<f64>().into_vec().unwrap_or_default();
+            let policy: Vec<f64> = host_values(sequences.logps.clone()).into_iter().map(f64::from).collect();
             let numbers = PairNumbers::new(&policy, &reference, &sequences.tokens, &sequences.mean_logits);
             metrics.add(&numbers, &self.settings);
             let logps = pair_logps(sequences.logps, &reference, &sequences.tokens);

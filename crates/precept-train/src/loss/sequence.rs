@@ -3,7 +3,7 @@
 
 use burn::tensor::activation::log_softmax;
 use burn::tensor::{Bool, Int, Tensor, TensorData};
-use precept_model::{AttentionInputs, KernelBackend, LlamaForCausalLM};
+use precept_model::{host_values, AttentionInputs, KernelBackend, LlamaForCausalLM};
 
 use super::cross_entropy::CrossEntropyBackend;
 use super::sft::{learnt_token_logits, LearntTokens};
@@ -44,8 +44,7 @@ pub fn sequence_logps<B: CrossEntropyBackend + KernelBackend>(
     for &row in &rows {
         tokens[row] += 1;
     }
-    let row_means: Vec<f32> =
-        logits.clone().inner().mean_dim(1).into_data().convert::<f32>().into_vec().unwrap_or_default();
+    let row_means: Vec<f32> = host_values(logits.clone().inner().mean_dim(1));
     let mut mean_logits = vec![0.0f64; batch];
     for (&row, &mean) in rows.iter().zip(&row_means) {
         mean_logits[row] += f64::from(mean) / tokens[row] as f64;
@@ -88,7 +87,7 @@ pub fn sequence_logp_values<B: KernelBackend>(
     let Ok(LearntTokens { logits, targets, rows }) = learnt_token_logits(model, ids, inputs, loss_mask) else {
         return values;
     };
-    let to_vec = |t: Tensor<B, 2>| t.into_data().convert::<f32>().into_vec::<f32>().unwrap_or_default();
+    let to_vec = |t: Tensor<B, 2>| host_values(t);
     let means = to_vec(logits.clone().mean_dim(1));
     let picked = to_vec(log_softmax(logits, 1).gather(1, targets.unsqueeze_dim(1)));
     for ((&row, &logp), &mean) in rows.iter().zip(&picked).zip(&means) {

@@ -92,7 +92,10 @@ pub fn learnt_token_logits<B: KernelBackend>(
     let hidden = model.model.forward(ids.clone(), inputs, None);
     let d_model = hidden.dims()[2];
     // Position `r·seq + i` predicts token `i + 1` of row `r`.
-    let mask: Vec<bool> = loss_mask.into_data().convert::<bool>().into_vec().unwrap_or_default();
+    let mask: Vec<bool> = loss_mask
+        .into_data()
+        .into_vec::<bool>()
+        .unwrap_or_else(|e| unreachable!("a boolean tensor reads back as booleans: {e:?}"));
     let predicting: Vec<i64> = (0..batch * seq)
         .filter(|&position| position % seq + 1 < seq && mask.get(position + 1).copied().unwrap_or(false))
         .map(|position| position as i64)

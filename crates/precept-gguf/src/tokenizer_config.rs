@@ -7,9 +7,9 @@
 
 use serde_json::{json, Map, Value};
 
-use super::tokenizer::GgufVocab;
-use super::value::GgufMetadata;
 use crate::error::Result;
+use crate::tokenizer::GgufVocab;
+use crate::value::GgufMetadata;
 
 /// The `tokenizer_config.json` for the vocabulary in `meta`.
 pub fn tokenizer_config_json(meta: &GgufMetadata) -> Result<Value> {
@@ -63,7 +63,7 @@ pub fn generation_config_json(meta: &GgufMetadata) -> Result<Value> {
 }
 
 /// `<arch>.context_length`, if the file has an architecture and the key.
-pub(super) fn context_length(meta: &GgufMetadata) -> Result<Option<usize>> {
+pub(crate) fn context_length(meta: &GgufMetadata) -> Result<Option<usize>> {
     match meta.str_opt("general.architecture")? {
         Some(arch) => meta.count_opt(&format!("{arch}.context_length")),
         None => Ok(None),
@@ -72,9 +72,9 @@ pub(super) fn context_length(meta: &GgufMetadata) -> Result<Option<usize>> {
 
 #[cfg(test)]
 mod tests {
-    use super::super::tokenizer::tests::gpt2_meta;
-    use super::super::value::GgufValue;
     use super::*;
+    use crate::tokenizer::tests::gpt2_meta;
+    use crate::value::GgufValue;
 
     #[test]
     fn special_tokens_template_and_context_length_are_carried_over() {

@@ -9,9 +9,9 @@
 use std::collections::{BTreeMap, HashSet};
 use std::path::{Path, PathBuf};
 
-use super::ggml_type::GgmlType;
-use super::value::{GgufArray, GgufMetadata, GgufValue};
-use crate::error::{ModelError, Result};
+use crate::error::{GgufError, Result};
+use crate::ggml_type::GgmlType;
+use crate::value::{GgufArray, GgufMetadata, GgufValue};
 
 /// The alignment of tensor data when `general.alignment` is absent.
 pub const DEFAULT_ALIGNMENT: u64 = 32;
@@ -47,7 +47,7 @@ impl TensorInfo {
 
 /// Everything in a GGUF file before the tensor data.
 #[derive(Debug)]
-pub(super) struct Header {
+pub(crate) struct Header {
     pub version: u32,
     pub metadata: GgufMetadata,
     pub tensors: Vec<TensorInfo>,
@@ -56,7 +56,7 @@ pub(super) struct Header {
 }
 
 /// Parses the header of the GGUF file `path`, whose full contents are `bytes`.
-pub(super) fn parse_header(path: &Path, bytes: &[u8]) -> Result<Header> {
+pub(crate) fn parse_header(path: &Path, bytes: &[u8]) -> Result<Header> {
     let mut c = Cursor { bytes, pos: 0, path };
     let magic = c.take(4, "the magic number")?;
     if magic != b"GGUF" {
@@ -116,8 +116,8 @@ pub(super) fn parse_header(path: &Path, bytes: &[u8]) -> Result<Header> {
     Ok(Header { version, metadata, tensors, alignment, data_offset })
 }
 
-pub(super) fn tensor_error(path: &Path, tensor: &str, message: impl Into<String>) -> ModelError {
-    ModelError::GgufTensor { path: path.to_path_buf(), tensor: tensor.into(), message: message.into() }
+pub(crate) fn tensor_error(path: &Path, tensor: &str, message: impl Into<String>) -> GgufError {
+    GgufError::Tensor { path: path.to_path_buf(), tensor: tensor.into(), message: message.into() }
 }
 
 /// A bounds-checked little-endian reader over the file's bytes.
@@ -132,12 +132,12 @@ impl<'a> Cursor<'a> {
         self.path.to_path_buf()
     }
 
-    fn error(&self, message: impl Into<String>) -> ModelError {
-        ModelError::Gguf { path: self.path(), message: message.into() }
+    fn error(&self, message: impl Into<String>) -> GgufError {
+        GgufError::Format { path: self.path(), message: message.into() }
     }
 
-    fn key_error(&self, key: &str, message: impl Into<String>) -> ModelError {
-        ModelError::GgufMetadata { path: self.path(), key: key.into(), message: message.into() }
+    fn key_error(&self, key: &str, message: impl Into<String>) -> GgufError {
+        GgufError::Metadata { path: self.path(), key: key.into(), message: message.into() }
     }
 
     fn remaining(&self) -> usize {
@@ -309,8 +309,8 @@ impl<'a> Cursor<'a> {
 
 #[cfg(test)]
 mod tests {
-    use super::super::testing::GgufBuilder;
     use super::*;
+    use crate::testing::GgufBuilder;
 
     fn parse(bytes: &[u8]) -> Result<Header> {
         parse_header(Path::new("m.gguf"), bytes)

@@ -2,19 +2,19 @@
 //!
 //! Each `*_block` function mirrors ggml's reference `dequantize_row_*` in `ggml-quants.c` for one
 //! block, operation for operation (same products, same order), so the results are bit-identical
-//! to llama.cpp's and gguf-py's. The 256-element k-quants live in [`super::kquants`].
+//! to llama.cpp's and gguf-py's. The 256-element k-quants live in [`crate::kquants`].
 
 use half::{bf16, f16};
 
-use super::ggml_type::GgmlType;
-use super::kquants;
+use crate::ggml_type::GgmlType;
+use crate::kquants;
 
 /// Decodes `bytes` of type `ty` into `out`, one `f32` per element.
 ///
 /// # Panics
 ///
 /// If `ty` is not [`GgmlType::is_supported`] or `bytes.len()` is not the size of `out.len()`
-/// elements of `ty`. [`GgufFile::tensor_f32`](super::GgufFile::tensor_f32) checks both and
+/// elements of `ty`. [`GgufFile::tensor_f32`](crate::GgufFile::tensor_f32) checks both and
 /// returns an error instead.
 pub fn dequantize(ty: GgmlType, bytes: &[u8], out: &mut [f32]) {
     assert!(ty.is_supported(), "dequantize: ggml type {ty} is not supported");
@@ -44,7 +44,7 @@ pub fn dequantize(ty: GgmlType, bytes: &[u8], out: &mut [f32]) {
 }
 
 /// The little-endian IEEE half at `bytes[at..at + 2]`, widened exactly (`GGML_FP16_TO_FP32`).
-pub(super) fn f16_at(bytes: &[u8], at: usize) -> f32 {
+pub(crate) fn f16_at(bytes: &[u8], at: usize) -> f32 {
     f16::from_le_bytes([bytes[at], bytes[at + 1]]).to_f32()
 }
 

@@ -1,4 +1,5 @@
-//! GGUF import: llama.cpp model files into Hugging Face folders.
+//! GGUF for precept: llama.cpp model files read, dequantised and imported into Hugging Face
+//! folders. No burn: this crate sees tensors only as `f32` slices.
 //!
 //! - [`GgufFile::open`] memory-maps a file and parses its header, checking every count and offset
 //!   against the file size before allocating; [`GgufMetadata`] gives typed access to the
@@ -12,8 +13,16 @@
 //! - [`import_gguf`] ties it together: tensors are renamed to Hugging Face keys, dequantised to
 //!   `f32`, q/k rows un-permuted from llama.cpp's rotary layout, and streamed into
 //!   `model.safetensors` beside the JSON files, every file written atomically.
+//!
+//! ```text
+//! file.gguf ──GgufFile::open──> GgufMetadata + [TensorInfo] ──import_gguf──> config.json,
+//!           tokenizer.json, tokenizer_config.json, generation_config.json, model.safetensors
+//! ```
+//!
+//! Every failure is a [`GgufError`] naming the file and the metadata key or tensor involved.
 
 mod dequant;
+mod error;
 mod file;
 mod ggml_type;
 mod hf_config;
@@ -28,6 +37,7 @@ mod tokenizer_config;
 mod value;
 
 pub use dequant::dequantize;
+pub use error::{GgufError, Result};
 pub use file::GgufFile;
 pub use ggml_type::GgmlType;
 pub use hf_config::config_json;

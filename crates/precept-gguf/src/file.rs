@@ -5,11 +5,11 @@ use std::path::{Path, PathBuf};
 
 use memmap2::Mmap;
 
-use super::dequant::dequantize;
-use super::ggml_type::GgmlType;
-use super::reader::{parse_header, tensor_error, TensorInfo};
-use super::value::GgufMetadata;
-use crate::error::{ModelError, Result};
+use crate::dequant::dequantize;
+use crate::error::{GgufError, Result};
+use crate::ggml_type::GgmlType;
+use crate::reader::{parse_header, tensor_error, TensorInfo};
+use crate::value::GgufMetadata;
 
 /// An open GGUF file: metadata and tensor infos parsed, tensor data mapped but not read.
 #[derive(Debug)]
@@ -26,18 +26,18 @@ pub struct GgufFile {
 impl GgufFile {
     /// Maps `path` and parses its header, checking that every tensor's data lies inside the file.
     pub fn open(path: &Path) -> Result<Self> {
-        let file = File::open(path).map_err(|e| ModelError::io(path, e))?;
-        let len = file.metadata().map_err(|e| ModelError::io(path, e))?.len();
+        let file = File::open(path).map_err(|e| GgufError::io(path, e))?;
+        let len = file.metadata().map_err(|e| GgufError::io(path, e))?.len();
         if len < 24 {
             // Also avoids mapping an empty file, which some platforms refuse.
-            return Err(ModelError::Gguf {
+            return Err(GgufError::Format {
                 path: path.into(),
                 message: format!("{len} bytes is too short for a GGUF header"),
             });
         }
         // SAFETY: the map is read-only; a concurrent writer truncating the file is outside what
         // any model reader can defend against (llama.cpp and gguf-py map the same way).
-        let data = unsafe { Mmap::map(&file) }.map_err(|e| ModelError::io(path, e))?;
+        let data = unsafe { Mmap::map(&file) }.map_err(|e| GgufError::io(path, e))?;
         let header = parse_header(path, &data)?;
         Ok(Self {
             path: path.to_path_buf(),

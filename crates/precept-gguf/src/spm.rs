@@ -12,14 +12,14 @@ use std::collections::HashMap;
 
 use serde_json::{json, Value};
 
-use super::tokenizer::{token_type, GgufVocab};
 use crate::error::Result;
+use crate::tokenizer::{token_type, GgufVocab};
 
 /// SentencePiece's word-boundary marker.
 const SPACE: &str = "\u{2581}";
 
 /// The `tokenizer.json` of a SentencePiece vocabulary.
-pub(super) fn sentencepiece_bpe(vocab: &GgufVocab) -> Result<Value> {
+pub(crate) fn sentencepiece_bpe(vocab: &GgufVocab) -> Result<Value> {
     let meta = vocab.meta;
     let scores = match meta.floats_opt("tokenizer.ggml.scores")? {
         Some(s) if s.len() == vocab.tokens.len() => s,
@@ -91,9 +91,9 @@ fn merges_from_scores(tokens: &[String], scores: &[f32]) -> Vec<Value> {
 mod tests {
     use std::collections::BTreeMap;
 
-    use super::super::tokenizer::tokenizer_json;
-    use super::super::value::{GgufArray, GgufMetadata, GgufValue};
     use super::*;
+    use crate::tokenizer::tokenizer_json;
+    use crate::value::{GgufArray, GgufMetadata, GgufValue};
 
     /// `<unk> <s> </s>`, byte pieces for `\n` and `!`, then `▁ h e l o ▁h ll ▁he ▁hell ▁hello`.
     fn llama_meta() -> GgufMetadata {

@@ -8,10 +8,10 @@
 
 use serde_json::{json, Value};
 
-use super::file::GgufFile;
-use super::reader::TensorInfo;
-use super::value::{GgufMetadata, GgufValue};
 use crate::error::Result;
+use crate::file::GgufFile;
+use crate::reader::TensorInfo;
+use crate::value::{GgufMetadata, GgufValue};
 
 /// The `config.json` for the model in `file`.
 pub fn config_json(file: &GgufFile) -> Result<Value> {
@@ -131,8 +131,8 @@ fn llama3_rope_scaling(factors: &[f32], theta: f64, head_dim: usize) -> Option<V
 mod tests {
     use std::collections::BTreeMap;
 
-    use super::super::ggml_type::GgmlType;
     use super::*;
+    use crate::ggml_type::GgmlType;
 
     fn smollm_meta(arch: &str) -> GgufMetadata {
         let per_arch = [

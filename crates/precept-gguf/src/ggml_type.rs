@@ -3,7 +3,7 @@
 //! Every ggml type stores elements in blocks along the first (fastest) dimension: `block_len`
 //! elements take `block_bytes` bytes. Plain floats are blocks of one. The sizes follow
 //! `ggml_type_traits` in ggml and `GGML_QUANT_SIZES` in gguf-py; knowing them for every type lets
-//! the reader bound each tensor even when [`dequantize`](super::dequantize) cannot decode it.
+//! the reader bound each tensor even when [`dequantize`](crate::dequantize) cannot decode it.
 
 use std::fmt;
 
@@ -82,7 +82,7 @@ const TABLE: [(GgmlType, u32, &str, usize, usize); 32] = [
 ];
 
 impl GgmlType {
-    /// The types [`dequantize`](super::dequantize) decodes.
+    /// The types [`dequantize`](crate::dequantize) decodes.
     pub const SUPPORTED: [GgmlType; 11] = [
         Self::F32,
         Self::F16,
@@ -127,7 +127,7 @@ impl GgmlType {
         self.row().4
     }
 
-    /// Whether [`dequantize`](super::dequantize) decodes this type.
+    /// Whether [`dequantize`](crate::dequantize) decodes this type.
     pub fn is_supported(self) -> bool {
         Self::SUPPORTED.contains(&self)
     }

@@ -3,16 +3,16 @@
 //! [`GgufVocab`] gathers the vocabulary, token types and special-token ids. [`tokenizer_json`]
 //! dispatches on `tokenizer.ggml.model`: `gpt2` vocabularies become byte-level BPE (here), with
 //! the pre-tokenizer chosen by `tokenizer.ggml.pre` to match the upstream `tokenizer.json`;
-//! SentencePiece `llama` vocabularies become byte-fallback BPE ([`super::spm`]).
+//! SentencePiece `llama` vocabularies become byte-fallback BPE ([`crate::spm`]).
 
 use serde_json::{json, Map, Value};
 
-use super::spm;
-use super::value::GgufMetadata;
 use crate::error::Result;
+use crate::spm;
+use crate::value::GgufMetadata;
 
 /// llama.cpp's token types (`tokenizer.ggml.token_type`), from SentencePiece.
-pub(super) mod token_type {
+pub(crate) mod token_type {
     pub const NORMAL: i64 = 1;
     pub const UNKNOWN: i64 = 2;
     pub const CONTROL: i64 = 3;
@@ -26,7 +26,7 @@ const QWEN2_REGEX: &str =
     r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+";
 
 /// The vocabulary of a GGUF file and its special tokens.
-pub(super) struct GgufVocab<'a> {
+pub(crate) struct GgufVocab<'a> {
     pub meta: &'a GgufMetadata,
     /// `tokenizer.ggml.model`: `gpt2`, `llama`, …
     pub model: &'a str,
@@ -249,11 +249,11 @@ fn byte_level_bpe(vocab: &GgufVocab) -> Result<Value> {
 }
 
 #[cfg(test)]
-pub(super) mod tests {
+pub(crate) mod tests {
     use std::collections::BTreeMap;
 
-    use super::super::value::{GgufArray, GgufValue};
     use super::*;
+    use crate::value::{GgufArray, GgufValue};
 
     /// A byte-level vocabulary: two control tokens, bytes `a b c Ġ 1 2`, and merges to `ab`, `abc`.
     pub fn gpt2_meta(pre: &str, extra: &[(&str, GgufValue)]) -> GgufMetadata {

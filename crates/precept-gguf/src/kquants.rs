@@ -5,7 +5,7 @@
 //! `d` and `dmin`. Q6_K has sixteen signed 8-bit scales for sub-blocks of 16. The loops follow
 //! ggml's `dequantize_row_q{4,5,6}_K` in `ggml-quants.c` exactly.
 
-use super::dequant::f16_at;
+use crate::dequant::f16_at;
 
 /// Scale and minimum of sub-block `j` (0..8) from the 12 packed bytes (ggml's `get_scale_min_k4`).
 fn scale_min_k4(j: usize, q: &[u8]) -> (u8, u8) {
@@ -17,7 +17,7 @@ fn scale_min_k4(j: usize, q: &[u8]) -> (u8, u8) {
 }
 
 /// `block_q4_K { ggml_half d, dmin; uint8_t scales[12]; uint8_t qs[128]; }`.
-pub(super) fn q4_k_block(b: &[u8], y: &mut [f32]) {
+pub(crate) fn q4_k_block(b: &[u8], y: &mut [f32]) {
     let (d, min) = (f16_at(b, 0), f16_at(b, 2));
     let scales = &b[4..16];
     for (chunk, (q, y)) in b[16..144].chunks_exact(32).zip(y.chunks_exact_mut(64)).enumerate() {
@@ -35,7 +35,7 @@ pub(super) fn q4_k_block(b: &[u8], y: &mut [f32]) {
 /// `block_q5_K { ggml_half d, dmin; uint8_t scales[12]; uint8_t qh[32]; uint8_t qs[128]; }`:
 /// like Q4_K with a fifth bit per element from `qh` (bit `2c` for the low nibbles of chunk `c`,
 /// bit `2c + 1` for the high nibbles).
-pub(super) fn q5_k_block(b: &[u8], y: &mut [f32]) {
+pub(crate) fn q5_k_block(b: &[u8], y: &mut [f32]) {
     let (d, min) = (f16_at(b, 0), f16_at(b, 2));
     let (scales, qh) = (&b[4..16], &b[16..48]);
     for (chunk, (ql, y)) in b[48..176].chunks_exact(32).zip(y.chunks_exact_mut(64)).enumerate() {
@@ -55,7 +55,7 @@ pub(super) fn q5_k_block(b: &[u8], y: &mut [f32]) {
 
 /// `block_q6_K { uint8_t ql[128]; uint8_t qh[64]; int8_t scales[16]; ggml_half d; }`: 4 low bits
 /// from `ql`, 2 high bits from `qh`, minus 32, times `d * scale`.
-pub(super) fn q6_k_block(b: &[u8], y: &mut [f32]) {
+pub(crate) fn q6_k_block(b: &[u8], y: &mut [f32]) {
     let d = f16_at(b, 208);
     for half in 0..2 {
         let ql = &b[64 * half..64 * half + 64];
@@ -79,8 +79,8 @@ pub(super) fn q6_k_block(b: &[u8], y: &mut [f32]) {
 
 #[cfg(test)]
 mod tests {
-    use super::super::{dequantize, GgmlType};
     use super::*;
+    use crate::{dequantize, GgmlType};
 
     const HALF: u16 = 0x3800; // 0.5
     const ONE: u16 = 0x3C00; // 1.0

@@ -1,8 +1,8 @@
 //! A minimal GGUF v3 writer for tests: builds files byte by byte so every test fixture is made in
 //! the test itself, and tiny complete models for import tests.
 
-use super::ggml_type::GgmlType;
-use super::value::{GgufArray, GgufValue};
+use crate::ggml_type::GgmlType;
+use crate::value::{GgufArray, GgufValue};
 
 /// Assembles a GGUF v3 file in memory.
 #[derive(Default)]

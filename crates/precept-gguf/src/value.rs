@@ -8,7 +8,7 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use crate::error::{ModelError, Result};
+use crate::error::{GgufError, Result};
 
 /// One metadata value.
 #[derive(Debug, Clone, PartialEq)]
@@ -177,11 +177,11 @@ impl GgufMetadata {
     }
 
     /// An error about `key`.
-    pub fn error(&self, key: &str, message: impl Into<String>) -> ModelError {
-        ModelError::GgufMetadata { path: self.path.clone(), key: key.into(), message: message.into() }
+    pub fn error(&self, key: &str, message: impl Into<String>) -> GgufError {
+        GgufError::Metadata { path: self.path.clone(), key: key.into(), message: message.into() }
     }
 
-    fn wrong_type(&self, key: &str, expected: &str, found: &GgufValue) -> ModelError {
+    fn wrong_type(&self, key: &str, expected: &str, found: &GgufValue) -> GgufError {
         self.error(key, format!("expected {expected}, found a {}", found.type_name()))
     }
 

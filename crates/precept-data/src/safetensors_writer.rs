@@ -7,7 +7,7 @@ use std::path::Path;
 use safetensors::tensor::{Metadata, TensorInfo};
 use safetensors::Dtype;
 
-use crate::error::{ModelError, Result};
+use crate::error::DataError;
 
 /// One tensor's entry in a safetensors header.
 #[derive(Debug, Clone)]
@@ -29,12 +29,15 @@ impl TensorEntry {
 
 /// Writes `entries` to `path` atomically: the header, then each tensor's little-endian bytes as
 /// `write_data(index, out)` produces them, in order.
-pub fn write_safetensors(
+///
+/// The first error of `write_data` is returned as it is; a header that cannot be built or a
+/// failed write is a [`DataError`] converted into the caller's error type `E`.
+pub fn write_safetensors<E: From<DataError>>(
     path: &Path,
     entries: &[TensorEntry],
-    mut write_data: impl FnMut(usize, &mut dyn Write) -> Result<()>,
-) -> Result<()> {
-    let st_error = |message: String| ModelError::Safetensors { path: path.into(), message };
+    mut write_data: impl FnMut(usize, &mut dyn Write) -> Result<(), E>,
+) -> Result<(), E> {
+    let st_error = |message: String| DataError::Safetensors { path: path.into(), message };
     let mut infos = Vec::with_capacity(entries.len());
     let mut offset = 0;
     for entry in entries {
@@ -52,7 +55,7 @@ pub fn write_safetensors(
     header_bytes.resize(header_bytes.len().next_multiple_of(8), b' ');
 
     let mut failure = None;
-    let written = precept_data::write_atomic_with(path, |file| {
+    let written = crate::write_atomic_with(path, |file| {
         let mut out = BufWriter::with_capacity(1 << 20, file);
         out.write_all(&(header_bytes.len() as u64).to_le_bytes())?;
         out.write_all(&header_bytes)?;
@@ -64,7 +67,7 @@ pub fn write_safetensors(
         }
         out.flush()
     });
-    written.map_err(|e| failure.unwrap_or_else(|| ModelError::io(path, e)))
+    written.map_err(|error| failure.unwrap_or_else(|| DataError::Write { path: path.into(), error }.into()))
 }
 
 /// Writes `values` as little-endian bytes.
