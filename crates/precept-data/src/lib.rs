@@ -22,6 +22,8 @@
 //!
 //! Stages that need a model's words talk to the [`Generate`] trait (conversations in, replies
 //! and option probabilities out), so they run on a local model, a server or a test script alike.
+//! What a safe model does with a prompt is an [`Expected`]; the [`KeywordJudge`] labels a reply
+//! a refusal or a compliance without a model, so the constitution loop and the eval agree on it.
 //!
 //! Every failure is a [`DataError`] naming the file, field, template or message involved.
 //! Output files go through [`write_atomic`], so a crash never leaves a truncated file.
@@ -38,6 +40,7 @@ mod hf_config;
 mod message;
 mod prefs;
 mod python_compat;
+mod refusal;
 mod reply_text;
 mod sft;
 mod special_tokens;
@@ -51,6 +54,7 @@ pub use generate::{normalise_log_probabilities, FinishReason, Generate, Generate
 pub use hashing::{hash_json, hash_model_dir};
 pub use message::{Message, Role};
 pub use prefs::{prepare_pairs_file, tokenize_pair, PrefReader, PrefRecord, TokenizedPair};
+pub use refusal::{Expected, Judgement, KeywordJudge, Label, DEFAULT_REFUSAL_PHRASES};
 pub use reply_text::ReplyText;
 pub use sft::{
     length_buckets, pack, prepare_file, tokenize_record, OnMismatch, PackedRow, PreparationStats, PrepareOptions,

@@ -42,16 +42,19 @@ mod testing;
 
 pub use cache::{BaselineCache, CacheKey};
 pub use calibrate::{calibrate, read_gold, Calibration, GoldItem};
-pub use case::{cases_to_jsonl, read_cases, Case, CaseInput, Expected};
+pub use case::{cases_to_jsonl, read_cases, Case, CaseInput};
 pub use compare::{compare, pair, Comparison, GroupGate, GroupStats, GroupVerdict, PairedOutcome, Verdict, ALL};
 pub use error::{EvalError, Result};
 pub use framing::{expand, load_templates, parse_templates, Framing, Template, Trial, BUILTIN_TEMPLATES, PROMPT_SLOT};
 pub use import::{import_cases, ImportFormat, ImportOptions};
 pub use journal::ReplyJournal;
 pub use judge::{
-    parse_llamaguard, GuardVerdict, Judge, JudgeConfig, JudgeItem, Judgement, KeywordJudge, Label, LlamaGuardJudge,
-    ModelJudge, DEFAULT_REFUSAL_PHRASES, DEFAULT_RUBRIC, RUBRIC_OPTIONS,
+    parse_llamaguard, GuardVerdict, Judge, JudgeConfig, JudgeItem, LlamaGuardJudge, ModelJudge, DEFAULT_RUBRIC,
+    RUBRIC_OPTIONS,
 };
+// Expectations and the refusal judge live in precept-data (the constitution loop uses them too);
+// they are part of this crate's API as well.
+pub use precept_data::{Expected, Judgement, KeywordJudge, Label, DEFAULT_REFUSAL_PHRASES};
 pub use runner::{generate_replies, judge_replies, Outcome, Progress, RunOptions, SideResult, Silent, TrialResult};
 pub use stats::Rate;
 mod report;
