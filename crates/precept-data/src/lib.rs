@@ -21,7 +21,8 @@
 //! ```
 //!
 //! Stages that need a model's words talk to the [`Generate`] trait (conversations in, replies
-//! and option probabilities out), so they run on a local model, a server or a test script alike.
+//! and option probabilities out), so they run on a local model, a server or a test script alike;
+//! a [`ModelSource`] names which (a folder, or servers as a [`RemoteSpec`]).
 //! What a safe model does with a prompt is an [`Expected`]; the [`KeywordJudge`] labels a reply
 //! a refusal or a compliance without a model, so the constitution loop and the eval agree on it.
 //!
@@ -38,6 +39,7 @@ mod generate;
 mod hashing;
 mod hf_config;
 mod message;
+mod model_source;
 mod prefs;
 mod python_compat;
 mod refusal;
@@ -53,6 +55,7 @@ pub use error::{DataError, Result};
 pub use generate::{normalise_log_probabilities, FinishReason, Generate, GenerateSettings, Reply};
 pub use hashing::{hash_json, hash_model_dir};
 pub use message::{Message, Role};
+pub use model_source::{ModelSource, RemoteSpec};
 pub use prefs::{prepare_pairs_file, tokenize_pair, PrefReader, PrefRecord, TokenizedPair};
 pub use refusal::{Expected, Judgement, KeywordJudge, Label, DEFAULT_REFUSAL_PHRASES};
 pub use reply_text::ReplyText;

@@ -6,6 +6,7 @@ use precept_eval::{calibrate, read_gold, JudgeConfig};
 
 use super::args::CalibrateArgs;
 use super::judge;
+use crate::commands::remote::{ModelOpener, RemoteConnection};
 use crate::device::DeviceCommand;
 use crate::output::print_json;
 
@@ -17,7 +18,9 @@ impl DeviceCommand for Calibrate {
         let args = self.0;
         let gold = read_gold(&args.gold)?;
         let config = judge::resolve(JudgeConfig::default(), Some(args.judge), args.judge_model)?;
-        let mut judge = judge::build::<B>(&config, judge::JudgeHost::Local, &device)?;
+        // A calibrated judge runs from its folder; the connection is never used.
+        let connection = RemoteConnection::default();
+        let mut judge = config.open(None, &mut ModelOpener::<B> { connection: &connection, device: &device })?;
         let c = calibrate(judge.as_mut(), &gold, args.batch_size)?;
         if args.json {
             return print_json(&c);
