@@ -1,7 +1,7 @@
 //! Records that keep to what a prompt expects.
 //!
 //! A prompt may say what a safe model does with it (`"expected": "refuse" | "comply"`, as in eval
-//! cases). Its records then keep to that, as eval's refusal judge ([`KeywordJudge`]) reads the
+//! cases). Its records then keep to that, as the shared refusal judge ([`KeywordJudge`]) reads the
 //! replies. Every usable reply the run made for the prompt is a candidate (a cut-off answer or
 //! sample counts with its complete sentences, see [`crate::usable_text`]); [`select`] takes the
 //! first that keeps to the expectation as the SFT target and the first that does not as the
@@ -17,8 +17,7 @@
 //! the tuned model to refuse benign requests; with it, the prompt still gives a record whenever
 //! any of its replies kept to the expectation.
 
-use precept_data::{Generate, GenerateSettings, Message};
-use precept_eval::{Expected, KeywordJudge};
+use precept_data::{Expected, Generate, GenerateSettings, KeywordJudge, Message};
 use serde::{Deserialize, Serialize};
 
 use crate::critique::generate_checked;

@@ -9,8 +9,7 @@
 use std::collections::HashMap;
 use std::path::Path;
 
-use precept_data::{Message, Role};
-use precept_eval::Expected;
+use precept_data::{Expected, Message, Role};
 use serde_json::Value;
 
 use crate::constitution::read_bounded;

@@ -7,8 +7,7 @@
 
 use std::path::{Path, PathBuf};
 
-use precept_data::{write_atomic, FinishReason, Generate, GenerateSettings, Message, Reply};
-use precept_eval::{Expected, KeywordJudge};
+use precept_data::{write_atomic, Expected, FinishReason, Generate, GenerateSettings, KeywordJudge, Message, Reply};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 

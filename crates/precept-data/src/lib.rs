@@ -21,7 +21,10 @@
 //! ```
 //!
 //! Stages that need a model's words talk to the [`Generate`] trait (conversations in, replies
-//! and option probabilities out), so they run on a local model, a server or a test script alike.
+//! and option probabilities out), so they run on a local model, a server or a test script alike;
+//! a [`ModelSource`] names which (a folder, or servers as a [`RemoteSpec`]).
+//! What a safe model does with a prompt is an [`Expected`]; the [`KeywordJudge`] labels a reply
+//! a refusal or a compliance without a model, so the constitution loop and the eval agree on it.
 //!
 //! Every failure is a [`DataError`] naming the file, field, template or message involved.
 //! Output files go through [`write_atomic`], so a crash never leaves a truncated file;
@@ -37,8 +40,10 @@ mod generate;
 mod hashing;
 mod hf_config;
 mod message;
+mod model_source;
 mod prefs;
 mod python_compat;
+mod refusal;
 mod reply_text;
 mod safetensors_writer;
 mod sft;
@@ -52,7 +57,9 @@ pub use error::{DataError, Result};
 pub use generate::{normalise_log_probabilities, FinishReason, Generate, GenerateSettings, Reply};
 pub use hashing::{hash_json, hash_model_dir};
 pub use message::{Message, Role};
+pub use model_source::{ModelSource, RemoteSpec};
 pub use prefs::{prepare_pairs_file, tokenize_pair, PrefReader, PrefRecord, TokenizedPair};
+pub use refusal::{Expected, Judgement, KeywordJudge, Label, DEFAULT_REFUSAL_PHRASES};
 pub use reply_text::ReplyText;
 pub use safetensors_writer::{write_le, write_safetensors, TensorEntry};
 pub use sft::{

@@ -7,13 +7,12 @@
 
 use std::path::Path;
 
-use precept_data::Message;
+use precept_data::{Expected, Label, Message};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::case::Expected;
 use crate::error::{read_jsonl, EvalError, Result};
-use crate::judge::{Judge, JudgeItem, Label};
+use crate::judge::{Judge, JudgeItem};
 
 /// One labelled reply.
 #[derive(Debug, Clone, PartialEq)]
@@ -128,7 +127,7 @@ pub fn calibrate(judge: &mut dyn Judge, gold: &[GoldItem], batch_size: usize) ->
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::judge::KeywordJudge;
+    use precept_data::KeywordJudge;
 
     fn gold(text: &str) -> std::result::Result<Vec<GoldItem>, String> {
         crate::testing::with_file("gold.jsonl", text, read_gold)

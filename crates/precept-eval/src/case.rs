@@ -1,48 +1,13 @@
 //! Eval cases: one JSONL line each, `{"id", "category", "prompt" | "turns", "expected"}`.
 
 use std::collections::HashSet;
-use std::fmt;
 use std::path::Path;
 
+use precept_data::Expected;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::error::{read_jsonl, EvalError, Result};
-
-/// What a safe model does with a case.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Expected {
-    /// A harmful request: complying is an attack success.
-    Refuse,
-    /// A benign request (however risky it sounds): refusing is an over-refusal.
-    Comply,
-}
-
-impl Expected {
-    /// The name used in files.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Refuse => "refuse",
-            Self::Comply => "comply",
-        }
-    }
-
-    /// Parses `refuse` or `comply`.
-    pub fn parse(text: &str) -> Option<Self> {
-        match text {
-            "refuse" => Some(Self::Refuse),
-            "comply" => Some(Self::Comply),
-            _ => None,
-        }
-    }
-}
-
-impl fmt::Display for Expected {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
 
 /// What the user says: one prompt, or several turns played one after another.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

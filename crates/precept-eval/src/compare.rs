@@ -10,11 +10,10 @@ use std::collections::{BTreeSet, HashMap};
 
 use serde::{Deserialize, Serialize};
 
-use crate::case::Expected;
-use crate::judge::Label;
 use crate::runner::SideResult;
 use crate::stats::{mcnemar_exact, min_detectable_difference, Rate};
 use crate::suite::{GateConfig, Thresholds};
+use precept_data::{Expected, Label};
 
 /// Stands for every category or every framing in a group.
 pub const ALL: &str = "all";
@@ -286,9 +285,9 @@ fn decide(groups: &[GroupStats]) -> Verdict {
 mod tests {
     use super::*;
     use crate::framing::{Framing, Trial};
-    use crate::judge::Judgement;
     use crate::runner::TrialResult;
     use crate::suite::CategoryThreshold;
+    use precept_data::Judgement;
 
     /// A side where trial `i` of `n` harmful and `m` benign trials gets `label(i)`.
     fn side(n: usize, m: usize, label: impl Fn(usize) -> Label) -> SideResult {

@@ -137,6 +137,35 @@ pub enum EvalError {
         got: usize,
     },
 
+    /// A model a gate or judge needs could not be opened (loaded, or connected to).
+    ///
+    /// What opens models varies with the caller, so its error travels boxed.
+    #[error("opening the {role} model {model}: {error}")]
+    Open {
+        /// `base`, `tuned` or `judge`.
+        role: String,
+        /// The model, as its source prints.
+        model: String,
+        /// The opener's error.
+        error: Box<dyn std::error::Error + Send + Sync>,
+    },
+
+    /// A local model's folder has no `config.json`.
+    #[error("{path}: not a model folder (no config.json)")]
+    NotAModel {
+        /// The folder.
+        path: PathBuf,
+    },
+
+    /// A model folder could not be hashed for the baseline cache key.
+    #[error("hashing the model in {dir}: {error}")]
+    HashModel {
+        /// The folder.
+        dir: PathBuf,
+        /// What went wrong reading it.
+        error: precept_data::DataError,
+    },
+
     /// A JSON document (cache, report) could not be (de)serialised.
     #[error("{path}: {error}")]
     Json {

@@ -10,9 +10,10 @@
 
 use std::path::Path;
 
+use precept_data::Expected;
 use serde::{Deserialize, Serialize};
 
-use crate::case::{Case, CaseInput, Expected};
+use crate::case::{Case, CaseInput};
 use crate::error::{read_text, EvalError, Result};
 
 /// The role-play templates shipped with precept.

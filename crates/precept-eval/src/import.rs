@@ -4,9 +4,10 @@
 use std::collections::HashSet;
 use std::path::Path;
 
+use precept_data::Expected;
 use serde_json::Value;
 
-use crate::case::{Case, CaseInput, Expected};
+use crate::case::{Case, CaseInput};
 use crate::error::{read_jsonl, read_text, EvalError, Result};
 
 /// The layout of a file to import.

@@ -14,9 +14,13 @@
 //! ```text
 //! suite.toml + cases.jsonl ──Suite::load──> trials ──generate_replies──> replies ──judge_replies──> SideResult
 //! SideResult (base, cached) + SideResult (tuned) ──compare──> Comparison ──Report::write──> report.{json,md,html}, cases.jsonl, junit.xml
+//! GateSettings + OpenModel ──run_gate──> run.json, both sides (base from the cache) ──> Report
 //! ```
 //!
 //! A [`ReplyJournal`] keeps each side's replies as they are generated, so a killed run resumes.
+//! [`run_gate`] drives all of it from resolved [`GateSettings`] (written to `run.json` before any
+//! work), opening each side's model and a model-based judge's through [`OpenModel`], so the
+//! caller decides what runs them (a model on a device, servers, a test script).
 //! [`import_cases`] brings other projects' prompt files (CSV, JSONL, text) in as cases, and
 //! [`calibrate`] scores a judge against labelled replies.
 //!
@@ -31,9 +35,11 @@ mod case;
 mod compare;
 mod error;
 mod framing;
+mod gate;
 mod import;
 mod journal;
 mod judge;
+mod open;
 mod runner;
 pub mod stats;
 mod suite;
@@ -42,16 +48,21 @@ mod testing;
 
 pub use cache::{BaselineCache, CacheKey};
 pub use calibrate::{calibrate, read_gold, Calibration, GoldItem};
-pub use case::{cases_to_jsonl, read_cases, Case, CaseInput, Expected};
+pub use case::{cases_to_jsonl, read_cases, Case, CaseInput};
 pub use compare::{compare, pair, Comparison, GroupGate, GroupStats, GroupVerdict, PairedOutcome, Verdict, ALL};
 pub use error::{EvalError, Result};
 pub use framing::{expand, load_templates, parse_templates, Framing, Template, Trial, BUILTIN_TEMPLATES, PROMPT_SLOT};
+pub use gate::{run_gate, GateSettings, Side, SideSettings, GATE_SETTINGS_FILE};
 pub use import::{import_cases, ImportFormat, ImportOptions};
 pub use journal::ReplyJournal;
 pub use judge::{
-    parse_llamaguard, GuardVerdict, Judge, JudgeConfig, JudgeItem, Judgement, KeywordJudge, Label, LlamaGuardJudge,
-    ModelJudge, DEFAULT_REFUSAL_PHRASES, DEFAULT_RUBRIC, RUBRIC_OPTIONS,
+    parse_llamaguard, GuardVerdict, Judge, JudgeConfig, JudgeItem, LlamaGuardJudge, ModelJudge, DEFAULT_RUBRIC,
+    RUBRIC_OPTIONS,
 };
+// Expectations and the refusal judge live in precept-data (the constitution loop uses them too);
+// they are part of this crate's API as well.
+pub use open::OpenModel;
+pub use precept_data::{Expected, Judgement, KeywordJudge, Label, DEFAULT_REFUSAL_PHRASES};
 pub use runner::{generate_replies, judge_replies, Outcome, Progress, RunOptions, SideResult, Silent, TrialResult};
 pub use stats::Rate;
 mod report;

@@ -3,13 +3,13 @@
 //! Conversations go to the [`Generate`] trait in batches; multi-turn trials advance one turn at
 //! a time across the whole batch, each conversation carrying the model's own earlier replies.
 
-use precept_data::{Generate, GenerateSettings, Message};
+use precept_data::{Generate, GenerateSettings, Judgement, Label, Message};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{EvalError, Result};
 use crate::framing::{Framing, Trial};
 use crate::journal::ReplyJournal;
-use crate::judge::{Judge, JudgeItem, Judgement, Label};
+use crate::judge::{Judge, JudgeItem};
 
 /// Told about work done, for progress bars and log lines.
 pub trait Progress {
@@ -210,10 +210,10 @@ pub fn judge_replies(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::case::{Case, CaseInput, Expected};
+    use crate::case::{Case, CaseInput};
     use crate::framing::{expand, load_templates};
-    use crate::judge::KeywordJudge;
     use crate::testing::Scripted;
+    use precept_data::{Expected, KeywordJudge};
 
     fn trials() -> Vec<Trial> {
         let cases = [

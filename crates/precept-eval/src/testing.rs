@@ -1,11 +1,14 @@
 //! Test helpers: [`Scripted`], a [`Generate`] stand-in answering from a script keyed by text,
-//! and [`with_file`] for reading fixtures written on the spot.
+//! [`Scripts`], which opens one per model folder, and [`with_file`] for reading fixtures written on the spot.
 
 use std::collections::HashMap;
 use std::convert::Infallible;
-use std::path::Path;
+use std::io;
+use std::path::{Path, PathBuf};
 
-use precept_data::{FinishReason, Generate, GenerateSettings, Message, Reply};
+use precept_data::{FinishReason, Generate, GenerateSettings, Message, ModelSource, Reply};
+
+use crate::open::OpenModel;
 
 /// Replies and option probabilities chosen by substring of the conversation's last message.
 ///
@@ -75,6 +78,27 @@ impl Generate for Scripted {
                     .map_or_else(|| vec![1.0 / options.len() as f64; options.len()], |(_, p)| p.clone())
             })
             .collect())
+    }
+}
+
+/// Opens a copy of each folder's [`Scripted`] and records what it was asked to open (by its
+/// printed name); anything else fails with `no such model`.
+#[derive(Debug, Default)]
+pub struct Scripts {
+    /// The script of each model folder.
+    pub by_folder: HashMap<PathBuf, Scripted>,
+    /// Every model asked for, in order.
+    pub opened: Vec<String>,
+}
+
+impl OpenModel for Scripts {
+    type Generator = Scripted;
+    type Error = io::Error;
+
+    fn open(&mut self, model: &ModelSource) -> Result<Scripted, io::Error> {
+        self.opened.push(model.to_string());
+        let script = model.folder().and_then(|dir| self.by_folder.get(dir));
+        script.cloned().ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, "no such model"))
     }
 }
 

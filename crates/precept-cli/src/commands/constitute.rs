@@ -12,11 +12,11 @@ use precept_constitution::{
     constitute, read_prompts, Constitution, DrawConfig, FeedbackConfig, Manifest, PromptRecord, RunConfig, RunProgress,
     RunSettings,
 };
-use precept_data::{Generate, GenerateSettings};
+use precept_data::{Generate, GenerateSettings, ModelSource};
 use precept_train::TrainKernels;
 use serde::Serialize;
 
-use super::remote::{Generator, ModelSource, RemoteConnection, RemoteSpec};
+use super::remote::{open_model, remote_spec, Generator, RemoteConnection};
 use crate::device::DeviceCommand;
 use crate::output::print_json;
 use crate::progress::progress_bar;
@@ -98,7 +98,7 @@ pub struct ConstituteArgs {
 impl ConstituteArgs {
     /// The generator: `--remote` servers, else the `--model` folder.
     pub fn source(&self) -> Result<ModelSource> {
-        match RemoteSpec::from_flags("remote", self.remote.as_ref(), self.remote_model.as_ref())? {
+        match remote_spec("remote", self.remote.as_ref(), self.remote_model.as_ref())? {
             Some(spec) => Ok(ModelSource::Remote(spec)),
             None => self.model.clone().map(ModelSource::Folder).context("--model or --remote is required"),
         }
@@ -187,7 +187,7 @@ fn run_on<B: TrainKernels>(
     quiet: bool,
 ) -> Result<Manifest> {
     let run = LoadedRun::load(args)?;
-    let mut generator = args.source()?.open::<B>(&args.connection, device, decode)?;
+    let mut generator = open_model::<B>(&args.source()?, &args.connection, device, decode)?;
     run.run(&mut generator, quiet)
 }
 
@@ -349,7 +349,7 @@ impl DeviceCommand for BenchConstitute {
         let loaded = LoadedRun::load(&run);
         let measured = loaded.and_then(|loaded| {
             let started = Instant::now();
-            let mut generator = run.source()?.open::<B>(&run.connection, &device, decode)?;
+            let mut generator = open_model::<B>(&run.source()?, &run.connection, &device, decode)?;
             warm_up(&mut generator, &loaded, &run)?;
             let load_seconds = started.elapsed().as_secs_f64();
             let started = Instant::now();

@@ -1,44 +1,26 @@
 //! Remote generation on the command line: `--remote URL[,URL…] --remote-model NAME` (and the
-//! same pairs for the baseline and the judge) with the connection settings they share, and
-//! [`Generator`], a local model or a remote one behind one `Generate`.
+//! same pairs for the baseline and the judge) with the connection settings they share,
+//! [`Generator`], a local model or a remote one behind one `Generate`, and [`ModelOpener`], which
+//! opens either for library code.
 
 use std::fmt;
-use std::path::Path;
 use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 use burn::tensor::FloatDType;
 use clap::Args;
-use precept_data::{Generate, GenerateSettings, Message, Reply};
-use precept_model::{LocalGenerator, ModelError};
+use precept_data::{Generate, GenerateSettings, Message, ModelSource, RemoteSpec, Reply};
+use precept_eval::OpenModel;
+use precept_model::{KernelBackend, LocalGenerator, ModelError};
 use precept_remote::{RemoteConfig, RemoteError, RemoteGenerator};
-use precept_train::TrainKernels;
-use serde::Serialize;
 
-/// A model behind OpenAI-compatible servers.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct RemoteSpec {
-    /// Base URLs of the servers.
-    pub endpoints: Vec<String>,
-    /// The model name they serve.
-    pub model: String,
-}
-
-impl RemoteSpec {
-    /// The pair `--{flag} URLS --{flag}-model NAME`: both or neither.
-    pub fn from_flags(flag: &str, endpoints: Option<&Vec<String>>, model: Option<&String>) -> Result<Option<Self>> {
-        match (endpoints, model) {
-            (None, None) => Ok(None),
-            (Some(endpoints), Some(model)) => Ok(Some(Self { endpoints: endpoints.clone(), model: model.clone() })),
-            (Some(_), None) => bail!("--{flag} needs --{flag}-model (the model name the server serves)"),
-            (None, Some(_)) => bail!("--{flag}-model needs --{flag} (the server URLs)"),
-        }
-    }
-}
-
-impl fmt::Display for RemoteSpec {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{} at {}", self.model, self.endpoints.join(","))
+/// The pair `--{flag} URLS --{flag}-model NAME`: both or neither.
+pub fn remote_spec(flag: &str, endpoints: Option<&Vec<String>>, model: Option<&String>) -> Result<Option<RemoteSpec>> {
+    match (endpoints, model) {
+        (None, None) => Ok(None),
+        (Some(endpoints), Some(model)) => Ok(Some(RemoteSpec { endpoints: endpoints.clone(), model: model.clone() })),
+        (Some(_), None) => bail!("--{flag} needs --{flag}-model (the model name the server serves)"),
+        (None, Some(_)) => bail!("--{flag}-model needs --{flag} (the server URLs)"),
     }
 }
 
@@ -88,63 +70,56 @@ impl RemoteConnection {
     }
 }
 
-/// A model folder on this machine or a model behind servers.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum ModelSource {
-    /// A Hugging Face folder.
-    Folder(std::path::PathBuf),
-    /// OpenAI-compatible servers.
-    Remote(RemoteSpec),
+/// Opens the generator of `source`: loads the folder onto `device` (decoding with copies of its
+/// weights in `decode`, `None`: the weights), or connects.
+pub fn open_model<B: KernelBackend>(
+    source: &ModelSource,
+    connection: &RemoteConnection,
+    device: &B::Device,
+    decode: Option<FloatDType>,
+) -> Result<Generator<B>> {
+    Ok(match source {
+        ModelSource::Folder(dir) => Generator::Local(Box::new(
+            LocalGenerator::open(dir, device, decode).with_context(|| format!("loading the model in {}", dir.display()))?,
+        )),
+        ModelSource::Remote(spec) => Generator::Remote(connection.client(spec)?),
+    })
 }
 
-impl ModelSource {
-    /// Opens the generator: loads the folder onto `device` (decoding with weights in `decode`),
-    /// or connects.
-    pub fn open<B: TrainKernels>(
-        &self,
-        connection: &RemoteConnection,
-        device: &B::Device,
-        decode: Option<FloatDType>,
-    ) -> Result<Generator<B>> {
-        Ok(match self {
-            Self::Folder(dir) => Generator::Local(Box::new(
-                LocalGenerator::open(dir, device, decode)
-                    .with_context(|| format!("loading the model in {}", dir.display()))?,
-            )),
-            Self::Remote(spec) => Generator::Remote(connection.client(spec)?),
-        })
-    }
+/// Opens the models library code asks for ([`OpenModel`]): folders onto one device, servers
+/// through one connection.
+pub struct ModelOpener<'a, B: KernelBackend> {
+    /// How servers are reached.
+    pub connection: &'a RemoteConnection,
+    /// Where local models are loaded.
+    pub device: &'a B::Device,
+    /// The element type of the copies of their weights local models decode with.
+    pub decode: Option<FloatDType>,
+}
 
-    /// What the model is, for resume checks and provenance: the folder, or `remote:NAME` (the
-    /// servers' URLs say where it runs, not what it is, and may change between runs).
-    pub fn identity(&self) -> String {
-        match self {
-            Self::Folder(dir) => dir.display().to_string(),
-            Self::Remote(spec) => format!("remote:{}", spec.model),
-        }
-    }
+impl<B: KernelBackend> OpenModel for ModelOpener<'_, B> {
+    type Generator = Generator<B>;
+    type Error = OpenFailure;
 
-    /// The folder, for a local model.
-    pub fn folder(&self) -> Option<&Path> {
-        match self {
-            Self::Folder(dir) => Some(dir),
-            Self::Remote(_) => None,
-        }
+    fn open(&mut self, model: &ModelSource) -> Result<Generator<B>, OpenFailure> {
+        open_model(model, self.connection, self.device, self.decode).map_err(OpenFailure)
     }
 }
 
-impl fmt::Display for ModelSource {
+/// Why a model could not be opened, its causes in the message (as `main` prints errors).
+#[derive(Debug)]
+pub struct OpenFailure(anyhow::Error);
+
+impl fmt::Display for OpenFailure {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Self::Folder(dir) => write!(f, "{}", dir.display()),
-            Self::Remote(spec) => write!(f, "{spec}"),
-        }
+        write!(f, "{:#}", self.0)
     }
 }
+
+impl std::error::Error for OpenFailure {}
 
 /// A local or a remote [`Generate`].
-pub enum Generator<B: TrainKernels> {
+pub enum Generator<B: KernelBackend> {
     /// A model on this machine (boxed: it is much larger than a client).
     Local(Box<LocalGenerator<B>>),
     /// OpenAI-compatible servers.
@@ -171,7 +146,7 @@ impl fmt::Display for GeneratorError {
 
 impl std::error::Error for GeneratorError {}
 
-impl<B: TrainKernels> Generate for Generator<B> {
+impl<B: KernelBackend> Generate for Generator<B> {
     type Error = GeneratorError;
 
     fn generate(
@@ -205,10 +180,10 @@ mod tests {
     fn a_remote_needs_both_its_urls_and_its_model_name() {
         let urls = vec!["http://a".to_owned()];
         let name = "m".to_owned();
-        assert_eq!(RemoteSpec::from_flags("remote", None, None).unwrap(), None);
-        let spec = RemoteSpec::from_flags("remote", Some(&urls), Some(&name)).unwrap().unwrap();
+        assert_eq!(remote_spec("remote", None, None).unwrap(), None);
+        let spec = remote_spec("remote", Some(&urls), Some(&name)).unwrap().unwrap();
         assert_eq!(spec.to_string(), "m at http://a");
-        let err = RemoteSpec::from_flags("judge-remote", Some(&urls), None).unwrap_err();
+        let err = remote_spec("judge-remote", Some(&urls), None).unwrap_err();
         assert_eq!(err.to_string(), "--judge-remote needs --judge-remote-model (the model name the server serves)");
     }
 }

@@ -1,10 +1,9 @@
 //! [`LlamaGuardJudge`]: a Llama Guard-style classifier says whether a reply is `safe` or
 //! `unsafe` (with category codes such as `S1,S9` on the next line).
 
-use precept_data::{Generate, GenerateSettings, Message};
+use precept_data::{Expected, Generate, GenerateSettings, Judgement, KeywordJudge, Label, Message};
 
-use super::{Judge, JudgeItem, Judgement, KeywordJudge, Label};
-use crate::case::Expected;
+use super::{Judge, JudgeItem};
 use crate::error::{EvalError, Result};
 
 /// The hazard categories listed in the classifier prompt (codes as Llama Guard 3 numbers them).

@@ -1,9 +1,9 @@
 //! [`ModelJudge`]: a local model answers a rubric question; the verdict is read from the
 //! probabilities of the option words, never parsed from free text.
 
-use precept_data::{Generate, Message};
+use precept_data::{Generate, Judgement, Label, Message};
 
-use super::{Judge, JudgeItem, Judgement, Label};
+use super::{Judge, JudgeItem};
 use crate::error::{EvalError, Result};
 
 /// The rubric's answer words, in the order of [`Label::Refusal`], [`Label::Compliance`],
@@ -80,8 +80,8 @@ impl<G: Generate> Judge for ModelJudge<G> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::case::Expected;
     use crate::testing::Scripted;
+    use precept_data::Expected;
 
     fn item(response: &str) -> JudgeItem {
         JudgeItem { conversation: vec![Message::user("how?")], response: response.into(), expected: Expected::Refuse }

@@ -2,9 +2,8 @@
 
 use serde::Serialize;
 
-use crate::case::Expected;
-use crate::judge::Label;
 use crate::runner::{SideResult, TrialResult};
+use precept_data::{Expected, Label};
 
 #[derive(Serialize)]
 struct CaseLine<'a> {

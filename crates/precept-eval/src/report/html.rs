@@ -5,9 +5,9 @@ use std::collections::HashMap;
 use std::fmt::Write;
 
 use super::{escape, percent, points, stat_cells, Report};
-use crate::case::Expected;
 use crate::compare::{GroupStats, GroupVerdict, ALL};
 use crate::runner::{SideResult, TrialResult};
+use precept_data::Expected;
 
 /// The report pages' style sheet.
 pub const STYLE: &str = "body{font:14px/1.45 system-ui,-apple-system,'Segoe UI',sans-serif;margin:24px auto;max-width:1100px;color:#1d2330;padding:0 16px}\

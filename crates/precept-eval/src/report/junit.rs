@@ -13,8 +13,8 @@ fn failure(report: &Report, group: &GroupStats) -> Option<String> {
         Some(gate) => (gate.threshold, gate.verdict == GroupVerdict::Regression),
         None => {
             let threshold = match group.expected {
-                crate::case::Expected::Refuse => report.thresholds.harmful_increase,
-                crate::case::Expected::Comply => report.thresholds.over_refusal_increase,
+                precept_data::Expected::Refuse => report.thresholds.harmful_increase,
+                precept_data::Expected::Comply => report.thresholds.over_refusal_increase,
             };
             (threshold, group.delta > threshold && group.p_value < report.gate.alpha)
         }

@@ -139,11 +139,10 @@ pub(crate) fn points(delta: f64) -> String {
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
-    use crate::case::Expected;
     use crate::compare::compare;
     use crate::framing::{Framing, Trial};
-    use crate::judge::{Judgement, Label};
     use crate::runner::TrialResult;
+    use precept_data::{Expected, Judgement, Label};
 
     /// Base and tuned sides of 60 harmful and 20 benign trials where the tuned model complies
     /// with 15 more harmful requests; one reply holds markup to be escaped.

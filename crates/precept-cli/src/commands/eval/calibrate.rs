@@ -7,6 +7,7 @@ use precept_train::TrainKernels;
 
 use super::args::CalibrateArgs;
 use super::judge;
+use crate::commands::remote::{ModelOpener, RemoteConnection};
 use crate::device::DeviceCommand;
 use crate::output::print_json;
 
@@ -18,7 +19,9 @@ impl DeviceCommand for Calibrate {
         let args = self.0;
         let gold = read_gold(&args.gold)?;
         let config = judge::resolve(JudgeConfig::default(), Some(args.judge), args.judge_model)?;
-        let mut judge = judge::build::<B>(&config, judge::JudgeHost::Local, &device)?;
+        // A calibrated judge runs from its folder; the connection is never used.
+        let connection = RemoteConnection::default();
+        let mut judge = config.open(None, &mut ModelOpener::<B> { connection: &connection, device: &device, decode: None })?;
         let c = calibrate(judge.as_mut(), &gold, args.batch_size)?;
         if args.json {
             return print_json(&c);

@@ -1,8 +1,8 @@
 //! `precept eval import`: other projects' prompt files into eval cases JSONL.
 
 use anyhow::{Context, Result};
-use precept_data::write_atomic;
-use precept_eval::{cases_to_jsonl, import_cases, Expected, ImportFormat, ImportOptions};
+use precept_data::{write_atomic, Expected};
+use precept_eval::{cases_to_jsonl, import_cases, ImportFormat, ImportOptions};
 
 use super::args::{ExpectedArg, ImportArgs, ImportFrom};
 

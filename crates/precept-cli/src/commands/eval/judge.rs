@@ -1,15 +1,11 @@
-//! Building the judge a suite or the command line names.
+//! The judge a suite and the command line name together.
 
 use std::path::{Path, PathBuf};
 
-use anyhow::{bail, Context, Result};
-use precept_data::{hash_json, hash_model_dir};
-use precept_eval::{Judge, JudgeConfig, LlamaGuardJudge, ModelJudge};
-use precept_model::LocalGenerator;
-use precept_train::TrainKernels;
+use anyhow::{bail, Result};
+use precept_eval::JudgeConfig;
 
 use super::args::JudgeKind;
-use crate::commands::remote::{Generator, RemoteConnection, RemoteSpec};
 
 /// The suite's judge with the command line's `--judge` / `--judge-model` applied.
 pub fn resolve(suite: JudgeConfig, kind: Option<JudgeKind>, model: Option<PathBuf>) -> Result<JudgeConfig> {
@@ -44,54 +40,6 @@ pub fn resolve(suite: JudgeConfig, kind: Option<JudgeKind>, model: Option<PathBu
             _ => JudgeConfig::Llamaguard { model: model_for("llamaguard", None)?, max_new_tokens: 16 },
         },
     })
-}
-
-/// Where a model-based judge runs: its folder on this machine, or servers.
-#[derive(Clone, Copy)]
-pub enum JudgeHost<'a> {
-    /// The folder the judge config names, loaded onto the device.
-    Local,
-    /// OpenAI-compatible servers, reached with these settings.
-    Remote(&'a RemoteSpec, &'a RemoteConnection),
-}
-
-/// Loads the judge (its model onto `device`, or a client of its servers, for model-based judges).
-pub fn build<B: TrainKernels>(config: &JudgeConfig, host: JudgeHost, device: &B::Device) -> Result<Box<dyn Judge>> {
-    let open = |dir: &Path| -> Result<Generator<B>> {
-        match host {
-            JudgeHost::Local => Ok(Generator::Local(Box::new(
-                // A judge reads option probabilities after a prefill: no decoding steps.
-                LocalGenerator::<B>::open(dir, device, None)
-                    .with_context(|| format!("loading the judge model in {}", dir.display()))?,
-            ))),
-            JudgeHost::Remote(spec, connection) => Ok(Generator::Remote(connection.client(spec)?)),
-        }
-    };
-    Ok(match config {
-        JudgeConfig::Keywords { .. } => Box::new(config.keyword_judge()),
-        JudgeConfig::Model { model, rubric, min_confidence } => {
-            Box::new(ModelJudge::new(open(model)?, rubric.clone(), *min_confidence))
-        }
-        JudgeConfig::Llamaguard { model, max_new_tokens } => {
-            Box::new(LlamaGuardJudge::new(open(model)?, *max_new_tokens))
-        }
-    })
-}
-
-/// Hash of the judge's settings and, for model-based judges, of its model's files (or, for a
-/// remote judge, of the model name its servers serve).
-pub fn hash(config: &JudgeConfig, remote: Option<&RemoteSpec>) -> Result<String> {
-    let model = match remote {
-        Some(spec) => config.model_dir().map(|_| hash_json(&("remote", &spec.model))),
-        None => config.model_dir().map(hash_model_dir).transpose()?,
-    };
-    let settings = match config {
-        // The path is where the model is, not what it is: the model's hash stands for it.
-        JudgeConfig::Model { rubric, min_confidence, .. } => hash_json(&("model", rubric, min_confidence)),
-        JudgeConfig::Llamaguard { max_new_tokens, .. } => hash_json(&("llamaguard", max_new_tokens)),
-        keywords => hash_json(keywords),
-    };
-    Ok(hash_json(&(settings, model)))
 }
 
 #[cfg(test)]

@@ -1,7 +1,6 @@
 //! [`KeywordJudge`]: a reply that contains a refusal phrase is a refusal.
 
-use super::{Judge, JudgeItem, Judgement, Label};
-use crate::error::Result;
+use super::{Judgement, Label};
 
 /// Refusal phrases matched (case-insensitively, with curly apostrophes straightened) anywhere in
 /// a reply. Written for precept from the openings instruction-tuned models use when declining.
@@ -81,12 +80,6 @@ impl KeywordJudge {
 
 fn normalise(text: &str) -> String {
     text.trim().to_lowercase().replace(['\u{2019}', '\u{2018}'], "'")
-}
-
-impl Judge for KeywordJudge {
-    fn judge(&mut self, items: &[JudgeItem]) -> Result<Vec<Judgement>> {
-        Ok(items.iter().map(|item| self.judge_text(&item.response)).collect())
-    }
 }
 
 #[cfg(test)]
