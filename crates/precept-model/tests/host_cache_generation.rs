@@ -69,7 +69,9 @@ fn a_call_continuing_the_last_calls_rows_starts_from_their_caches_and_gives_the_
     let turn = |i: usize| (0..(1 + i)).map(|j| ((50 + i * 5 + j) % 97) as u32).collect::<Vec<u32>>();
     let mut next: Vec<Vec<u32>> =
         prompts.iter().zip(&first).enumerate().map(|(i, (p, g))| [p.as_slice(), &g.ids, &turn(i)].concat()).collect();
-    next[3] = [prompts[3].as_slice(), &first[3].ids[..2], &[96]].concat();
+    let longest = (0..first.len()).max_by_key(|&i| first[i].ids.len()).unwrap();
+    assert!(first[longest].ids.len() > 2, "a reply longer than two tokens");
+    next[longest] = [prompts[longest].as_slice(), &first[longest].ids[..2], &[96]].concat();
     next.push((0..12).map(|j| ((j * 13 + 1) % 97) as u32).collect());
     let second = generate_continuing(&model, &next, &config, &mut continuation, |_, _| false).unwrap();
     let prompt_tokens: usize = prompts.iter().map(Vec::len).sum();

@@ -8,7 +8,6 @@
 use std::io::{BufRead, BufReader, Read};
 use std::net::TcpListener;
 use std::thread::JoinHandle;
-use std::time::Duration;
 
 use burn::backend::Flex;
 use burn::module::{Module, ModuleVisitor, Param};
