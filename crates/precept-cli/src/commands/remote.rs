@@ -80,7 +80,8 @@ pub fn open_model<B: KernelBackend>(
 ) -> Result<Generator<B>> {
     Ok(match source {
         ModelSource::Folder(dir) => Generator::Local(Box::new(
-            LocalGenerator::open(dir, device, decode).with_context(|| format!("loading the model in {}", dir.display()))?,
+            LocalGenerator::open(dir, device, decode)
+                .with_context(|| format!("loading the model in {}", dir.display()))?,
         )),
         ModelSource::Remote(spec) => Generator::Remote(connection.client(spec)?),
     })

@@ -21,7 +21,8 @@ impl DeviceCommand for Calibrate {
         let config = judge::resolve(JudgeConfig::default(), Some(args.judge), args.judge_model)?;
         // A calibrated judge runs from its folder; the connection is never used.
         let connection = RemoteConnection::default();
-        let mut judge = config.open(None, &mut ModelOpener::<B> { connection: &connection, device: &device, decode: None })?;
+        let mut judge =
+            config.open(None, &mut ModelOpener::<B> { connection: &connection, device: &device, decode: None })?;
         let c = calibrate(judge.as_mut(), &gold, args.batch_size)?;
         if args.json {
             return print_json(&c);

@@ -8,9 +8,9 @@
 
 use anyhow::{bail, Context, Result};
 use burn::tensor::FloatDType;
-use precept_train::TrainKernels;
 use precept_data::ModelSource;
 use precept_eval::{run_gate, terminal_table, GateSettings, Report, SideSettings, Suite, Verdict};
+use precept_train::TrainKernels;
 
 use super::args::GateArgs;
 use super::progress::EvalProgress;
