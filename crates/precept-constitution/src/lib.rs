@@ -27,6 +27,7 @@
 
 mod constitution;
 mod critique;
+mod driver;
 mod error;
 mod expected;
 mod feedback;
@@ -36,13 +37,13 @@ mod journal;
 mod lint;
 mod prompts;
 mod records;
-mod run;
 mod sample;
 #[cfg(test)]
 mod testing;
 
 pub use constitution::{content_hash, Comparison, Constitution, Example, Principle, MAX_FILE_BYTES};
 pub use critique::{choose_principle, critique_and_revise, few_shot_turns, opening, LoopConfig, Revised, Round, Stage};
+pub use driver::{constitute, Manifest, RunConfig, RunProgress, RunSettings, MANIFEST_FILE};
 pub use error::{ConstitutionError, Result};
 pub use expected::{draw_answers, keeps_to, select, Candidate, DrawConfig, ReplySource, Selection};
 pub use feedback::{
@@ -55,5 +56,4 @@ pub use journal::{Counts, Outputs, PREFS_FILE, PROGRESS_FILE, SFT_FILE};
 pub use lint::{lint, Diagnostic, MAX_REQUEST_CHARS};
 pub use prompts::{parse_prompts, read_prompts, PromptRecord, MAX_PROMPTS_BYTES};
 pub use records::{ConstitutionRef, PairSource, PrefsLine, ProgressLine, Provenance, SftLine};
-pub use run::{constitute, Manifest, RunConfig, RunProgress, RunSettings, MANIFEST_FILE};
 pub use sample::{sample_weighted, SplitMix64};
