@@ -3,6 +3,8 @@
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
+use precept_train::dpo::PreferenceMethod;
+use precept_train::loss::PreferenceLoss;
 
 use crate::commands::constitute::{BenchConstituteArgs, ConstituteArgs};
 use crate::commands::constitution::ConstitutionCommand;
@@ -151,44 +153,16 @@ pub struct DpoArgs {
     pub train: TrainArgs,
     /// DPO with a reference, or a reference-free method.
     #[arg(long, value_enum)]
-    pub method: Option<PreferenceMethodArg>,
+    pub method: Option<PreferenceMethod>,
     /// Strength of the preference (TRL's `beta`).
     #[arg(long)]
     pub beta: Option<f64>,
     /// DPO loss types, comma-separated (`sigmoid,sft`); weights come from the settings file.
     #[arg(long, value_enum, value_delimiter = ',')]
-    pub loss: Vec<PreferenceLossArg>,
+    pub loss: Vec<PreferenceLoss>,
     /// A separate reference model folder (default: the base model).
     #[arg(long)]
     pub ref_model: Option<PathBuf>,
-}
-
-/// Preference methods.
-#[derive(Debug, Clone, Copy, clap::ValueEnum)]
-pub enum PreferenceMethodArg {
-    /// DPO and its family, against a reference model.
-    Dpo,
-    /// SimPO: length-normalised, reference-free, with a target margin.
-    Simpo,
-    /// ORPO: odds ratio plus the chosen answers' NLL, reference-free.
-    Orpo,
-}
-
-/// DPO loss types, named as TRL's `loss_type`.
-#[derive(Debug, Clone, Copy, clap::ValueEnum)]
-#[allow(missing_docs)] // each name is TRL's, documented on `PreferenceLoss`
-pub enum PreferenceLossArg {
-    Sigmoid,
-    Hinge,
-    Ipo,
-    Robust,
-    BcoPair,
-    SppoHard,
-    NcaPair,
-    ApoZero,
-    ApoDown,
-    SigmoidNorm,
-    Sft,
 }
 
 /// What a training run trains.

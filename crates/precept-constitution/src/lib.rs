@@ -27,6 +27,7 @@
 
 mod constitution;
 mod critique;
+mod driver;
 mod error;
 mod expected;
 mod feedback;
@@ -34,15 +35,17 @@ mod filter;
 mod import;
 mod journal;
 mod lint;
+mod manifest;
 mod prompts;
+mod record_policy;
 mod records;
-mod run;
 mod sample;
 #[cfg(test)]
 mod testing;
 
 pub use constitution::{content_hash, Comparison, Constitution, Example, Principle, MAX_FILE_BYTES};
 pub use critique::{choose_principle, critique_and_revise, few_shot_turns, opening, LoopConfig, Revised, Round, Stage};
+pub use driver::{constitute, RunConfig, RunProgress, RunSettings};
 pub use error::{ConstitutionError, Result};
 pub use expected::{draw_answers, keeps_to, select, Candidate, DrawConfig, ReplySource, Selection};
 pub use feedback::{
@@ -53,7 +56,7 @@ pub use filter::{check, copies_earlier, is_repetitive, usable_text, Degenerate};
 pub use import::{import, ImportFormat};
 pub use journal::{Counts, Outputs, PREFS_FILE, PROGRESS_FILE, SFT_FILE};
 pub use lint::{lint, Diagnostic, MAX_REQUEST_CHARS};
+pub use manifest::{Manifest, MANIFEST_FILE};
 pub use prompts::{parse_prompts, read_prompts, PromptRecord, MAX_PROMPTS_BYTES};
 pub use records::{ConstitutionRef, PairSource, PrefsLine, ProgressLine, Provenance, SftLine};
-pub use run::{constitute, Manifest, RunConfig, RunProgress, RunSettings, MANIFEST_FILE};
 pub use sample::{sample_weighted, SplitMix64};

@@ -3,9 +3,13 @@
 
 use std::path::Path;
 
+use serde_json::Value;
+
 use precept_data::{FinishReason, Generate, GenerateSettings, Message, Reply};
 
 use crate::constitution::Constitution;
+use crate::driver::{RunConfig, RunSettings};
+use crate::prompts::PromptRecord;
 
 /// A constitution `t` with one principle `p` (requests `CRITIQUE` and `REVISE`) and one
 /// comparison `q`.
@@ -71,4 +75,47 @@ impl Generate for Scripted {
         self.batches.push(conversations.to_vec());
         Ok(conversations.iter().map(|c| (self.options)(c, options)).collect())
     }
+}
+
+/// Revisions differ from answers; the answer to `bad` is empty, so it is filtered.
+pub(crate) fn run_script(messages: &[Message]) -> Reply {
+    let last = &messages[messages.len() - 1].content;
+    let prompt = &messages[0].content;
+    match last.as_str() {
+        "CRITIQUE" => eos(&format!("critique of {prompt}")),
+        "REVISE" => eos(&format!("revision of {prompt}")),
+        "bad" => eos(""),
+        _ => eos(&format!("answer to {prompt}")),
+    }
+}
+
+/// Prompts `p0`… with questions `Q0`…, then `bad`.
+pub(crate) fn run_prompts(n: usize) -> Vec<PromptRecord> {
+    let mut prompts: Vec<PromptRecord> = (0..n).map(|i| PromptRecord::user(format!("p{i}"), format!("Q{i}"))).collect();
+    prompts.push(PromptRecord::user("bad", "bad"));
+    prompts
+}
+
+/// A one-round, few-shot run with seed 9 and no feedback or draws.
+pub(crate) fn run_config(out: &Path, batch: usize) -> RunConfig {
+    RunConfig {
+        out: out.to_owned(),
+        model: "scripted".into(),
+        prompts_file: "prompts.jsonl".into(),
+        batch,
+        settings: RunSettings {
+            rounds: 1,
+            seed: 9,
+            few_shot: true,
+            generation: GenerateSettings::default(),
+            feedback: None,
+            system: None,
+            draws: None,
+        },
+    }
+}
+
+/// The JSON values of a JSONL file.
+pub(crate) fn json_lines(path: &Path) -> Vec<Value> {
+    std::fs::read_to_string(path).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect()
 }

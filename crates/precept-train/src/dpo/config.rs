@@ -10,6 +10,7 @@ use crate::settings::TrainConfig;
 
 /// The preference method.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[cfg_attr(feature = "clap", derive(clap::ValueEnum))]
 #[serde(rename_all = "lowercase")]
 pub enum PreferenceMethod {
     /// DPO and its family (`loss`), against a reference model.

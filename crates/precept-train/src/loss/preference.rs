@@ -9,8 +9,10 @@ use burn::tensor::backend::Backend;
 use burn::tensor::Tensor;
 use serde::{Deserialize, Serialize};
 
-/// A DPO-family loss, named as TRL's `loss_type`.
+/// A DPO-family loss, named as TRL's `loss_type` (`bco_pair` in settings files, `bco-pair` on the
+/// command line).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "clap", derive(clap::ValueEnum))]
 #[serde(rename_all = "snake_case")]
 pub enum PreferenceLoss {
     /// DPO: `−log σ(β·Δ)`, `Δ = (c − c_ref) − (r − r_ref)`.
