@@ -5,7 +5,6 @@
 
 mod args;
 mod commands;
-#[cfg(feature = "flex")]
 mod device;
 mod loaded;
 mod output;
