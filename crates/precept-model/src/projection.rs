@@ -69,14 +69,6 @@ impl<B: Backend> Projection<B> {
         }
     }
 
-    /// `x·W + b`, without the adapter.
-    ///
-    /// # Shapes
-    /// - x: `[rows, d_in]` → `[rows, d_out]`
-    pub fn forward_base(&self, x: Tensor<B, 2>) -> Tensor<B, 2> {
-        self.add_bias(x.matmul(self.weight.val()))
-    }
-
     /// The weight decoding steps read: the decoding copy when there is one.
     pub(crate) fn decode_weight(&self) -> Tensor<B, 2> {
         self.decode_copy.clone().unwrap_or_else(|| self.weight.val())

@@ -5,7 +5,7 @@
 //! product.
 
 use burn::backend::Flex;
-use burn::tensor::{DType, FloatDType, Tensor, TensorData, TensorPrimitive};
+use burn::tensor::{FloatDType, Tensor, TensorData, TensorPrimitive};
 use burn_flex::FlexTensor;
 use half::bf16;
 use precept_kernels::row_product::{rows_times, vectorised, Weight};
@@ -19,8 +19,7 @@ use crate::backend::product;
 /// column blocks computed in parallel instead (burn runs a small product on one thread).
 pub(super) fn decode_products(x: &Tensor<Flex, 2>, weights: &[Tensor<Flex, 2>]) -> Vec<Tensor<Flex, 2>> {
     if !vectorised() {
-        let weights: Vec<Tensor<Flex, 2>> = weights.iter().map(|w| w.clone().cast(DType::F32)).collect();
-        return matvec_blocks(x, &weights, rayon::current_num_threads());
+        return matvec_blocks(x, weights, rayon::current_num_threads());
     }
     let [rows, d_in] = x.dims();
     let device = x.device();
@@ -73,7 +72,7 @@ pub(super) fn decode_copy(weight: &Tensor<Flex, 2>, dtype: FloatDType) -> Tensor
 /// columns of all weights cut into about `blocks` equal pieces computed in parallel.
 fn matvec_blocks(x: &Tensor<Flex, 2>, weights: &[Tensor<Flex, 2>], blocks: usize) -> Vec<Tensor<Flex, 2>> {
     if blocks <= 1 {
-        return weights.iter().map(|w| x.clone().matmul(w.clone())).collect();
+        return weights.iter().map(|w| product(x, w)).collect();
     }
     let total: usize = weights.iter().map(|w| w.dims()[1]).sum();
     let width = total.div_ceil(blocks).max(1);
@@ -85,7 +84,7 @@ fn matvec_blocks(x: &Tensor<Flex, 2>, weights: &[Tensor<Flex, 2>], blocks: usize
     }
     let products: Vec<(usize, Tensor<Flex, 2>)> = pieces
         .into_par_iter()
-        .map(|(index, start, len)| (index, x.clone().matmul(weights[index].clone().narrow(1, start, len))))
+        .map(|(index, start, len)| (index, product(x, &weights[index].clone().narrow(1, start, len))))
         .collect();
     let mut grouped: Vec<Vec<Tensor<Flex, 2>>> = vec![Vec::new(); weights.len()];
     for (index, product) in products {
@@ -97,7 +96,7 @@ fn matvec_blocks(x: &Tensor<Flex, 2>, weights: &[Tensor<Flex, 2>], blocks: usize
 #[cfg(test)]
 mod tests {
     use super::*;
-    use burn::tensor::Distribution;
+    use burn::tensor::{DType, Distribution};
 
     #[test]
     fn every_weight_layout_gives_burns_product() {
