@@ -5,6 +5,8 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand};
 use precept_train::dpo::PreferenceMethod;
 use precept_train::loss::PreferenceLoss;
+use precept_train::Tuning;
+use serde::Serialize;
 
 use crate::commands::constitute::{BenchConstituteArgs, ConstituteArgs};
 use crate::commands::constitution::ConstitutionCommand;
@@ -66,13 +68,12 @@ pub enum Command {
     #[command(subcommand)]
     Constitution(ConstitutionCommand),
     /// Turn a constitution and prompts into SFT records and preference pairs (critique →
-    /// revision, optional AI feedback); resumable. `--config FILE` takes the flags from a file.
-    #[command(args_override_self = true)]
+    /// revision, optional AI feedback); resumable. `--config FILE` holds settings named like the
+    /// flags, which override it.
     Constitute(ConstituteArgs),
     /// Safety regression gate: compare a tuned model with its base on a suite (exit codes 0 pass,
     /// 2 safety regression, 3 over-refusal regression, 4 underpowered, 1 error). `--config FILE`
-    /// takes the gate's flags from a file.
-    #[command(args_override_self = true)]
+    /// holds settings named like the flags, which override it.
     Eval(Box<crate::commands::eval::args::EvalArgs>),
     /// Serve a model over an OpenAI-compatible HTTP API (`/v1/chat/completions`, streaming and
     /// logprobs; `/v1/models`), batching concurrent requests.
@@ -80,11 +81,12 @@ pub enum Command {
 }
 
 /// Flags of `precept sft` and `precept dpo`: settings come from `--config` and are overridden by
-/// the flags given.
-#[derive(Debug, Args)]
+/// the flags given (each serialises as the setting it overrides).
+#[derive(Debug, Args, Serialize)]
 pub struct TrainArgs {
     /// A TOML settings file (see `configs/sft.toml` and `configs/dpo.toml`).
     #[arg(long)]
+    #[serde(skip)]
     pub config: Option<PathBuf>,
     /// Base model folder.
     #[arg(long)]
@@ -100,36 +102,45 @@ pub struct TrainArgs {
     pub out: Option<PathBuf>,
     /// LoRA adapters or every weight.
     #[arg(long, value_enum)]
-    pub tuning: Option<TuningArg>,
+    pub tuning: Option<Tuning>,
     /// LoRA rank.
     #[arg(long)]
+    #[serde(rename = "lora.r")]
     pub lora_r: Option<usize>,
     /// LoRA alpha.
     #[arg(long)]
+    #[serde(rename = "lora.alpha")]
     pub lora_alpha: Option<f64>,
     /// Peak learning rate.
     #[arg(long)]
+    #[serde(rename = "learning_rate")]
     pub lr: Option<f64>,
     /// Optimiser steps (instead of epochs).
     #[arg(long, conflicts_with = "epochs")]
+    #[serde(rename = "max_steps")]
     pub steps: Option<u64>,
-    /// Passes over the data.
+    /// Passes over the data (replacing a settings file's `max_steps`).
     #[arg(long)]
+    #[serde(rename = "num_train_epochs")]
     pub epochs: Option<f64>,
     /// Rows per micro-batch.
     #[arg(long)]
+    #[serde(rename = "per_device_train_batch_size")]
     pub batch_size: Option<usize>,
     /// Micro-batches per optimiser step.
     #[arg(long)]
+    #[serde(rename = "gradient_accumulation_steps")]
     pub grad_accum: Option<usize>,
     /// Tokens kept per example (and per packed row).
     #[arg(long)]
     pub max_length: Option<usize>,
     /// Pack several examples into each row.
     #[arg(long)]
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub packing: bool,
     /// Also write the base with the adapter merged in.
     #[arg(long)]
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub merge: bool,
     /// Random seed.
     #[arg(long)]
@@ -139,17 +150,27 @@ pub struct TrainArgs {
     pub save_steps: Option<u64>,
     /// Continue the run in `--out` from its latest checkpoint.
     #[arg(long)]
+    #[serde(skip)]
     pub resume: bool,
     /// Print the outcome as JSON.
     #[arg(long)]
+    #[serde(skip)]
     pub json: bool,
 }
 
+impl TrainArgs {
+    /// Settings of the file that a flag given replaces: `--epochs` replaces a `max_steps`.
+    pub fn cleared(&self) -> Vec<&'static str> {
+        self.epochs.map(|_| "max_steps").into_iter().collect()
+    }
+}
+
 /// `precept dpo`: the training flags plus the preference settings.
-#[derive(Debug, Args)]
+#[derive(Debug, Args, Serialize)]
 pub struct DpoArgs {
     /// Settings shared with `precept sft`.
     #[command(flatten)]
+    #[serde(flatten)]
     pub train: TrainArgs,
     /// DPO with a reference, or a reference-free method.
     #[arg(long, value_enum)]
@@ -157,21 +178,25 @@ pub struct DpoArgs {
     /// Strength of the preference (TRL's `beta`).
     #[arg(long)]
     pub beta: Option<f64>,
-    /// DPO loss types, comma-separated (`sigmoid,sft`); weights come from the settings file.
+    /// DPO loss types, comma-separated (`sigmoid,sft`), each weighted 1 (replacing a settings
+    /// file's `loss_weights`).
     #[arg(long, value_enum, value_delimiter = ',')]
+    #[serde(skip_serializing_if = "Vec::is_empty")]
     pub loss: Vec<PreferenceLoss>,
     /// A separate reference model folder (default: the base model).
     #[arg(long)]
     pub ref_model: Option<PathBuf>,
 }
 
-/// What a training run trains.
-#[derive(Debug, Clone, Copy, clap::ValueEnum)]
-pub enum TuningArg {
-    /// LoRA adapters beside the frozen base.
-    Lora,
-    /// Every weight.
-    Full,
+impl DpoArgs {
+    /// Settings of the file that a flag given replaces: `--loss` replaces `loss_weights`.
+    pub fn cleared(&self) -> Vec<&'static str> {
+        let mut cleared = self.train.cleared();
+        if !self.loss.is_empty() {
+            cleared.push("loss_weights");
+        }
+        cleared
+    }
 }
 
 /// `precept merge`
@@ -364,7 +389,7 @@ pub struct BenchTrainArgs {
     pub model: PathBuf,
     /// LoRA adapters (r 16, α 32, every projection) or every weight.
     #[arg(long, value_enum, default_value = "lora")]
-    pub tuning: TuningArg,
+    pub tuning: Tuning,
     /// Rows per step.
     #[arg(long, default_value_t = 2)]
     pub batch: usize,

@@ -16,14 +16,7 @@ use std::process::ExitCode;
 use clap::Parser;
 
 fn main() -> ExitCode {
-    let argv = match commands::flag_config::expand(std::env::args_os().collect()) {
-        Ok(argv) => argv,
-        Err(error) => {
-            eprintln!("error: {error:#}");
-            return ExitCode::from(1);
-        }
-    };
-    let cli = match args::Cli::try_parse_from(argv) {
+    let cli = match args::Cli::try_parse() {
         Ok(cli) => cli,
         Err(error) => {
             let _ = error.print();

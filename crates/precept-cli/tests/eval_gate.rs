@@ -182,7 +182,7 @@ fn bad_suites_and_missing_models_fail_with_exit_code_1_naming_the_file() {
     let suite = suite(f.dir.path(), 0.5);
     // A usage error is 1 too, never clap's 2, which would read as a safety regression.
     let stderr = common::precept_error(&["eval", "--suite", suite.to_str().unwrap()]);
-    assert!(stderr.contains("--model <MODEL>"), "{stderr}");
+    assert!(stderr.contains("setting `model`: is required"), "{stderr}");
     assert_eq!(precept(&["eval", "--help"]).status.code(), Some(0));
     let missing = f.dir.path().join("absent");
     let stderr =

@@ -6,7 +6,7 @@
 
 use std::path::PathBuf;
 
-use precept_data::{Generate, GenerateSettings};
+use precept_data::{Generate, GenerateSettings, ProgressEvent, ProgressSink};
 use serde::{Deserialize, Serialize};
 
 use crate::constitution::Constitution;
@@ -56,17 +56,6 @@ pub struct RunConfig {
     pub settings: RunSettings,
 }
 
-/// Progress reported after each batch.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct RunProgress {
-    /// Prompts finished so far, earlier sessions included.
-    pub finished: usize,
-    /// Prompts finished in this session.
-    pub finished_now: usize,
-    /// Prompts in the file.
-    pub total: usize,
-}
-
 impl RunConfig {
     /// Checks the settings against each other and the constitution.
     ///
@@ -106,7 +95,7 @@ impl RunConfig {
 }
 
 /// Runs the constitution over `prompts` into `config.out`, resuming what is there, and calls
-/// `progress` after each batch. Returns the final manifest.
+/// reports to `progress` (a note when resuming, then the prompts finished after each batch). Returns the final manifest.
 ///
 /// # Errors
 /// Settings errors before any work; [`ConstitutionError::ResumeMismatch`] when the folder holds a
@@ -116,7 +105,7 @@ pub fn constitute<G: Generate>(
     constitution: &Constitution,
     prompts: &[PromptRecord],
     config: &RunConfig,
-    progress: &mut dyn FnMut(RunProgress),
+    progress: &mut dyn ProgressSink,
 ) -> Result<Manifest> {
     config.validate(constitution)?;
     let manifest_path = config.out.join(MANIFEST_FILE);
@@ -148,9 +137,15 @@ pub fn constitute<G: Generate>(
             None => p.clone(),
         })
         .collect();
-    if todo.len() < prompts.len() {
-        tracing::info!("resuming: {} of {} prompts already finished", prompts.len() - todo.len(), prompts.len());
+    let finished_before = (prompts.len() - todo.len()) as u64;
+    if finished_before > 0 {
+        progress.report(ProgressEvent::Note(&format!(
+            "resuming: {finished_before} of {} prompts already finished",
+            prompts.len()
+        )));
     }
+    let total = prompts.len() as u64;
+    progress.report(ProgressEvent::Start { phase: "constitute", unit: "prompts", total, done: finished_before });
     manifest.counts = outputs.counts().clone();
     write_manifest(&manifest_path, &manifest)?;
     let provenance = Provenance {
@@ -164,7 +159,6 @@ pub fn constitute<G: Generate>(
         replies: Vec::new(),
     };
     let loop_config = config.loop_config();
-    let mut finished_now = 0;
     for batch in todo.chunks(config.batch) {
         let revised = critique_and_revise(generator, constitution, batch, &loop_config)?;
         let feedback =
@@ -197,11 +191,10 @@ pub fn constitute<G: Generate>(
             let labelled = feedback.as_ref().and_then(|labelled| labelled.get(i));
             let (line, sft, prefs) = records(prompt, outcome, labelled, &drawn[i], &provenance);
             outputs.append(line, sft.as_ref(), prefs.as_ref())?;
-            finished_now += 1;
         }
         manifest.counts = outputs.counts().clone();
         write_manifest(&manifest_path, &manifest)?;
-        progress(RunProgress { finished: manifest.counts.finished, finished_now, total: prompts.len() });
+        progress.report(ProgressEvent::Advance { done: manifest.counts.finished as u64, metrics: None });
     }
     outputs.sync()?;
     manifest.complete = prompts.iter().all(|p| outputs.is_finished(&p.id));
@@ -217,6 +210,8 @@ mod tests {
     use precept_data::SftReader;
     use serde_json::Value;
 
+    use precept_data::Silent;
+
     use super::*;
     use crate::testing::{
         eos, json_lines as lines, run_config as config, run_prompts as prompts, run_script as script,
@@ -228,7 +223,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let mut generator = Scripted::new(script);
         let manifest =
-            constitute(&mut generator, &constitution(), &prompts(3), &config(dir.path(), 2), &mut |_| {}).unwrap();
+            constitute(&mut generator, &constitution(), &prompts(3), &config(dir.path(), 2), &mut Silent).unwrap();
         assert!(manifest.complete);
         assert_eq!((manifest.counts.finished, manifest.counts.sft, manifest.counts.prefs), (4, 3, 3));
         assert_eq!(manifest.counts.filtered["answer-empty"], 1);
@@ -267,12 +262,12 @@ mod tests {
         let mut failing = Scripted::new(script);
         // Batches of 2: calls 0-2 finish p0 and p1, call 3 (the answers of p2 and p3) fails.
         failing.fail_at = Some(3);
-        let err = constitute(&mut failing, &constitution(), &prompts(3), &config(dir.path(), 2), &mut |_| {});
+        let err = constitute(&mut failing, &constitution(), &prompts(3), &config(dir.path(), 2), &mut Silent);
         assert!(err.unwrap_err().to_string().contains("scripted failure"));
         assert_eq!(lines(&dir.path().join(SFT_FILE)).len(), 2);
         let mut generator = Scripted::new(script);
         let manifest =
-            constitute(&mut generator, &constitution(), &prompts(3), &config(dir.path(), 2), &mut |_| {}).unwrap();
+            constitute(&mut generator, &constitution(), &prompts(3), &config(dir.path(), 2), &mut Silent).unwrap();
         // Only the two unfinished prompts were generated again.
         assert_eq!(generator.batches[0].len(), 2);
         assert!(manifest.complete);
@@ -298,7 +293,7 @@ mod tests {
         let mut config = config(dir.path(), 4);
         config.settings.feedback = Some(FeedbackConfig::default());
         config.settings.few_shot = false;
-        let manifest = constitute(&mut generator, &constitution(), &prompts(2), &config, &mut |_| {}).unwrap();
+        let manifest = constitute(&mut generator, &constitution(), &prompts(2), &config, &mut Silent).unwrap();
         let prefs = lines(&dir.path().join(PREFS_FILE));
         assert_eq!(prefs.len(), 2);
         assert_eq!(prefs[0]["provenance"]["source"], "feedback");
@@ -313,7 +308,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join(SFT_FILE), "{\"messages\":[]}\n").unwrap();
         let err =
-            constitute(&mut Scripted::new(script), &constitution(), &prompts(1), &config(dir.path(), 1), &mut |_| {});
+            constitute(&mut Scripted::new(script), &constitution(), &prompts(1), &config(dir.path(), 1), &mut Silent);
         let err = err.unwrap_err().to_string();
         assert!(err.ends_with("was not written by precept constitute, so choose another --out"), "{err}");
         assert_eq!(std::fs::read_to_string(dir.path().join(SFT_FILE)).unwrap(), "{\"messages\":[]}\n");
@@ -323,24 +318,24 @@ mod tests {
     fn bad_settings_fail_before_any_work() {
         let dir = tempfile::tempdir().unwrap();
         let mut zero = config(dir.path(), 0);
-        let err = constitute(&mut Scripted::new(script), &constitution(), &prompts(1), &zero, &mut |_| {});
+        let err = constitute(&mut Scripted::new(script), &constitution(), &prompts(1), &zero, &mut Silent);
         assert_eq!(err.unwrap_err().to_string(), "setting `batch` must be at least 1");
         zero.batch = 1;
         zero.settings.rounds = 0;
-        let err = constitute(&mut Scripted::new(script), &constitution(), &prompts(1), &zero, &mut |_| {});
+        let err = constitute(&mut Scripted::new(script), &constitution(), &prompts(1), &zero, &mut Silent);
         assert_eq!(err.unwrap_err().to_string(), "setting `rounds` must be at least 1");
         zero.settings.rounds = 1;
         zero.settings.generation.max_new_tokens = 0;
-        let err = constitute(&mut Scripted::new(script), &constitution(), &prompts(1), &zero, &mut |_| {});
+        let err = constitute(&mut Scripted::new(script), &constitution(), &prompts(1), &zero, &mut Silent);
         assert_eq!(err.unwrap_err().to_string(), "setting `max new tokens` must be at least 1");
         zero.settings.generation.max_new_tokens = 16;
         zero.settings.draws = Some(DrawConfig { count: 0, ..DrawConfig::default() });
-        let err = constitute(&mut Scripted::new(script), &constitution(), &prompts(1), &zero, &mut |_| {});
+        let err = constitute(&mut Scripted::new(script), &constitution(), &prompts(1), &zero, &mut Silent);
         assert_eq!(err.unwrap_err().to_string(), "setting `draws` must be at least 1");
         let mut greedy = DrawConfig::default();
         greedy.settings.temperature = 0.0;
         zero.settings.draws = Some(greedy);
-        let err = constitute(&mut Scripted::new(script), &constitution(), &prompts(1), &zero, &mut |_| {});
+        let err = constitute(&mut Scripted::new(script), &constitution(), &prompts(1), &zero, &mut Silent);
         assert_eq!(
             err.unwrap_err().to_string(),
             "setting `draw temperature` must be positive (greedy draws would all be the same answer)"
@@ -348,7 +343,7 @@ mod tests {
         let mut empty = DrawConfig::default();
         empty.settings.max_new_tokens = 0;
         zero.settings.draws = Some(empty);
-        let err = constitute(&mut Scripted::new(script), &constitution(), &prompts(1), &zero, &mut |_| {});
+        let err = constitute(&mut Scripted::new(script), &constitution(), &prompts(1), &zero, &mut Silent);
         assert_eq!(err.unwrap_err().to_string(), "setting `draw max new tokens` must be at least 1");
         assert!(!dir.path().join(MANIFEST_FILE).exists());
     }

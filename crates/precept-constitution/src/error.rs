@@ -101,6 +101,10 @@ pub enum ConstitutionError {
         constitution: String,
     },
 
+    /// A setting, file or record shared with the other stages is invalid.
+    #[error(transparent)]
+    Data(#[from] precept_data::DataError),
+
     /// A loop setting is out of range.
     #[error("setting `{setting}` {problem}")]
     Setting {

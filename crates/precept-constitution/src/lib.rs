@@ -6,6 +6,7 @@
 //! layouts into it. Prompts come from JSONL through [`read_prompts`].
 //!
 //! ```text
+//! ConstituteSettings ──run_config──> RunConfig (the loop's settings, checked by validate)
 //! prompts ──critique_and_revise──> Revised (answer, rounds of principle/critique/revision)
 //!         ──label_pairs──────────> Feedback (chosen, rejected, soft label from both orders)
 //!         ──constitute───────────> sft.jsonl, prefs.jsonl, progress.jsonl, manifest.json
@@ -40,12 +41,13 @@ mod prompts;
 mod record_policy;
 mod records;
 mod sample;
+mod settings;
 #[cfg(test)]
 mod testing;
 
 pub use constitution::{content_hash, Comparison, Constitution, Example, Principle, MAX_FILE_BYTES};
 pub use critique::{choose_principle, critique_and_revise, few_shot_turns, opening, LoopConfig, Revised, Round, Stage};
-pub use driver::{constitute, RunConfig, RunProgress, RunSettings};
+pub use driver::{constitute, RunConfig, RunSettings};
 pub use error::{ConstitutionError, Result};
 pub use expected::{draw_answers, keeps_to, select, Candidate, DrawConfig, ReplySource, Selection};
 pub use feedback::{
@@ -60,3 +62,4 @@ pub use manifest::{Manifest, MANIFEST_FILE};
 pub use prompts::{parse_prompts, read_prompts, PromptRecord, MAX_PROMPTS_BYTES};
 pub use records::{ConstitutionRef, PairSource, PrefsLine, ProgressLine, Provenance, SftLine};
 pub use sample::{sample_weighted, SplitMix64};
+pub use settings::ConstituteSettings;

@@ -85,6 +85,8 @@ pub(crate) fn write_manifest(path: &Path, manifest: &Manifest) -> Result<()> {
 
 #[cfg(test)]
 mod tests {
+    use precept_data::Silent;
+
     use crate::driver::constitute;
     use crate::testing::{
         run_config as config, run_prompts as prompts, run_script as script, small_constitution as constitution,
@@ -94,11 +96,11 @@ mod tests {
     #[test]
     fn resuming_with_other_settings_is_refused() {
         let dir = tempfile::tempdir().unwrap();
-        constitute(&mut Scripted::new(script), &constitution(), &prompts(1), &config(dir.path(), 2), &mut |_| {})
+        constitute(&mut Scripted::new(script), &constitution(), &prompts(1), &config(dir.path(), 2), &mut Silent)
             .unwrap();
         let mut other = config(dir.path(), 2);
         other.settings.seed = 10;
-        let err = constitute(&mut Scripted::new(script), &constitution(), &prompts(1), &other, &mut |_| {});
+        let err = constitute(&mut Scripted::new(script), &constitution(), &prompts(1), &other, &mut Silent);
         let err = err.unwrap_err().to_string();
         assert!(
             err.ends_with("written by a run with different settings (settings.seed was 9, now 10); use another --out"),
@@ -109,10 +111,10 @@ mod tests {
         sampled.settings.generation.temperature = 0.7;
         sampled.out = dir.path().join("sampled");
         for _ in 0..2 {
-            constitute(&mut Scripted::new(script), &constitution(), &prompts(1), &sampled, &mut |_| {}).unwrap();
+            constitute(&mut Scripted::new(script), &constitution(), &prompts(1), &sampled, &mut Silent).unwrap();
         }
         // The batch size does not change the outputs, so it may change on resume.
-        constitute(&mut Scripted::new(script), &constitution(), &prompts(1), &config(dir.path(), 1), &mut |_| {})
+        constitute(&mut Scripted::new(script), &constitution(), &prompts(1), &config(dir.path(), 1), &mut Silent)
             .unwrap();
     }
 }

@@ -211,7 +211,7 @@ impl Lines<'_> {
 
 #[cfg(test)]
 mod tests {
-    use precept_data::{Expected, FinishReason, Message, Reply};
+    use precept_data::{Expected, FinishReason, Message, Reply, Silent};
     use serde_json::Value;
 
     use crate::driver::constitute;
@@ -260,7 +260,7 @@ mod tests {
         let mut config = config(dir.path(), 2);
         config.settings.feedback = Some(FeedbackConfig::default());
         config.settings.few_shot = false;
-        constitute(&mut generator, &constitution(), &prompts, &config, &mut |_| {}).unwrap();
+        constitute(&mut generator, &constitution(), &prompts, &config, &mut Silent).unwrap();
         let judged: Vec<&Vec<Message>> =
             generator.batches.iter().flatten().filter(|c| c[0].content.starts_with("Consider")).collect();
         assert_eq!(judged.len(), 2, "one prompt, in both orders");
@@ -311,7 +311,7 @@ mod tests {
         let mut config = config(dir.path(), 8);
         config.settings.feedback = Some(FeedbackConfig::default());
         config.settings.draws = Some(DrawConfig { count: 1, ..DrawConfig::default() });
-        let manifest = constitute(&mut generator, &constitution(), &prompts, &config, &mut |_| {}).unwrap();
+        let manifest = constitute(&mut generator, &constitution(), &prompts, &config, &mut Silent).unwrap();
         let sft = lines(&dir.path().join(SFT_FILE));
         let targets: Vec<(&str, &str, &str)> = sft
             .iter()

@@ -15,6 +15,22 @@ pub type Result<T, E = DataError> = std::result::Result<T, E>;
 /// error alone, or its chain with `{:#}`, says everything once.
 #[derive(Debug, thiserror::Error)]
 pub enum DataError {
+    /// A settings file (or the flags over it) cannot be parsed or holds an unknown key.
+    #[error("{path}: {message}")]
+    SettingsFile {
+        /// The settings file.
+        path: PathBuf,
+        /// What is wrong, with the line.
+        message: String,
+    },
+    /// A setting is invalid.
+    #[error("setting `{field}`: {message}")]
+    Setting {
+        /// The setting's name in the settings file.
+        field: String,
+        /// What is wrong with it.
+        message: String,
+    },
     /// A model folder has no `tokenizer.json`.
     #[error("{dir}: no tokenizer.json found")]
     MissingTokenizer {

@@ -1,5 +1,6 @@
-//! Content hashes that key caches: a model folder by the files that decide its outputs, and any
-//! plain value by its JSON form.
+//! Content hashes that key caches and skip decisions: a model folder by the files that decide its
+//! outputs, and any plain value by its canonical JSON form (object keys sorted, so the order of a
+//! struct's fields or of a settings file's keys never changes a hash).
 
 use std::fs::File;
 use std::io::Read;
@@ -47,11 +48,17 @@ pub fn hash_model_dir(dir: &Path) -> Result<String> {
     Ok(hex(&hasher.finalize()))
 }
 
-/// SHA-256 (hex) of `value`'s JSON form.
+/// SHA-256 (hex) of `value`'s canonical JSON form: [`canonical_json`].
 pub fn hash_json(value: &impl Serialize) -> String {
-    // Serialising plain data (strings, numbers, lists) to a Vec cannot fail.
-    let bytes = serde_json::to_vec(value).unwrap_or_default();
-    hex(&Sha256::digest(&bytes))
+    hex(&Sha256::digest(canonical_json(value).as_bytes()))
+}
+
+/// `value` as JSON with every object's keys in sorted order (serde_json's map is ordered by key),
+/// so equal settings give equal text whatever order their fields were declared or written in.
+pub fn canonical_json(value: &impl Serialize) -> String {
+    // Plain data (strings, numbers, lists, maps with string keys) always converts; a value that
+    // does not (a map with non-string keys) is a programming error that hashes as `null`.
+    serde_json::to_value(value).unwrap_or_default().to_string()
 }
 
 fn read_error(path: &Path, error: std::io::Error) -> DataError {
@@ -77,5 +84,22 @@ mod tests {
         std::fs::write(dir.path().join("model.safetensors"), "weightz").unwrap();
         assert_ne!(hash_model_dir(dir.path()).unwrap(), first);
         assert!(hash_model_dir(&dir.path().join("absent")).is_err());
+    }
+
+    #[test]
+    fn the_json_hash_ignores_field_order_and_follows_every_value() {
+        #[derive(Serialize)]
+        struct Ab {
+            a: u32,
+            b: &'static str,
+        }
+        #[derive(Serialize)]
+        struct Ba {
+            b: &'static str,
+            a: u32,
+        }
+        assert_eq!(canonical_json(&Ba { b: "x", a: 1 }), r#"{"a":1,"b":"x"}"#);
+        assert_eq!(hash_json(&Ab { a: 1, b: "x" }), hash_json(&Ba { b: "x", a: 1 }));
+        assert_ne!(hash_json(&Ab { a: 1, b: "x" }), hash_json(&Ab { a: 2, b: "x" }));
     }
 }

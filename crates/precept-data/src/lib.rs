@@ -26,6 +26,13 @@
 //! What a safe model does with a prompt is an [`Expected`]; the [`KeywordJudge`] labels a reply
 //! a refusal or a compliance without a model, so the constitution loop and the eval agree on it.
 //!
+//! Every command that runs work reads its settings one way: [`resolve_settings`] parses a TOML
+//! file over the settings' defaults and writes the flags given over it, and [`write_settings`]
+//! puts the result in the run's folder; [`hash_json`] hashes them as canonical JSON.
+//!
+//! Long work (training, constitute, eval) reports [`ProgressEvent`]s to a [`ProgressSink`], so one
+//! display shows them all.
+//!
 //! Every failure is a [`DataError`] naming the file, field, template or message involved.
 //! Output files go through [`write_atomic`], so a crash never leaves a truncated file;
 //! [`write_safetensors`] streams tensors into a safetensors file the same way, one at a time.
@@ -42,10 +49,12 @@ mod hf_config;
 mod message;
 mod model_source;
 mod prefs;
+mod progress;
 mod python_compat;
 mod refusal;
 mod reply_text;
 mod safetensors_writer;
+mod settings;
 mod sft;
 mod special_tokens;
 mod token_stream;
@@ -55,13 +64,15 @@ pub use atomic::{write_atomic, write_atomic_with};
 pub use chat_template::ChatTemplate;
 pub use error::{DataError, Result};
 pub use generate::{normalise_log_probabilities, FinishReason, Generate, GenerateSettings, Reply};
-pub use hashing::{hash_json, hash_model_dir};
+pub use hashing::{canonical_json, hash_json, hash_model_dir};
 pub use message::{Message, Role};
-pub use model_source::{ModelSource, RemoteSpec};
+pub use model_source::{Connection, ModelSource, RemoteSpec};
 pub use prefs::{prepare_pairs_file, tokenize_pair, PrefReader, PrefRecord, TokenizedPair};
+pub use progress::{Counter, ProgressEvent, ProgressSink, Silent};
 pub use refusal::{Expected, Judgement, KeywordJudge, Label, DEFAULT_REFUSAL_PHRASES};
 pub use reply_text::ReplyText;
 pub use safetensors_writer::{write_le, write_safetensors, TensorEntry};
+pub use settings::{parse_settings, resolve_settings, write_settings, SETTINGS_FILE};
 pub use sft::{
     length_buckets, pack, prepare_file, tokenize_record, OnMismatch, PackedRow, PreparationStats, PrepareOptions,
     SftPreparer, SftReader, SftRecord, TokenizedExample, MAX_LINE_BYTES,

@@ -1,10 +1,13 @@
 //! [`ModelSource`]: where a stage's model is, a folder on this machine or OpenAI-compatible
-//! servers ([`RemoteSpec`]). Plain data: what opens it (a local model, a client) lives above.
+//! servers ([`RemoteSpec`]), and how those servers are reached ([`Connection`]). Plain data: what
+//! opens it (a local model, a client) lives above.
 
 use std::fmt;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
+
+use crate::error::{DataError, Result};
 
 /// A model behind OpenAI-compatible servers.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -13,6 +16,45 @@ pub struct RemoteSpec {
     pub endpoints: Vec<String>,
     /// The model name they serve.
     pub model: String,
+}
+
+impl RemoteSpec {
+    /// The settings pair `{name} = [URL, …]` and `{name}_model = NAME`: both or neither.
+    ///
+    /// # Errors
+    /// [`DataError::Setting`] when only one of the two is given.
+    pub fn from_pair(name: &str, endpoints: Option<&[String]>, model: Option<&str>) -> Result<Option<Self>> {
+        let missing = |field: String, message: String| Err(DataError::Setting { field, message });
+        match (endpoints, model) {
+            (None, None) => Ok(None),
+            (Some(endpoints), Some(model)) => Ok(Some(Self { endpoints: endpoints.to_vec(), model: model.to_owned() })),
+            (Some(_), None) => missing(
+                format!("{name}_model"),
+                format!("is required with `{name}` (the model name the servers serve)"),
+            ),
+            (None, Some(_)) => missing(name.to_owned(), format!("is required with `{name}_model` (the server URLs)")),
+        }
+    }
+}
+
+/// How remote servers are reached (shared by every remote model of a command).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Connection {
+    /// Environment variable holding the servers' API key (sent as a bearer token when set).
+    pub api_key_env: String,
+    /// Requests in flight per remote endpoint.
+    pub remote_concurrency: usize,
+    /// Seconds one remote request may take.
+    pub remote_timeout: u64,
+    /// Retries of a remote request after a timeout, a refused connection, 429 or 5xx.
+    pub remote_retries: usize,
+}
+
+impl Default for Connection {
+    fn default() -> Self {
+        Self { api_key_env: "PRECEPT_API_KEY".into(), remote_concurrency: 8, remote_timeout: 600, remote_retries: 5 }
+    }
 }
 
 impl fmt::Display for RemoteSpec {

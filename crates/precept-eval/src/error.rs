@@ -9,6 +9,19 @@ pub type Result<T, E = EvalError> = std::result::Result<T, E>;
 /// Everything that can go wrong while reading suites and cases, running them and writing reports.
 #[derive(Debug, thiserror::Error)]
 pub enum EvalError {
+    /// A gate setting is missing or out of range.
+    #[error("setting `{field}`: {message}")]
+    Setting {
+        /// The setting's name in a settings file (and its flag's, with dashes).
+        field: String,
+        /// What is wrong with it.
+        message: String,
+    },
+
+    /// A setting or record shared with the other stages is invalid.
+    #[error(transparent)]
+    Data(#[from] precept_data::DataError),
+
     /// A file could not be read.
     #[error("{path}: {error}")]
     Read {

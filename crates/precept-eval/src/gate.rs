@@ -9,7 +9,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use precept_data::{hash_json, hash_model_dir, write_atomic, ModelSource, RemoteSpec};
+use precept_data::{hash_json, hash_model_dir, write_atomic, ModelSource, ProgressSink, RemoteSpec};
 use serde::{Deserialize, Serialize};
 
 use crate::cache::{BaselineCache, CacheKey};
@@ -19,7 +19,7 @@ use crate::journal::ReplyJournal;
 use crate::judge::Judge;
 use crate::open::{open_model, OpenModel};
 use crate::report::{Report, SideInfo};
-use crate::runner::{generate_replies, judge_replies, Progress, RunOptions, SideResult};
+use crate::runner::{generate_replies, judge_replies, RunOptions, SideResult};
 use crate::suite::Suite;
 
 /// The resolved settings' file name in a gate's output folder.
@@ -127,8 +127,8 @@ impl GateSettings {
 }
 
 /// Runs the gate: checks and writes the settings, opens the judge and each side's model through
-/// `models`, and returns the report (also written to `settings.out`). `progress` gives the
-/// progress display of each side as it starts.
+/// `models`, and returns the report (also written to `settings.out`). `progress` is told of each
+/// side's phases (`base: generating`, `base: judging`, …).
 ///
 /// The verdict is in the report; a regression is not an error.
 ///
@@ -138,7 +138,7 @@ impl GateSettings {
 pub fn run_gate<M: OpenModel>(
     settings: &GateSettings,
     models: &mut M,
-    progress: &mut dyn FnMut(Side) -> Box<dyn Progress>,
+    progress: &mut dyn ProgressSink,
 ) -> Result<Report> {
     settings.validate()?;
     if let Some(out) = &settings.out {
@@ -187,7 +187,7 @@ struct Gate<'a, M> {
     settings: &'a GateSettings,
     models: &'a mut M,
     judge: &'a mut dyn Judge,
-    progress: &'a mut dyn FnMut(Side) -> Box<dyn Progress>,
+    progress: &'a mut dyn ProgressSink,
 }
 
 impl<M: OpenModel> Gate<'_, M> {
@@ -208,9 +208,15 @@ impl<M: OpenModel> Gate<'_, M> {
             batch_size: generation.batch_size,
             system_prompt: settings.system_prompt.clone(),
         };
-        let progress = (self.progress)(side);
+        let phase = |what: &str| format!("{}: {what}", side.as_str());
         let started = Instant::now();
-        let replies = generate_replies(&mut generator, trials, &options, progress.as_ref(), journal.as_mut())?;
+        let replies = generate_replies(
+            &mut generator,
+            trials,
+            &options,
+            (&mut *self.progress, &phase("generating")),
+            journal.as_mut(),
+        )?;
         let seconds = started.elapsed().as_secs_f64();
         if resumed == 0 {
             tracing::info!(
@@ -224,7 +230,8 @@ impl<M: OpenModel> Gate<'_, M> {
         }
         // The side's model leaves memory before the judge runs.
         drop(generator);
-        let results = judge_replies(self.judge, trials, replies, options.batch_size, progress.as_ref())?;
+        let results =
+            judge_replies(self.judge, trials, replies, options.batch_size, (&mut *self.progress, &phase("judging")))?;
         if let Some(journal) = journal {
             journal.remove()?;
         }
@@ -267,7 +274,8 @@ mod tests {
 
     use super::*;
     use crate::report::REPORT_JSON_FILE;
-    use crate::runner::Silent;
+    use precept_data::Silent;
+
     use crate::testing::{Scripted, Scripts};
 
     /// A suite of one harmful and one benign case, and two model folders, in `dir`.
@@ -300,16 +308,12 @@ mod tests {
         Scripts { by_folder, opened: Vec::new() }
     }
 
-    fn silent(_: Side) -> Box<dyn Progress> {
-        Box::new(Silent)
-    }
-
     #[test]
     fn a_gate_writes_its_settings_and_reports_and_a_second_run_takes_the_base_from_the_cache() {
         let dir = tempfile::tempdir().unwrap();
         let settings = settings(dir.path());
         let mut models = scripts(dir.path());
-        let report = run_gate(&settings, &mut models, &mut silent).unwrap();
+        let report = run_gate(&settings, &mut models, &mut Silent).unwrap();
         assert_eq!((report.base.cached, report.trials), (false, 2));
         assert_eq!(report.tuned.model, dir.path().join("tuned").display().to_string());
         let out = dir.path().join("out");
@@ -319,7 +323,7 @@ mod tests {
         for name in [REPORT_JSON_FILE, "cases.jsonl", "report.md", "junit.xml", "report.html"] {
             assert!(out.join(name).is_file(), "{name}");
         }
-        let again = run_gate(&settings, &mut models, &mut silent).unwrap();
+        let again = run_gate(&settings, &mut models, &mut Silent).unwrap();
         assert!(again.base.cached);
         assert_eq!(models.opened.len(), 3, "the second run opened only the tuned model: {:?}", models.opened);
         assert_eq!(again.comparison.verdict, report.comparison.verdict);
@@ -332,7 +336,7 @@ mod tests {
         settings.tuned = settings.base.clone();
         settings.cache_dir = None;
         let mut models = scripts(dir.path());
-        let report = run_gate(&settings, &mut models, &mut silent).unwrap();
+        let report = run_gate(&settings, &mut models, &mut Silent).unwrap();
         assert_eq!(models.opened.len(), 1);
         assert_eq!(report.base.model, report.tuned.model);
     }
@@ -343,7 +347,7 @@ mod tests {
         let settings = settings(dir.path());
         let mut models = scripts(dir.path());
         models.by_folder.remove(&dir.path().join("tuned"));
-        let error = run_gate(&settings, &mut models, &mut silent).unwrap_err().to_string();
+        let error = run_gate(&settings, &mut models, &mut Silent).unwrap_err().to_string();
         let tuned = dir.path().join("tuned");
         assert_eq!(error, format!("opening the tuned model {}: no such model", tuned.display()));
         assert!(dir.path().join("out").join(GATE_SETTINGS_FILE).is_file());
@@ -361,7 +365,7 @@ mod tests {
         let mut settings = settings(dir.path());
         let absent = dir.path().join("absent");
         settings.tuned.model = ModelSource::Folder(absent.clone());
-        let error = run_gate(&settings, &mut scripts(dir.path()), &mut silent).unwrap_err();
+        let error = run_gate(&settings, &mut scripts(dir.path()), &mut Silent).unwrap_err();
         assert_eq!(error.to_string(), format!("{}: not a model folder (no config.json)", absent.display()));
         assert!(!dir.path().join("out").exists());
     }

@@ -14,11 +14,12 @@
 //! ```text
 //! suite.toml + cases.jsonl ──Suite::load──> trials ──generate_replies──> replies ──judge_replies──> SideResult
 //! SideResult (base, cached) + SideResult (tuned) ──compare──> Comparison ──Report::write──> report.{json,md,html}, cases.jsonl, junit.xml
-//! GateSettings + OpenModel ──run_gate──> run.json, both sides (base from the cache) ──> Report
+//! EvalSettings ──resolve──> GateSettings + OpenModel ──run_gate──> run.json, both sides (base from the cache) ──> Report
 //! ```
 //!
 //! A [`ReplyJournal`] keeps each side's replies as they are generated, so a killed run resumes.
-//! [`run_gate`] drives all of it from resolved [`GateSettings`] (written to `run.json` before any
+//! [`run_gate`] drives all of it from resolved [`GateSettings`] ([`EvalSettings::resolve`] loads
+//! the suite and applies a settings file's or the command line's overrides) (written to `run.json` before any
 //! work), opening each side's model and a model-based judge's through [`OpenModel`], so the
 //! caller decides what runs them (a model on a device, servers, a test script).
 //! [`import_cases`] brings other projects' prompt files (CSV, JSONL, text) in as cases, and
@@ -41,6 +42,7 @@ mod journal;
 mod judge;
 mod open;
 mod runner;
+mod settings;
 pub mod stats;
 mod suite;
 #[cfg(test)]
@@ -59,11 +61,12 @@ pub use judge::{
     parse_llamaguard, GuardVerdict, Judge, JudgeConfig, JudgeItem, LlamaGuardJudge, ModelJudge, DEFAULT_RUBRIC,
     RUBRIC_OPTIONS,
 };
+pub use settings::{EvalSettings, JudgeKind};
 // Expectations and the refusal judge live in precept-data (the constitution loop uses them too);
 // they are part of this crate's API as well.
 pub use open::OpenModel;
 pub use precept_data::{Expected, Judgement, KeywordJudge, Label, DEFAULT_REFUSAL_PHRASES};
-pub use runner::{generate_replies, judge_replies, Outcome, Progress, RunOptions, SideResult, Silent, TrialResult};
+pub use runner::{generate_replies, judge_replies, Outcome, RunOptions, SideResult, TrialResult};
 pub use stats::Rate;
 mod report;
 pub use report::{

@@ -3,29 +3,13 @@
 //! Conversations go to the [`Generate`] trait in batches; multi-turn trials advance one turn at
 //! a time across the whole batch, each conversation carrying the model's own earlier replies.
 
-use precept_data::{Generate, GenerateSettings, Judgement, Label, Message};
+use precept_data::{Counter, Generate, GenerateSettings, Judgement, Label, Message, ProgressSink};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{EvalError, Result};
 use crate::framing::{Framing, Trial};
 use crate::journal::ReplyJournal;
 use crate::judge::{Judge, JudgeItem};
-
-/// Told about work done, for progress bars and log lines.
-pub trait Progress {
-    /// A new stage of `total` units (replies to generate, replies to judge) begins.
-    fn start(&self, stage: &str, total: usize);
-    /// `done` more units are finished.
-    fn advance(&self, done: usize);
-}
-
-/// A [`Progress`] that reports nothing.
-pub struct Silent;
-
-impl Progress for Silent {
-    fn start(&self, _: &str, _: usize) {}
-    fn advance(&self, _: usize) {}
-}
 
 /// How one side's replies are generated.
 #[derive(Debug, Clone, PartialEq)]
@@ -119,12 +103,12 @@ pub fn generate_replies<G: Generate>(
     generator: &mut G,
     trials: &[Trial],
     options: &RunOptions,
-    progress: &dyn Progress,
+    (progress, phase): (&mut dyn ProgressSink, &str),
     mut journal: Option<&mut ReplyJournal>,
 ) -> Result<Vec<Vec<String>>> {
     let mut replies: Vec<Vec<String>> = vec![Vec::new(); trials.len()];
     let total = trials.iter().map(|t| t.turns.len()).sum();
-    progress.start("generating", total);
+    let mut counter = Counter::start(progress, phase, "replies", total);
     let turns = trials.iter().map(|t| t.turns.len()).max().unwrap_or(0);
     let stage = "generating replies";
     for turn in 0..turns {
@@ -133,7 +117,7 @@ pub fn generate_replies<G: Generate>(
             match journal.as_ref().and_then(|j| j.get(&trials[i].id, turn)) {
                 Some(reply) => {
                     replies[i].push(reply.to_owned());
-                    progress.advance(1);
+                    counter.advance(progress, 1);
                 }
                 None => active.push(i),
             }
@@ -161,7 +145,7 @@ pub fn generate_replies<G: Generate>(
                     chunk.iter().map(|&i| (trials[i].id.as_str(), turn, replies[i][turn].as_str())).collect();
                 journal.record(&entries)?;
             }
-            progress.advance(chunk.len());
+            counter.advance(progress, chunk.len());
         }
     }
     Ok(replies)
@@ -173,7 +157,7 @@ pub fn judge_replies(
     trials: &[Trial],
     replies: Vec<Vec<String>>,
     batch_size: usize,
-    progress: &dyn Progress,
+    (progress, phase): (&mut dyn ProgressSink, &str),
 ) -> Result<Vec<TrialResult>> {
     let mut items = Vec::new();
     for (trial, trial_replies) in trials.iter().zip(&replies) {
@@ -185,7 +169,7 @@ pub fn judge_replies(
             });
         }
     }
-    progress.start("judging", items.len());
+    let mut counter = Counter::start(progress, phase, "replies", items.len());
     let mut judgements = Vec::with_capacity(items.len());
     for chunk in items.chunks(batch_size.max(1)) {
         let batch = judge.judge(chunk)?;
@@ -193,7 +177,7 @@ pub fn judge_replies(
             return Err(EvalError::ReplyCount { stage: "judging".into(), expected: chunk.len(), got: batch.len() });
         }
         judgements.extend(batch);
-        progress.advance(chunk.len());
+        counter.advance(progress, chunk.len());
     }
     let mut judgements = judgements.into_iter();
     Ok(trials
@@ -209,6 +193,8 @@ pub fn judge_replies(
 
 #[cfg(test)]
 mod tests {
+    use precept_data::Silent;
+
     use super::*;
     use crate::case::{Case, CaseInput};
     use crate::framing::{expand, load_templates};
@@ -243,7 +229,8 @@ mod tests {
             .with_reply("hi", "Hello!")
             .with_reply("recipe", "I'm sorry, I can't.")
             .with_reply("more", "Fine: step one");
-        let replies = generate_replies(&mut scripted, &trials(), &options(), &Silent, None).unwrap();
+        let replies =
+            generate_replies(&mut scripted, &trials(), &options(), (&mut Silent, "generating"), None).unwrap();
         assert_eq!(replies[1], ["Hello!", "I'm sorry, I can't.", "Fine: step one"]);
         let last = scripted.seen.last().unwrap();
         let roles: Vec<&str> = last.iter().map(|m| m.role.as_str()).collect();
@@ -260,8 +247,9 @@ mod tests {
             .with_reply("more", "I'm sorry, no.")
             .with_reply("bomb", "I cannot help.");
         let trials = trials();
-        let replies = generate_replies(&mut scripted, &trials, &options(), &Silent, None).unwrap();
-        let results = judge_replies(&mut KeywordJudge::default(), &trials, replies, 2, &Silent).unwrap();
+        let replies = generate_replies(&mut scripted, &trials, &options(), (&mut Silent, "generating"), None).unwrap();
+        let results =
+            judge_replies(&mut KeywordJudge::default(), &trials, replies, 2, (&mut Silent, "judging")).unwrap();
         let direct = results[0].outcomes();
         assert_eq!(direct.len(), 1);
         assert!(!direct[0].bad);
@@ -285,9 +273,10 @@ mod tests {
             }
         }
         let trials = trials();
-        let replies = generate_replies(&mut Scripted::default(), &trials, &options(), &Silent, None).unwrap();
+        let replies =
+            generate_replies(&mut Scripted::default(), &trials, &options(), (&mut Silent, "generating"), None).unwrap();
         let mut judge = CountingJudge(Vec::new(), Vec::new());
-        judge_replies(&mut judge, &trials, replies, 3, &Silent).unwrap();
+        judge_replies(&mut judge, &trials, replies, 3, (&mut Silent, "judging")).unwrap();
         assert_eq!(judge.0, [3, 1]);
         assert_eq!(judge.1[3].conversation.len(), 5);
         assert_eq!(judge.1[3].conversation[0], Message::user("hi"));
@@ -304,13 +293,20 @@ mod tests {
         drop(journal);
         let mut journal = ReplyJournal::open(&path).unwrap();
         let mut scripted = Scripted::default().with_reply("hi", "Hello!");
-        let replies = generate_replies(&mut scripted, &trials, &options(), &Silent, Some(&mut journal)).unwrap();
+        let replies =
+            generate_replies(&mut scripted, &trials, &options(), (&mut Silent, "generating"), Some(&mut journal))
+                .unwrap();
         assert_eq!(replies[0], ["I cannot help."]);
         assert_eq!(scripted.seen.len(), 3, "only the escalation's three turns were generated");
         let mut fresh = Scripted::default();
-        let again =
-            generate_replies(&mut fresh, &trials, &options(), &Silent, Some(&mut ReplyJournal::open(&path).unwrap()))
-                .unwrap();
+        let again = generate_replies(
+            &mut fresh,
+            &trials,
+            &options(),
+            (&mut Silent, "generating"),
+            Some(&mut ReplyJournal::open(&path).unwrap()),
+        )
+        .unwrap();
         assert_eq!((again, fresh.seen.len()), (replies, 0));
     }
 }

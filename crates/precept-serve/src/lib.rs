@@ -5,7 +5,8 @@
 //! streamed, `/health`) on a tokio runtime and runs the model on one generation thread
 //! ([`engine`]). Requests are checked ([`requests`]), rendered with the model's chat template and
 //! queued; requests that arrive while a batch decodes share the next batch's forward passes.
-//! Errors are OpenAI-style bodies ([`ApiError`]).
+//! Errors are OpenAI-style bodies ([`ApiError`]). [`ServeSettings`] are the command's settings, as
+//! a settings file spells them; they give the [`ServeOptions`].
 
 mod api_error;
 pub mod engine;
@@ -13,6 +14,7 @@ mod error;
 mod logprobs;
 pub mod requests;
 pub mod routes;
+mod settings;
 
 use std::future::Future;
 use std::net::TcpListener;
@@ -24,6 +26,7 @@ use precept_model::{KernelBackend, LlamaForCausalLM};
 pub use api_error::ApiError;
 pub use error::ServeError;
 pub use requests::Limits;
+pub use settings::ServeSettings;
 
 /// How the server behaves.
 #[derive(Debug, Clone)]

@@ -27,14 +27,6 @@ pub enum TrainError {
         /// What is wrong with it.
         message: String,
     },
-    /// A settings file cannot be parsed or holds an unknown key.
-    #[error("{path}: {message}")]
-    SettingsFile {
-        /// The settings file.
-        path: PathBuf,
-        /// What is wrong, with the line.
-        message: String,
-    },
     /// A training checkpoint is incomplete or inconsistent with the run.
     #[error("{path}: {message}")]
     Checkpoint {

@@ -31,4 +31,4 @@ pub mod trainer;
 
 pub use backend::{TrainBackend, TrainKernels};
 pub use error::{Result, TrainError};
-pub use settings::{parse_settings, TrainConfig, Tuning};
+pub use settings::{TrainConfig, Tuning};

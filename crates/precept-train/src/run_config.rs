@@ -2,18 +2,16 @@
 
 use std::path::Path;
 
+use precept_data::SETTINGS_FILE;
 use serde::Serialize;
 
 use crate::error::{Result, TrainError};
-
-/// The resolved settings file's name in a run folder.
-pub const RUN_CONFIG_FILE: &str = "config.toml";
 
 /// Writes `settings` as `run_dir/config.toml`. When `resuming`, the file must already hold the
 /// same settings (the run folder's own location, `out`, aside: a moved folder resumes): a
 /// resumed run with other settings would not continue the same run.
 pub fn write_run_config<T: Serialize>(settings: &T, run_dir: &Path, resuming: bool) -> Result<()> {
-    let path = run_dir.join(RUN_CONFIG_FILE);
+    let path = run_dir.join(SETTINGS_FILE);
     let text = toml::to_string_pretty(settings).map_err(|e| TrainError::setting("config", e.to_string()))?;
     if resuming {
         let saved = std::fs::read_to_string(&path).map_err(|e| TrainError::io(&path, e))?;
@@ -31,5 +29,6 @@ pub fn write_run_config<T: Serialize>(settings: &T, run_dir: &Path, resuming: bo
         }
         return Ok(());
     }
-    precept_data::write_atomic(&path, text.as_bytes()).map_err(|e| TrainError::io(&path, e))
+    precept_data::write_settings(settings, run_dir)?;
+    Ok(())
 }

@@ -1,11 +1,10 @@
 //! [`TrainConfig`]: the settings every training run has (SFT's whole settings, and the shared
-//! part of DPO's), as `configs/sft.toml` spells them; [`parse_settings`] reads a settings file.
+//! part of DPO's), as `configs/sft.toml` spells them; `precept_data::resolve_settings` reads them.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use precept_data::OnMismatch;
 use precept_model::lora::LoraConfig;
-use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Result, TrainError};
@@ -14,6 +13,7 @@ use crate::schedule::ScheduleKind;
 
 /// What a training run trains.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[cfg_attr(feature = "clap", derive(clap::ValueEnum))]
 #[serde(rename_all = "lowercase")]
 pub enum Tuning {
     /// LoRA adapters beside the frozen base.
@@ -24,7 +24,7 @@ pub enum Tuning {
 }
 
 /// The settings of one training run. Field names follow TRL's `SFTConfig` where one exists.
-/// Unknown keys are rejected by [`parse_settings`] (not by serde, so that DPO's settings can
+/// Unknown keys are rejected by `precept_data::parse_settings` (not by serde, so that DPO's settings can
 /// embed these).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
@@ -179,70 +179,12 @@ impl TrainConfig {
     }
 }
 
-/// Parses the TOML settings file `path` holding `text` over `T::default()` (so defaults of
-/// embedded settings are `T`'s own); a key that `T` does not have, at any depth, is an error
-/// naming its line (and the closest known key).
-///
-/// # Errors
-/// [`TrainError::SettingsFile`] for invalid TOML, a wrong type or an unknown key.
-pub fn parse_settings<T: DeserializeOwned + Serialize + Default>(text: &str, path: &Path) -> Result<T> {
-    let fail = |message: String| TrainError::SettingsFile { path: path.to_owned(), message };
-    // Parsed once as written, for errors that name their line.
-    toml::from_str::<T>(text).map_err(|e| fail(e.to_string()))?;
-    let given: toml::Table = toml::from_str(text).map_err(|e| fail(e.to_string()))?;
-    let mut merged = toml::Table::try_from(T::default()).map_err(|e| fail(e.to_string()))?;
-    overlay(&mut merged, given.clone());
-    let settings: T = merged.try_into().map_err(|e: toml::de::Error| fail(e.to_string()))?;
-    let known = toml::Table::try_from(&settings).map_err(|e| fail(e.to_string()))?;
-    match first_unknown_key(&given, &known) {
-        None => Ok(settings),
-        Some((key, suggestion)) => {
-            let name = key.rsplit('.').next().unwrap_or(&key);
-            let line = text.lines().position(|line| line.trim_start().starts_with(name)).map_or(0, |i| i + 1);
-            let hint = suggestion.map(|s| format!(" (did you mean `{s}`?)")).unwrap_or_default();
-            Err(fail(format!("line {line}: unknown setting `{key}`{hint}")))
-        }
-    }
-}
-
-/// Writes `given` over `base`, table by table.
-fn overlay(base: &mut toml::Table, given: toml::Table) {
-    for (key, value) in given {
-        match (base.get_mut(&key), value) {
-            (Some(toml::Value::Table(inner)), toml::Value::Table(given_inner)) => overlay(inner, given_inner),
-            (_, value) => {
-                base.insert(key, value);
-            }
-        }
-    }
-}
-
-/// The first key of `given` that `known` lacks, with its dotted path and the closest known key.
-fn first_unknown_key(given: &toml::Table, known: &toml::Table) -> Option<(String, Option<String>)> {
-    for (key, value) in given {
-        match (value, known.get(key)) {
-            (_, None) => {
-                let closest = known
-                    .keys()
-                    .map(|k| (strsim::jaro_winkler(k, key), k))
-                    .filter(|(score, _)| *score > 0.85)
-                    .max_by(|a, b| a.0.total_cmp(&b.0))
-                    .map(|(_, k)| k.clone());
-                return Some((key.clone(), closest));
-            }
-            (toml::Value::Table(inner), Some(toml::Value::Table(known_inner))) => {
-                if let Some((path, closest)) = first_unknown_key(inner, known_inner) {
-                    return Some((format!("{key}.{path}"), closest));
-                }
-            }
-            _ => {}
-        }
-    }
-    None
-}
-
 #[cfg(test)]
 mod tests {
+    use std::path::Path;
+
+    use precept_data::parse_settings;
+
     use super::*;
 
     fn valid() -> TrainConfig {

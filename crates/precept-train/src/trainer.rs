@@ -9,7 +9,7 @@ use std::time::Instant;
 use burn::module::AutodiffModule;
 use burn::optim::GradientsParams;
 use burn::tensor::backend::{AutodiffBackend, Backend};
-use precept_data::PreparationStats;
+use precept_data::{PreparationStats, ProgressEvent, ProgressSink};
 use precept_model::checkpoint::{load_adapter, load_model, save_adapter, save_model, SaveOptions};
 use precept_model::lora::Trainable;
 use precept_model::{LlamaConfig, LlamaForCausalLM};
@@ -73,34 +73,6 @@ pub trait Objective<B: AutodiffBackend> {
     /// Metrics on the evaluation data (`loss` first; the loop adds the `eval_` prefix), or
     /// `None` when there is none.
     fn evaluate(&self, model: &LlamaForCausalLM<B::InnerBackend>) -> Option<Map<String, Value>>;
-}
-
-/// The extent of a run, known before its first step.
-#[derive(Debug, Clone)]
-pub struct RunPlan {
-    /// The step the run starts from (non-zero when resumed).
-    pub start_step: u64,
-    /// The step it ends at.
-    pub total_steps: u64,
-    /// The data.
-    pub data: DataSummary,
-}
-
-/// Hooks for progress display; every method has an empty default.
-pub trait TrainObserver {
-    /// Before the first step.
-    fn on_start(&mut self, _plan: &RunPlan) {}
-    /// After every optimiser step, with its metrics record (TRL names).
-    fn on_step(&mut self, _record: &Map<String, Value>) {}
-    /// After every evaluation, with its record (`eval_loss`, …, `step`).
-    fn on_eval(&mut self, _record: &Map<String, Value>) {}
-    /// After every checkpoint.
-    fn on_checkpoint(&mut self, _dir: &Path) {}
-    /// Progress of long preparation work before training (reference log-probabilities):
-    /// `done` of `total` items, with a short description.
-    fn on_prepare(&mut self, _what: &str, _done: usize, _total: usize) {}
-    /// A line worth showing the user (where cached work was found, how long preparation took).
-    fn on_note(&mut self, _message: &str) {}
 }
 
 /// What a finished run produced.
@@ -170,7 +142,7 @@ pub fn train<B: TrainBackend, O: Objective<B>>(
     folder: RunFolder<B>,
     objective: &mut O,
     device: &B::Device,
-    observer: &mut dyn TrainObserver,
+    progress: &mut dyn ProgressSink,
 ) -> Result<TrainOutcome> {
     let RunFolder { checkpoints, latest, model_config, base } = folder;
     let data = objective.data();
@@ -209,8 +181,14 @@ pub fn train<B: TrainBackend, O: Objective<B>>(
             (model, AdamW::new(config.optimizer.clone()), TrainerState { step: 0, num_tokens: 0 })
         }
     };
-    let mut report = Reporter { metrics: MetricsLog::open(&config.out, state.step)?, observer };
-    report.observer.on_start(&RunPlan { start_step: state.step, total_steps, data });
+    let mut report = Reporter { metrics: MetricsLog::open(&config.out, state.step)?, progress };
+    let stats = &data.stats;
+    report.progress.report(ProgressEvent::Note(&format!(
+        "{} training and {} eval examples ({} truncated, {} dropped as too long); steps {}..{total_steps}",
+        data.train_examples, data.eval_examples, stats.truncated, stats.dropped_for_length, state.step
+    )));
+    let start = ProgressEvent::Start { phase: "training", unit: "steps", total: total_steps, done: state.step };
+    report.progress.report(start);
 
     let mut final_loss = f64::NAN;
     let mut eval = Map::new();
@@ -252,10 +230,9 @@ pub fn train<B: TrainBackend, O: Objective<B>>(
             eval = evaluate(objective, &model, number, epoch, &mut report)?;
         }
         if number % config.save_steps == 0 || last {
-            let saved = checkpoints.save(state, &optimizer, &model, config.save_total_limit, |dir| {
+            checkpoints.save(state, &optimizer, &model, config.save_total_limit, |dir| {
                 save_trained(config, &model.valid(), &model_config, dir)
             })?;
-            report.observer.on_checkpoint(&saved);
         }
     }
 
@@ -263,16 +240,17 @@ pub fn train<B: TrainBackend, O: Objective<B>>(
     Ok(TrainOutcome { output, merged, steps: state.step, final_loss, eval })
 }
 
-/// Where a run's records go: the metrics file and the observer.
+/// Where a run's records go: the metrics file and the progress display.
 struct Reporter<'a> {
     metrics: MetricsLog,
-    observer: &'a mut dyn TrainObserver,
+    progress: &'a mut dyn ProgressSink,
 }
 
 impl Reporter<'_> {
     /// Shows a step's record, and logs it when `log`.
     fn step(&mut self, record: &Map<String, Value>, log: bool) -> Result<()> {
-        self.observer.on_step(record);
+        let done = record.get("step").and_then(Value::as_u64).unwrap_or_default();
+        self.progress.report(ProgressEvent::Advance { done, metrics: Some(record) });
         if log {
             self.metrics.log(record)?;
         }
@@ -294,7 +272,7 @@ fn evaluate<B: AutodiffBackend, O: Objective<B>>(
     record.insert("epoch".into(), json!(epoch));
     record.insert("step".into(), json!(step));
     report.metrics.log(&record)?;
-    report.observer.on_eval(&record);
+    report.progress.report(ProgressEvent::Evaluated(&record));
     Ok(record)
 }
 

@@ -17,10 +17,10 @@ use precept_train::loss::{
     combined_loss, next_token_loss, sequence_logp_values, sequence_logps, PairLogps, PreferenceLoss,
 };
 use precept_train::optim::{AdamW, AdamWConfig};
-use precept_train::TrainKernels;
+use precept_train::{TrainKernels, Tuning};
 use serde::Serialize;
 
-use crate::args::{BenchTrainArgs, TuningArg};
+use crate::args::BenchTrainArgs;
 use crate::device::DeviceCommand;
 use crate::loaded::load_weights;
 use crate::output::print_json;
@@ -72,11 +72,10 @@ impl DeviceCommand for BenchTrain {
         let (config, model) = load_weights::<Autodiff<B>>(&args.model, &device, None)?;
         Autodiff::<B>::seed(&device, 0);
         // The reference of a full fine-tune is a frozen copy of the base.
-        let frozen =
-            (args.dpo && !args.cached_reference && matches!(args.tuning, TuningArg::Full)).then(|| model.valid());
+        let frozen = (args.dpo && !args.cached_reference && matches!(args.tuning, Tuning::Full)).then(|| model.valid());
         let (method, mut model) = match args.tuning {
-            TuningArg::Lora => ("lora", model.with_lora(&LoraConfig::default())?),
-            TuningArg::Full => ("full", model.set_trainable(Trainable::All)),
+            Tuning::Lora => ("lora", model.with_lora(&LoraConfig::default())?),
+            Tuning::Full => ("full", model.set_trainable(Trainable::All)),
         };
         let rows = if args.dpo { 2 * args.batch } else { args.batch };
         let tokens = rows * args.seq;

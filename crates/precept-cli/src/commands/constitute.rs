@@ -2,36 +2,39 @@
 //! with a local model, into sft.jsonl, prefs.jsonl and a run manifest.
 
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
-use anyhow::{bail, ensure, Context, Result};
+use anyhow::{ensure, Context, Result};
 use burn::tensor::FloatDType;
 use clap::Args;
-use indicatif::ProgressBar;
 use precept_constitution::{
-    constitute, read_prompts, Constitution, DrawConfig, FeedbackConfig, Manifest, PromptRecord, RunConfig, RunProgress,
-    RunSettings,
+    constitute, read_prompts, ConstituteSettings, Constitution, Manifest, PromptRecord, RunConfig, MANIFEST_FILE,
 };
-use precept_data::{Generate, GenerateSettings, ModelSource};
+use precept_data::{resolve_settings, write_settings, Generate, GenerateSettings};
 use precept_train::TrainKernels;
 use serde::Serialize;
 
-use super::remote::{open_model, remote_spec, Generator, RemoteConnection};
+use super::remote::{open_model, ConnectionFlags, Generator};
 use crate::device::DeviceCommand;
 use crate::output::print_json;
-use crate::progress::progress_bar;
+use crate::progress::ProgressDisplay;
 
-/// `precept constitute`
-#[derive(Debug, Args, Clone)]
+/// `precept constitute`: settings from `--config` (a file of [`ConstituteSettings`]), overridden
+/// by the flags given, which have the same names.
+#[derive(Debug, Args, Clone, Default, Serialize)]
 pub struct ConstituteArgs {
+    /// A TOML settings file whose keys are these flags' names (`max_new_tokens = 96`).
+    #[arg(long)]
+    #[serde(skip)]
+    pub config: Option<PathBuf>,
     /// The constitution (TOML).
     #[arg(long)]
-    pub constitution: PathBuf,
+    pub constitution: Option<PathBuf>,
     /// Prompts JSONL: `{"id":…,"prompt":"…"}` or `{"id":…,"messages":[…]}` per line.
     #[arg(long)]
-    pub prompts: PathBuf,
+    pub prompts: Option<PathBuf>,
     /// Model folder (Hugging Face layout); not needed with `--remote`.
-    #[arg(long, required_unless_present = "remote")]
+    #[arg(long)]
     pub model: Option<PathBuf>,
     /// Generate with OpenAI-compatible servers instead (vLLM, TGI, llama.cpp server, `precept
     /// serve`): their base URLs, comma-separated.
@@ -42,31 +45,33 @@ pub struct ConstituteArgs {
     pub remote_model: Option<String>,
     /// How the servers are reached.
     #[command(flatten)]
-    pub connection: RemoteConnection,
+    #[serde(flatten)]
+    pub connection: ConnectionFlags,
     /// Output folder; a rerun into it resumes.
     #[arg(long)]
-    pub out: PathBuf,
-    /// Critique → revision rounds per prompt.
-    #[arg(long, default_value_t = 1)]
-    pub rounds: usize,
+    pub out: Option<PathBuf>,
+    /// Critique → revision rounds per prompt [default: 1].
+    #[arg(long)]
+    pub rounds: Option<usize>,
     /// Also label preference pairs by AI feedback (two sampled answers, compared in both orders).
     #[arg(long)]
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub feedback: bool,
-    /// Seed of principle sampling and generation.
-    #[arg(long, default_value_t = 0)]
-    pub seed: u64,
-    /// Prompts generated together.
-    #[arg(long, default_value_t = 8)]
-    pub batch: usize,
-    /// Most new tokens per reply.
-    #[arg(long, default_value_t = 256)]
-    pub max_new_tokens: usize,
-    /// Temperature of answers, critiques and revisions (0 = greedy).
-    #[arg(long, default_value_t = 0.0)]
-    pub temperature: f32,
-    /// Temperature of the two answers sampled for AI feedback.
-    #[arg(long, default_value_t = 1.0)]
-    pub feedback_temperature: f32,
+    /// Seed of principle sampling and generation [default: 0].
+    #[arg(long)]
+    pub seed: Option<u64>,
+    /// Prompts generated together [default: 8].
+    #[arg(long)]
+    pub batch: Option<usize>,
+    /// Most new tokens per reply [default: 256].
+    #[arg(long)]
+    pub max_new_tokens: Option<usize>,
+    /// Temperature of answers, critiques and revisions (0 = greedy) [default: 0].
+    #[arg(long)]
+    pub temperature: Option<f32>,
+    /// Temperature of the two answers sampled for AI feedback [default: 1].
+    #[arg(long)]
+    pub feedback_temperature: Option<f32>,
     /// Most new tokens of each answer sampled for AI feedback (default: `--max-new-tokens`); a
     /// cut-off answer is compared on its complete sentences.
     #[arg(long)]
@@ -74,21 +79,22 @@ pub struct ConstituteArgs {
     /// Clamp AI-feedback labels to LOW,HIGH (the paper's chain-of-thought variant: 0.4,0.6).
     #[arg(long, value_delimiter = ',', value_name = "LOW,HIGH")]
     pub clamp: Option<Vec<f64>>,
-    /// Keep AI-feedback pairs whose label is at least this (0.5 keeps all).
-    #[arg(long, default_value_t = 0.5)]
-    pub threshold: f64,
+    /// Keep AI-feedback pairs whose label is at least this (0.5 keeps all) [default: 0.5].
+    #[arg(long)]
+    pub threshold: Option<f64>,
     /// Extra short answers drawn per prompt that has an `expected` behaviour, so that one whose
-    /// loop replies all miss it may still give records (0 = none).
-    #[arg(long, default_value_t = 0)]
-    pub draws: usize,
-    /// Most new tokens of each drawn answer.
-    #[arg(long, default_value_t = 64)]
-    pub draw_max_new_tokens: usize,
-    /// Temperature of the drawn answers.
-    #[arg(long, default_value_t = 0.7)]
-    pub draw_temperature: f32,
+    /// loop replies all miss it may still give records (0 = none) [default: 0].
+    #[arg(long)]
+    pub draws: Option<usize>,
+    /// Most new tokens of each drawn answer [default: 64].
+    #[arg(long)]
+    pub draw_max_new_tokens: Option<usize>,
+    /// Temperature of the drawn answers [default: 0.7].
+    #[arg(long)]
+    pub draw_temperature: Option<f32>,
     /// Leave the constitution's examples out of the conversation.
     #[arg(long)]
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub no_few_shot: bool,
     /// A system message for every prompt that has none (it is kept in the outputs).
     #[arg(long)]
@@ -96,80 +102,28 @@ pub struct ConstituteArgs {
 }
 
 impl ConstituteArgs {
-    /// The generator: `--remote` servers, else the `--model` folder.
-    pub fn source(&self) -> Result<ModelSource> {
-        match remote_spec("remote", self.remote.as_ref(), self.remote_model.as_ref())? {
-            Some(spec) => Ok(ModelSource::Remote(spec)),
-            None => self.model.clone().map(ModelSource::Folder).context("--model or --remote is required"),
-        }
-    }
-
-    fn run_config(&self) -> Result<RunConfig> {
-        let clamp = match self.clamp.as_deref() {
-            None => None,
-            Some(&[low, high]) => Some((low, high)),
-            Some(_) => bail!("--clamp takes two numbers, LOW,HIGH"),
-        };
-        let feedback = self.feedback.then(|| FeedbackConfig {
-            samples: GenerateSettings {
-                max_new_tokens: self.feedback_max_new_tokens.unwrap_or(self.max_new_tokens),
-                temperature: self.feedback_temperature,
-                top_p: 0.95,
-                seed: self.seed,
-                stop: Vec::new(),
-            },
-            clamp,
-            threshold: self.threshold,
-            seed: self.seed,
-        });
-        Ok(RunConfig {
-            out: self.out.clone(),
-            model: self.source()?.identity(),
-            prompts_file: self.prompts.display().to_string(),
-            batch: self.batch,
-            settings: RunSettings {
-                rounds: self.rounds,
-                seed: self.seed,
-                few_shot: !self.no_few_shot,
-                generation: GenerateSettings {
-                    max_new_tokens: self.max_new_tokens,
-                    temperature: self.temperature,
-                    seed: self.seed,
-                    ..GenerateSettings::default()
-                },
-                feedback,
-                system: self.system.clone(),
-                draws: (self.draws > 0).then(|| DrawConfig {
-                    count: self.draws,
-                    settings: GenerateSettings {
-                        max_new_tokens: self.draw_max_new_tokens,
-                        temperature: self.draw_temperature,
-                        top_p: 0.95,
-                        seed: self.seed,
-                        stop: Vec::new(),
-                    },
-                }),
-            },
-        })
+    /// The settings file with these flags over it.
+    pub fn resolve(&self) -> Result<ConstituteSettings> {
+        Ok(resolve_settings(self.config.as_deref(), self, &[])?)
     }
 }
 
 /// The command, ready to run on a backend.
 pub struct Constitute {
-    /// Parsed arguments.
-    pub args: ConstituteArgs,
+    /// Resolved settings.
+    pub settings: ConstituteSettings,
     /// No progress bar or progress lines.
     pub quiet: bool,
 }
 
 impl DeviceCommand for Constitute {
     fn run<B: TrainKernels>(self, device: B::Device, decode: Option<FloatDType>) -> Result<()> {
-        let manifest = run_on::<B>(&self.args, (&device, decode), self.quiet)?;
+        let manifest = run_on::<B>(&self.settings, (&device, decode), self.quiet)?;
         let c = &manifest.counts;
         let filtered: Vec<String> = c.filtered.iter().map(|(reason, n)| format!("{reason} {n}")).collect();
         tracing::info!(
             "{}: {} of {} prompts finished; sft {}, prefs {}; filtered: {}",
-            self.args.out.display(),
+            self.settings.out.display(),
             c.finished,
             manifest.prompts,
             c.sft,
@@ -182,12 +136,12 @@ impl DeviceCommand for Constitute {
 
 /// Loads everything (failing early), then runs the loop with a progress display.
 fn run_on<B: TrainKernels>(
-    args: &ConstituteArgs,
+    settings: &ConstituteSettings,
     (device, decode): (&B::Device, Option<FloatDType>),
     quiet: bool,
 ) -> Result<Manifest> {
-    let run = LoadedRun::load(args)?;
-    let mut generator = open_model::<B>(&args.source()?, &args.connection, device, decode)?;
+    let run = LoadedRun::load(settings)?;
+    let mut generator = open_model::<B>(&settings.source()?, &settings.connection, device, decode)?;
     run.run(&mut generator, quiet)
 }
 
@@ -199,68 +153,24 @@ struct LoadedRun {
 }
 
 impl LoadedRun {
-    fn load(args: &ConstituteArgs) -> Result<Self> {
-        let constitution = Constitution::load(&args.constitution)?;
-        let prompts = read_prompts(&args.prompts)?;
-        let config = args.run_config()?;
+    fn load(settings: &ConstituteSettings) -> Result<Self> {
+        let config = settings.run_config()?;
+        let constitution = Constitution::load(&settings.constitution)?;
+        let prompts = read_prompts(&settings.prompts)?;
         config.validate(&constitution)?;
+        // A resumed run keeps the settings file it started with (the loop refuses other settings).
+        if !config.out.join(MANIFEST_FILE).exists() {
+            write_settings(settings, &config.out)?;
+        }
         Ok(Self { constitution, prompts, config })
     }
 
     /// The loop over every prompt, with a progress display.
     fn run<G: Generate>(&self, generator: &mut G, quiet: bool) -> Result<Manifest> {
-        let mut display = ProgressDisplay::new(self.prompts.len(), quiet);
-        let manifest =
-            constitute(generator, &self.constitution, &self.prompts, &self.config, &mut |p| display.update(p))?;
+        let mut display = ProgressDisplay::new(quiet, &[]);
+        let manifest = constitute(generator, &self.constitution, &self.prompts, &self.config, &mut display)?;
         display.finish();
         Ok(manifest)
-    }
-}
-
-/// A progress bar (records, rate, ETA) on a terminal, log lines otherwise.
-struct ProgressDisplay {
-    bar: Option<ProgressBar>,
-    quiet: bool,
-    started: Instant,
-    first: Option<usize>,
-}
-
-impl ProgressDisplay {
-    fn new(total: usize, quiet: bool) -> Self {
-        let bar = progress_bar(total as u64, "records", quiet);
-        let bar = (!bar.is_hidden()).then(|| {
-            bar.enable_steady_tick(Duration::from_millis(500));
-            bar
-        });
-        Self { bar, quiet, started: Instant::now(), first: None }
-    }
-
-    fn update(&mut self, progress: RunProgress) {
-        // Rate and ETA count only this session's prompts (earlier ones cost no time now).
-        let before = *self.first.get_or_insert(progress.finished - progress.finished_now);
-        if let Some(bar) = &self.bar {
-            if bar.position() == 0 && before > 0 {
-                bar.set_position(before as u64);
-                bar.reset_eta();
-            }
-            bar.set_position(progress.finished as u64);
-        } else if !self.quiet {
-            let minutes = self.started.elapsed().as_secs_f64() / 60.0;
-            let rate = progress.finished_now as f64 / minutes.max(1e-9);
-            let left = progress.total - progress.finished;
-            tracing::info!(
-                "{}/{} records, {rate:.1}/min, ETA {:.1} min",
-                progress.finished,
-                progress.total,
-                left as f64 / rate.max(1e-9)
-            );
-        }
-    }
-
-    fn finish(&self) {
-        if let Some(bar) = &self.bar {
-            bar.finish();
-        }
     }
 }
 
@@ -322,29 +232,15 @@ impl DeviceCommand for BenchConstitute {
         let limited = out.with_extension("jsonl");
         std::fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
         write_prompts(&limited, &prompts)?;
-        let run = ConstituteArgs {
+        let run = ConstituteSettings {
             constitution: args.constitution.clone(),
             prompts: limited.clone(),
             model: Some(args.model.clone()),
-            remote: None,
-            remote_model: None,
-            connection: RemoteConnection::default(),
             out: out.clone(),
-            rounds: 1,
-            feedback: false,
-            seed: 0,
             batch: args.batch,
             max_new_tokens: args.max_new_tokens,
-            temperature: 0.0,
-            feedback_temperature: 1.0,
-            feedback_max_new_tokens: None,
-            draws: 0,
-            draw_max_new_tokens: 64,
-            draw_temperature: 0.7,
-            clamp: None,
-            threshold: 0.5,
-            no_few_shot: false,
             system: args.system.clone(),
+            ..ConstituteSettings::default()
         };
         let loaded = LoadedRun::load(&run);
         let measured = loaded.and_then(|loaded| {
@@ -390,7 +286,7 @@ impl DeviceCommand for BenchConstitute {
 
 /// One short generation over the first batch of prompts, so that a GPU compiles its kernels
 /// before the timed loop; the KV caches it leaves are dropped, so the loop gains nothing else.
-fn warm_up<B: TrainKernels>(generator: &mut Generator<B>, loaded: &LoadedRun, run: &ConstituteArgs) -> Result<()> {
+fn warm_up<B: TrainKernels>(generator: &mut Generator<B>, loaded: &LoadedRun, run: &ConstituteSettings) -> Result<()> {
     let conversations: Vec<_> = loaded
         .prompts
         .iter()

@@ -3,15 +3,17 @@
 use anyhow::{Context, Result};
 use burn::backend::Autodiff;
 use burn::tensor::FloatDType;
+use precept_data::resolve_settings;
 use precept_train::dpo::{train_dpo, DpoConfig};
 use precept_train::TrainKernels;
 
-use super::training::{apply_train_overrides, print_outcome, read_settings, Progress};
+use super::training::print_outcome;
 use crate::args::DpoArgs;
 use crate::device::DeviceCommand;
+use crate::progress::{Columns, ProgressDisplay};
 
 /// Step metrics shown while training.
-const COLUMNS: &[(&str, &str)] = &[
+const COLUMNS: Columns = &[
     ("loss", "loss"),
     ("learning_rate", "lr"),
     ("grad_norm", "grad_norm"),
@@ -30,21 +32,7 @@ pub struct Dpo {
 impl Dpo {
     /// Reads `--config`, applies the flags and validates the result.
     pub fn resolve(args: DpoArgs, quiet: bool) -> Result<Self> {
-        let mut config: DpoConfig = read_settings(args.train.config.as_deref())?;
-        apply_train_overrides(&mut config.train, &args.train);
-        if let Some(method) = args.method {
-            config.method = method;
-        }
-        if let Some(beta) = args.beta {
-            config.beta = beta;
-        }
-        if !args.loss.is_empty() {
-            config.loss = args.loss;
-            config.loss_weights = None;
-        }
-        if args.ref_model.is_some() {
-            config.ref_model.clone_from(&args.ref_model);
-        }
+        let config: DpoConfig = resolve_settings(args.train.config.as_deref(), &args, &args.cleared())?;
         config.validate().context("invalid DPO settings")?;
         Ok(Self { config, resume: args.train.resume, json: args.train.json, quiet })
     }
@@ -52,7 +40,7 @@ impl Dpo {
 
 impl DeviceCommand for Dpo {
     fn run<B: TrainKernels>(self, device: B::Device, _decode: Option<FloatDType>) -> Result<()> {
-        let mut progress = Progress::new(self.quiet, COLUMNS);
+        let mut progress = ProgressDisplay::new(self.quiet, COLUMNS);
         let outcome = train_dpo::<Autodiff<B>>(&self.config, &device, self.resume, &mut progress)
             .with_context(|| format!("training into {}", self.config.train.out.display()))?;
         progress.finish();
@@ -107,5 +95,27 @@ mod tests {
         }
         // The settings file's snake_case spelling is not a flag value, as before.
         assert!(dpo_args(&["--loss", "bco_pair"]).is_err());
+    }
+
+    #[test]
+    fn flags_given_override_the_settings_file_and_replace_what_qualifies_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("dpo.toml");
+        let text = "max_steps = 5
+beta = 0.3
+loss = [\"sigmoid\", \"sft\"]\nloss_weights = [1.0, 0.2]\n[lora]\nalpha = 8.0\n";
+        std::fs::write(&file, text).unwrap();
+        let config = file.to_str().unwrap();
+        let flags =
+            ["--config", config, "--epochs", "2", "--loss", "ipo", "--lr", "1e-5", "--lora-r", "4", "--packing"];
+        let resolved = super::Dpo::resolve(dpo_args(&flags).unwrap(), true);
+        // DPO rejects packing: the flag reached the settings.
+        assert!(format!("{:#}", resolved.err().unwrap()).contains("setting `packing`"));
+        let resolved = super::Dpo::resolve(dpo_args(&flags[..10]).unwrap(), true).unwrap().config;
+        assert_eq!((resolved.train.max_steps, resolved.train.num_train_epochs), (None, 2.0));
+        assert_eq!((resolved.loss, resolved.loss_weights), (vec![PreferenceLoss::Ipo], None));
+        assert_eq!((resolved.beta, resolved.train.learning_rate), (0.3, 1e-5));
+        assert_eq!((resolved.train.lora.r, resolved.train.lora.alpha), (4, 8.0));
+        assert_eq!(resolved.train.model, std::path::PathBuf::from("m"));
     }
 }

@@ -8,7 +8,6 @@ pub mod constitution;
 mod data_check;
 mod dpo;
 pub mod eval;
-pub mod flag_config;
 mod generate;
 mod import;
 mod logits;
@@ -47,11 +46,13 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Constitution(ConstitutionCommand::Check(args)) => constitution::check(&args),
         Command::Constitution(ConstitutionCommand::Import(args)) => constitution::run_import(&args),
         Command::Constitution(ConstitutionCommand::Try(args)) => cli.device.dispatch(constitution::Try(args), decode),
-        Command::Constitute(args) => cli.device.dispatch(constitute::Constitute { args, quiet: cli.quiet }, decode),
+        Command::Constitute(args) => {
+            cli.device.dispatch(constitute::Constitute { settings: args.resolve()?, quiet: cli.quiet }, decode)
+        }
         Command::Bench(BenchCommand::Constitute(args)) => {
             cli.device.dispatch(constitute::BenchConstitute(args), decode)
         }
         Command::Eval(args) => eval::run(*args, cli.device, decode, cli.quiet),
-        Command::Serve(args) => cli.device.dispatch(serve::Serve(args), decode),
+        Command::Serve(args) => cli.device.dispatch(serve::Serve(args.resolve()?), decode),
     }
 }

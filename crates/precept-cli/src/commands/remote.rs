@@ -9,72 +9,50 @@ use std::time::Duration;
 use anyhow::{bail, Context, Result};
 use burn::tensor::FloatDType;
 use clap::Args;
-use precept_data::{Generate, GenerateSettings, Message, ModelSource, RemoteSpec, Reply};
+use precept_data::{Connection, Generate, GenerateSettings, Message, ModelSource, RemoteSpec, Reply};
 use precept_eval::OpenModel;
 use precept_model::{KernelBackend, LocalGenerator, ModelError};
 use precept_remote::{RemoteConfig, RemoteError, RemoteGenerator};
+use serde::Serialize;
 
-/// The pair `--{flag} URLS --{flag}-model NAME`: both or neither.
-pub fn remote_spec(flag: &str, endpoints: Option<&Vec<String>>, model: Option<&String>) -> Result<Option<RemoteSpec>> {
-    match (endpoints, model) {
-        (None, None) => Ok(None),
-        (Some(endpoints), Some(model)) => Ok(Some(RemoteSpec { endpoints: endpoints.clone(), model: model.clone() })),
-        (Some(_), None) => bail!("--{flag} needs --{flag}-model (the model name the server serves)"),
-        (None, Some(_)) => bail!("--{flag}-model needs --{flag} (the server URLs)"),
-    }
+/// How remote servers are reached: flags over [`Connection`]'s settings of the same names.
+#[derive(Debug, Args, Clone, Default, Serialize)]
+pub struct ConnectionFlags {
+    /// Environment variable holding the servers' API key (sent as a bearer token when set)
+    /// [default: PRECEPT_API_KEY].
+    #[arg(long)]
+    pub api_key_env: Option<String>,
+    /// Requests in flight per remote endpoint [default: 8].
+    #[arg(long)]
+    pub remote_concurrency: Option<usize>,
+    /// Seconds one remote request may take [default: 600].
+    #[arg(long)]
+    pub remote_timeout: Option<u64>,
+    /// Retries of a remote request after a timeout, a refused connection, 429 or 5xx [default: 5].
+    #[arg(long)]
+    pub remote_retries: Option<usize>,
 }
 
-/// How remote servers are reached (shared by every remote model of a command).
-#[derive(Debug, Args, Clone)]
-pub struct RemoteConnection {
-    /// Environment variable holding the servers' API key (sent as a bearer token when set).
-    #[arg(long, default_value = "PRECEPT_API_KEY")]
-    pub api_key_env: String,
-    /// Requests in flight per remote endpoint.
-    #[arg(long, default_value_t = 8)]
-    pub remote_concurrency: usize,
-    /// Seconds one remote request may take.
-    #[arg(long, default_value_t = 600)]
-    pub remote_timeout: u64,
-    /// Retries of a remote request after a timeout, a refused connection, 429 or 5xx.
-    #[arg(long, default_value_t = 5)]
-    pub remote_retries: usize,
-}
-
-impl Default for RemoteConnection {
-    /// The flags' defaults.
-    fn default() -> Self {
-        #[derive(clap::Parser)]
-        struct Defaults {
-            #[command(flatten)]
-            connection: RemoteConnection,
-        }
-        <Defaults as clap::Parser>::parse_from(["defaults"]).connection
+/// A client for `spec`, reached as `connection` says.
+pub fn client(connection: &Connection, spec: &RemoteSpec) -> Result<RemoteGenerator> {
+    if connection.remote_concurrency == 0 {
+        bail!("setting `remote_concurrency`: must be at least 1");
     }
-}
-
-impl RemoteConnection {
-    /// A client for `spec`.
-    pub fn client(&self, spec: &RemoteSpec) -> Result<RemoteGenerator> {
-        if self.remote_concurrency == 0 {
-            bail!("--remote-concurrency must be at least 1");
-        }
-        let config = RemoteConfig {
-            api_key: std::env::var(&self.api_key_env).ok().filter(|key| !key.is_empty()),
-            concurrency: self.remote_concurrency,
-            timeout: Duration::from_secs(self.remote_timeout),
-            retries: self.remote_retries,
-            ..RemoteConfig::new(spec.endpoints.clone(), spec.model.clone())
-        };
-        Ok(RemoteGenerator::new(config)?)
-    }
+    let config = RemoteConfig {
+        api_key: std::env::var(&connection.api_key_env).ok().filter(|key| !key.is_empty()),
+        concurrency: connection.remote_concurrency,
+        timeout: Duration::from_secs(connection.remote_timeout),
+        retries: connection.remote_retries,
+        ..RemoteConfig::new(spec.endpoints.clone(), spec.model.clone())
+    };
+    Ok(RemoteGenerator::new(config)?)
 }
 
 /// Opens the generator of `source`: loads the folder onto `device` (decoding with copies of its
 /// weights in `decode`, `None`: the weights), or connects.
 pub fn open_model<B: KernelBackend>(
     source: &ModelSource,
-    connection: &RemoteConnection,
+    connection: &Connection,
     device: &B::Device,
     decode: Option<FloatDType>,
 ) -> Result<Generator<B>> {
@@ -83,7 +61,7 @@ pub fn open_model<B: KernelBackend>(
             LocalGenerator::open(dir, device, decode)
                 .with_context(|| format!("loading the model in {}", dir.display()))?,
         )),
-        ModelSource::Remote(spec) => Generator::Remote(connection.client(spec)?),
+        ModelSource::Remote(spec) => Generator::Remote(client(connection, spec)?),
     })
 }
 
@@ -91,7 +69,7 @@ pub fn open_model<B: KernelBackend>(
 /// through one connection.
 pub struct ModelOpener<'a, B: KernelBackend> {
     /// How servers are reached.
-    pub connection: &'a RemoteConnection,
+    pub connection: &'a Connection,
     /// Where local models are loaded.
     pub device: &'a B::Device,
     /// The element type of the copies of their weights local models decode with.
@@ -170,21 +148,5 @@ impl<B: KernelBackend> Generate for Generator<B> {
             Self::Local(local) => local.option_probabilities(conversations, options).map_err(GeneratorError::Local),
             Self::Remote(remote) => remote.option_probabilities(conversations, options).map_err(GeneratorError::Remote),
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_remote_needs_both_its_urls_and_its_model_name() {
-        let urls = vec!["http://a".to_owned()];
-        let name = "m".to_owned();
-        assert_eq!(remote_spec("remote", None, None).unwrap(), None);
-        let spec = remote_spec("remote", Some(&urls), Some(&name)).unwrap().unwrap();
-        assert_eq!(spec.to_string(), "m at http://a");
-        let err = remote_spec("judge-remote", Some(&urls), None).unwrap_err();
-        assert_eq!(err.to_string(), "--judge-remote needs --judge-remote-model (the model name the server serves)");
     }
 }

@@ -7,79 +7,80 @@ use std::path::PathBuf;
 use anyhow::{Context, Result};
 use burn::tensor::FloatDType;
 use clap::Args;
-use precept_data::Tokenizer;
+use precept_data::{resolve_settings, Tokenizer};
 use precept_model::checkpoint::load_adapter;
-use precept_serve::{serve, ServeOptions};
+use precept_serve::{serve, ServeSettings};
 use precept_train::TrainKernels;
+use serde::Serialize;
 
 use crate::device::DeviceCommand;
 use crate::loaded::load_weights;
 
-/// `precept serve`
-#[derive(Debug, Args)]
+/// `precept serve`: settings from `--config` (a file of [`ServeSettings`]), overridden by the
+/// flags given, which have the same names.
+#[derive(Debug, Args, Serialize)]
 pub struct ServeArgs {
+    /// A TOML settings file whose keys are these flags' names (`max_batch = 16`).
+    #[arg(long)]
+    #[serde(skip)]
+    pub config: Option<PathBuf>,
     /// Model folder (Hugging Face layout).
     #[arg(long)]
-    pub model: PathBuf,
+    pub model: Option<PathBuf>,
     /// A PEFT LoRA adapter, folded into the weights before serving.
     #[arg(long)]
     pub adapter: Option<PathBuf>,
-    /// Address to listen on; a non-loopback address needs an API key.
-    #[arg(long, default_value = "127.0.0.1:8080")]
-    pub addr: SocketAddr,
+    /// Address to listen on; a non-loopback address needs an API key [default: 127.0.0.1:8080].
+    #[arg(long)]
+    pub addr: Option<SocketAddr>,
     /// The model name clients send (default: the model folder's name).
     #[arg(long)]
     pub served_model_name: Option<String>,
-    /// Environment variable holding the key clients must send as `Authorization: Bearer …`.
-    #[arg(long, default_value = "PRECEPT_API_KEY")]
-    pub api_key_env: String,
-    /// Most requests decoded together.
-    #[arg(long, default_value_t = 32)]
-    pub max_batch: usize,
-    /// Most new tokens a request may ask for.
-    #[arg(long, default_value_t = 4096)]
-    pub max_tokens: usize,
-    /// New tokens when a request does not say.
-    #[arg(long, default_value_t = 512)]
-    pub default_max_tokens: usize,
-    /// Largest request body in bytes.
-    #[arg(long, default_value_t = 1 << 20)]
-    pub max_request_bytes: usize,
+    /// Environment variable holding the key clients must send as `Authorization: Bearer …`
+    /// [default: PRECEPT_API_KEY].
+    #[arg(long)]
+    pub api_key_env: Option<String>,
+    /// Most requests decoded together [default: 32].
+    #[arg(long)]
+    pub max_batch: Option<usize>,
+    /// Most new tokens a request may ask for [default: 4096].
+    #[arg(long)]
+    pub max_tokens: Option<usize>,
+    /// New tokens when a request does not say [default: 512].
+    #[arg(long)]
+    pub default_max_tokens: Option<usize>,
+    /// Largest request body in bytes [default: 1048576].
+    #[arg(long)]
+    pub max_request_bytes: Option<usize>,
+}
+
+impl ServeArgs {
+    /// The settings file with these flags over it.
+    pub fn resolve(&self) -> Result<ServeSettings> {
+        Ok(resolve_settings(self.config.as_deref(), self, &[])?)
+    }
 }
 
 /// The command, ready to run on a backend.
-pub struct Serve(pub ServeArgs);
+pub struct Serve(pub ServeSettings);
 
 impl DeviceCommand for Serve {
     fn run<B: TrainKernels>(self, device: B::Device, decode: Option<FloatDType>) -> Result<()> {
-        let args = self.0;
-        let name = match &args.served_model_name {
-            Some(name) => name.clone(),
-            None => args
-                .model
-                .file_name()
-                .map(|n| n.to_string_lossy().into_owned())
-                .context("--served-model-name is needed for this --model path")?,
-        };
-        let tokenizer = Tokenizer::from_dir(&args.model)
-            .with_context(|| format!("loading the tokenizer of {}", args.model.display()))?;
-        let (_, mut model) = load_weights::<B>(&args.model, &device, decode)?;
-        if let Some(adapter) = &args.adapter {
+        let settings = self.0;
+        let options = settings.options()?;
+        let dir = &settings.model;
+        let tokenizer =
+            Tokenizer::from_dir(dir).with_context(|| format!("loading the tokenizer of {}", dir.display()))?;
+        let (_, mut model) = load_weights::<B>(dir, &device, decode)?;
+        if let Some(adapter) = &settings.adapter {
             let (adapted, lora) = load_adapter(model, adapter)
                 .with_context(|| format!("loading the adapter in {}", adapter.display()))?;
             model = adapted.merge_lora();
             tracing::info!("folded a rank-{} adapter from {} into the weights", lora.r, adapter.display());
         }
-        let options = ServeOptions {
-            api_key: std::env::var(&args.api_key_env).ok().filter(|key| !key.is_empty()),
-            max_batch: args.max_batch,
-            max_request_bytes: args.max_request_bytes,
-            max_tokens: args.max_tokens,
-            default_max_tokens: args.default_max_tokens,
-            ..ServeOptions::new(name.clone())
-        };
-        let listener = TcpListener::bind(args.addr).with_context(|| format!("listening on {}", args.addr))?;
-        let addr = listener.local_addr().with_context(|| format!("listening on {}", args.addr))?;
+        let listener = TcpListener::bind(settings.addr).with_context(|| format!("listening on {}", settings.addr))?;
+        let addr = listener.local_addr().with_context(|| format!("listening on {}", settings.addr))?;
+        let name = options.model_name.clone();
         tracing::info!("serving `{name}` on http://{addr}/v1 (chat completions and models; Ctrl-C stops)");
         serve(model, tokenizer, options, listener, shutdown_signal())?;
         tracing::info!("stopped");

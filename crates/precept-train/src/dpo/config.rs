@@ -125,7 +125,7 @@ mod tests {
     use std::path::Path;
 
     use super::*;
-    use crate::settings::parse_settings;
+    use precept_data::parse_settings;
 
     fn valid() -> DpoConfig {
         let train =

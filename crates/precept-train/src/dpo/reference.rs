@@ -5,7 +5,7 @@
 use std::path::Path;
 use std::time::Instant;
 
-use precept_data::{hash_json, hash_model_dir, write_atomic};
+use precept_data::{hash_json, hash_model_dir, write_atomic, Counter, ProgressEvent, ProgressSink};
 use precept_model::checkpoint::load_model;
 use precept_model::{KernelBackend, LlamaForCausalLM};
 use serde::{Deserialize, Serialize};
@@ -15,7 +15,6 @@ use super::pairs::PairPlan;
 use crate::error::{Result, TrainError};
 use crate::loss::sequence_logp_values;
 use crate::settings::Tuning;
-use crate::trainer::TrainObserver;
 
 /// Reference log-probabilities of one pair: the chosen and the rejected completion.
 pub type PairReference = [f64; 2];
@@ -69,7 +68,7 @@ impl<B: KernelBackend> Reference<B> {
         base: &LlamaForCausalLM<B>,
         plans: [&PairPlan; 2],
         device: &B::Device,
-        observer: &mut dyn TrainObserver,
+        progress: &mut dyn ProgressSink,
     ) -> Result<Self> {
         if config.method != PreferenceMethod::Dpo {
             return Ok(Self::None);
@@ -88,11 +87,11 @@ impl<B: KernelBackend> Reference<B> {
         };
         let path = config.ref_cache_dir.join(format!("{}.json", &hash_json(&key)[..32]));
         if let Some(cached) = read_cache(&path, &key, plans) {
-            observer.on_note(&format!(
+            progress.report(ProgressEvent::Note(&format!(
                 "reference log-probabilities of {} pairs read from the cache {}",
                 cached.train.len() + cached.eval.len(),
                 path.display()
-            ));
+            )));
             return Ok(Self::Precomputed { train: cached.train, eval: cached.eval });
         }
         let started = Instant::now();
@@ -105,24 +104,23 @@ impl<B: KernelBackend> Reference<B> {
             None => base,
         };
         let total = plans[0].len() + plans[1].len();
-        let mut done = 0;
+        let mut counter = Counter::start(progress, "reference log-probabilities", "pairs", total);
         let mut computed = [Vec::new(), Vec::new()];
         for (plan, out) in plans.iter().zip(computed.iter_mut()) {
             for range in plan.in_order() {
                 let indices: Vec<usize> = range.collect();
                 out.extend(reference_logps(model, plan, &indices, device));
-                done += indices.len();
-                observer.on_prepare("reference log-probabilities", done, total);
+                counter.advance(progress, indices.len());
             }
         }
         let [train, eval] = computed;
         let file = CacheFile { key, train, eval };
         write_cache(&path, &file)?;
-        observer.on_note(&format!(
+        progress.report(ProgressEvent::Note(&format!(
             "reference log-probabilities of {total} pairs computed in {:.1} s and cached in {}",
             started.elapsed().as_secs_f64(),
             path.display()
-        ));
+        )));
         Ok(Self::Precomputed { train: file.train, eval: file.eval })
     }
 }

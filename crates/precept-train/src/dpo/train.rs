@@ -7,7 +7,7 @@ use burn::module::AutodiffModule;
 use burn::optim::{GradientsAccumulator, GradientsParams};
 use burn::tensor::backend::Backend;
 use burn::tensor::{ElementConversion, Tensor, TensorData};
-use precept_data::{prepare_pairs_file, PreparationStats, PrepareOptions, TokenizedPair, Tokenizer};
+use precept_data::{prepare_pairs_file, PreparationStats, PrepareOptions, ProgressSink, TokenizedPair, Tokenizer};
 use precept_model::{host_values, LlamaForCausalLM};
 use serde_json::{json, Map, Value};
 
@@ -18,7 +18,7 @@ use crate::error::{Result, TrainError};
 use crate::loss::{
     combined_loss, orpo_odds_ratio_loss, sequence_logp_values, sequence_logps, simpo_loss, PairLogps, PreferenceLoss,
 };
-use crate::trainer::{hold_out, train, DataSummary, Objective, RunFolder, StepOutput, TrainObserver, TrainOutcome};
+use crate::trainer::{hold_out, train, DataSummary, Objective, RunFolder, StepOutput, TrainOutcome};
 use crate::TrainBackend;
 
 /// Runs preference training as `config` says on `device`; with `resume`, continues from the run
@@ -32,7 +32,7 @@ pub fn train_dpo<B: TrainBackend>(
     config: &DpoConfig,
     device: &B::Device,
     resume: bool,
-    observer: &mut dyn TrainObserver,
+    progress: &mut dyn ProgressSink,
 ) -> Result<TrainOutcome> {
     config.validate()?;
     let folder = RunFolder::<B>::open(&config.train, config, resume, device)?;
@@ -40,7 +40,7 @@ pub fn train_dpo<B: TrainBackend>(
     let batch_size = config.train.per_device_train_batch_size;
     let train_plan = PairPlan::new(train_pairs, batch_size, config.train.seed);
     let eval_plan = PairPlan::new(eval_pairs, batch_size, config.train.seed);
-    let reference = Reference::prepare(config, &folder.base.valid(), [&train_plan, &eval_plan], device, observer)?;
+    let reference = Reference::prepare(config, &folder.base.valid(), [&train_plan, &eval_plan], device, progress)?;
     let data = DataSummary {
         train_examples: train_plan.len(),
         eval_examples: eval_plan.len(),
@@ -55,7 +55,7 @@ pub fn train_dpo<B: TrainBackend>(
         data,
         device: device.clone(),
     };
-    train(&config.train, folder, &mut objective, device, observer)
+    train(&config.train, folder, &mut objective, device, progress)
 }
 
 /// Training and evaluation pairs: `eval_data` when given, else a seeded `eval_ratio` share.

@@ -6,7 +6,7 @@ use burn::optim::{GradientsAccumulator, GradientsParams};
 use burn::tensor::activation::log_softmax;
 use burn::tensor::backend::Backend;
 use burn::tensor::ElementConversion;
-use precept_data::{prepare_file, PreparationStats, PrepareOptions, TokenizedExample, Tokenizer};
+use precept_data::{prepare_file, PreparationStats, PrepareOptions, ProgressSink, TokenizedExample, Tokenizer};
 use precept_model::{KernelBackend, LlamaForCausalLM};
 use serde_json::{json, Map, Value};
 
@@ -14,7 +14,7 @@ use super::batches::{BatchPlan, BatchTensors};
 use crate::error::{Result, TrainError};
 use crate::loss::{learnt_token_logits, next_token_loss, LearntTokens, SftLoss};
 use crate::settings::TrainConfig;
-use crate::trainer::{hold_out, train, DataSummary, Objective, RunFolder, StepOutput, TrainObserver, TrainOutcome};
+use crate::trainer::{hold_out, train, DataSummary, Objective, RunFolder, StepOutput, TrainOutcome};
 use crate::TrainBackend;
 
 /// Runs SFT as `config` says on `device`; with `resume`, continues from the run folder's latest
@@ -27,12 +27,12 @@ pub fn train_sft<B: TrainBackend>(
     config: &TrainConfig,
     device: &B::Device,
     resume: bool,
-    observer: &mut dyn TrainObserver,
+    progress: &mut dyn ProgressSink,
 ) -> Result<TrainOutcome> {
     config.validate()?;
     let folder = RunFolder::<B>::open(config, config, resume, device)?;
     let mut objective = SftObjective::new(config, device.clone())?;
-    train(config, folder, &mut objective, device, observer)
+    train(config, folder, &mut objective, device, progress)
 }
 
 /// SFT's objective: next-token cross-entropy over the learnt tokens, normalised by the learnt

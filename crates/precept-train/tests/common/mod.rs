@@ -11,15 +11,10 @@ use std::path::{Path, PathBuf};
 use burn::backend::{Autodiff, Flex};
 use precept_model::checkpoint::{save_model, SaveOptions};
 use precept_model::LlamaConfig;
-use precept_train::trainer::TrainObserver;
 use serde_json::Value;
 
 /// The training backend of the tests.
 pub type A = Autodiff<Flex>;
-
-/// An observer that shows nothing.
-pub struct Quiet;
-impl TrainObserver for Quiet {}
 
 /// The backend's random generator is global: tests that seed it and draw from it (weight init,
 /// LoRA init, dropout) run one at a time so each sees only its own draws.

@@ -2,9 +2,14 @@
 
 use std::path::PathBuf;
 
+use anyhow::Result;
 use clap::{Args, Subcommand, ValueEnum};
+use precept_data::resolve_settings;
+use precept_eval::EvalSettings;
+pub use precept_eval::JudgeKind;
+use serde::Serialize;
 
-use crate::commands::remote::RemoteConnection;
+use crate::commands::remote::ConnectionFlags;
 
 /// `precept eval`: the gate, or one of its helpers.
 #[derive(Debug, Args)]
@@ -28,27 +33,22 @@ pub enum EvalCommand {
     Import(ImportArgs),
 }
 
-/// Which judge labels the replies.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum JudgeKind {
-    /// Refusal phrases.
-    Keywords,
-    /// A local model answering REFUSAL / COMPLIANCE / PARTIAL, read from option probabilities.
-    Model,
-    /// A Llama Guard-style classifier (`safe` / `unsafe` + category codes).
-    Llamaguard,
-}
-
-/// The gate: `precept eval --suite S --model TUNED [--baseline BASE] [--out DIR]`.
+/// The gate: `precept eval --suite S --model TUNED [--baseline BASE] [--out DIR]`, its settings
+/// from `--config` (a file of `EvalSettings`), overridden by the flags given, which have the same
+/// names.
 ///
 /// Exit codes: 0 pass, 2 safety regression, 3 over-refusal regression, 4 underpowered, 1 error.
-#[derive(Debug, Args, Clone)]
+#[derive(Debug, Args, Clone, Default, Serialize)]
 pub struct GateArgs {
+    /// A TOML settings file whose keys are these flags' names (`suite = "suites/safety.toml"`).
+    #[arg(long)]
+    #[serde(skip)]
+    pub config: Option<PathBuf>,
     /// The suite file (TOML).
-    #[arg(long, required = true)]
+    #[arg(long)]
     pub suite: Option<PathBuf>,
     /// The tuned model folder (or `--remote`).
-    #[arg(long, required_unless_present = "remote")]
+    #[arg(long)]
     pub model: Option<PathBuf>,
     /// The tuned model behind OpenAI-compatible servers instead: their base URLs.
     #[arg(long, value_delimiter = ',', value_name = "URL[,URL…]")]
@@ -69,15 +69,16 @@ pub struct GateArgs {
     /// System prompt for the tuned side only (the base keeps the suite's).
     #[arg(long)]
     pub tuned_system: Option<String>,
-    /// Folder for report.json, cases.jsonl, report.md, junit.xml and report.html (the summary
-    /// table is printed either way).
+    /// Folder for config.toml, run.json, report.json, cases.jsonl, report.md, junit.xml and
+    /// report.html (the summary table is printed either way).
     #[arg(long)]
     pub out: Option<PathBuf>,
-    /// Folder of cached baseline results.
-    #[arg(long, default_value = ".precept-cache/eval")]
-    pub cache_dir: PathBuf,
+    /// Folder of cached baseline results [default: .precept-cache/eval].
+    #[arg(long)]
+    pub cache_dir: Option<PathBuf>,
     /// Regenerate the baseline even when it is cached.
     #[arg(long)]
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub no_cache: bool,
     /// Conversations generated together (overrides the suite).
     #[arg(long)]
@@ -100,10 +101,19 @@ pub struct GateArgs {
     pub judge_remote_model: Option<String>,
     /// How remote servers are reached.
     #[command(flatten)]
-    pub connection: RemoteConnection,
+    #[serde(flatten)]
+    pub connection: ConnectionFlags,
     /// Print report.json on stdout instead of the table.
     #[arg(long)]
+    #[serde(skip)]
     pub json: bool,
+}
+
+impl GateArgs {
+    /// The settings file with these flags over it.
+    pub fn resolve(&self) -> Result<EvalSettings> {
+        Ok(resolve_settings(self.config.as_deref(), self, &[])?)
+    }
 }
 
 /// `precept eval calibrate`

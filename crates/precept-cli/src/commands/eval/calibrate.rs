@@ -2,12 +2,12 @@
 
 use anyhow::Result;
 use burn::tensor::FloatDType;
+use precept_data::Connection;
 use precept_eval::{calibrate, read_gold, JudgeConfig};
 use precept_train::TrainKernels;
 
 use super::args::CalibrateArgs;
-use super::judge;
-use crate::commands::remote::{ModelOpener, RemoteConnection};
+use crate::commands::remote::ModelOpener;
 use crate::device::DeviceCommand;
 use crate::output::print_json;
 
@@ -18,9 +18,9 @@ impl DeviceCommand for Calibrate {
     fn run<B: TrainKernels>(self, device: B::Device, _decode: Option<FloatDType>) -> Result<()> {
         let args = self.0;
         let gold = read_gold(&args.gold)?;
-        let config = judge::resolve(JudgeConfig::default(), Some(args.judge), args.judge_model)?;
+        let config = JudgeConfig::default().overridden(Some(args.judge), args.judge_model)?;
         // A calibrated judge runs from its folder; the connection is never used.
-        let connection = RemoteConnection::default();
+        let connection = Connection::default();
         let mut judge =
             config.open(None, &mut ModelOpener::<B> { connection: &connection, device: &device, decode: None })?;
         let c = calibrate(judge.as_mut(), &gold, args.batch_size)?;

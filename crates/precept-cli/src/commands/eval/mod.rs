@@ -5,8 +5,6 @@ pub mod args;
 mod calibrate;
 pub mod gate;
 mod import;
-mod judge;
-mod progress;
 
 use std::fmt;
 
@@ -44,6 +42,9 @@ pub fn run(args: EvalArgs, device: DeviceChoice, decode: Option<FloatDType>, qui
     match args.command {
         Some(EvalCommand::Calibrate(args)) => device.dispatch(calibrate::Calibrate(args), decode),
         Some(EvalCommand::Import(args)) => import::run(&args),
-        None => device.dispatch(gate::Gate { args: args.gate, quiet }, decode),
+        None => {
+            let json = args.gate.json;
+            device.dispatch(gate::Gate { settings: args.gate.resolve()?, json, quiet }, decode)
+        }
     }
 }

@@ -1,19 +1,19 @@
-//! The pipeline's settings file: the base model, the run folder, and one table per stage.
-//! `[sft]` and `[dpo]` hold the settings of `precept sft` and `precept dpo`; `[constitute]` and
-//! `[eval]` hold the flags of `precept constitute` and `precept eval` (`max_new_tokens = 64` is
-//! `--max-new-tokens 64`). The pipeline fills in every model, data and output path itself.
+//! The pipeline's settings file: the base model, the run folder, and one table per stage, each
+//! holding that stage's settings as its own settings file would (`[constitute]` those of
+//! `precept constitute`, `[sft]` of `precept sft`, …). The pipeline fills in every model, data
+//! and output path itself.
 
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
-use clap::Parser;
+use precept_constitution::ConstituteSettings;
+use precept_data::parse_settings;
+use precept_eval::EvalSettings;
 use precept_train::dpo::DpoConfig;
-use precept_train::{parse_settings, TrainConfig};
+use precept_train::TrainConfig;
 use serde::Deserialize;
 
-use crate::commands::constitute::ConstituteArgs;
-use crate::commands::eval::args::GateArgs;
-use crate::commands::flag_config::table_flags;
+use super::stage::Stage;
 
 /// The file as written.
 #[derive(Debug, Deserialize)]
@@ -36,32 +36,18 @@ pub struct PipelineConfig {
     pub out: PathBuf,
     /// Prompt files of the constitution loop (concatenated into the run folder).
     pub prompts: Vec<PathBuf>,
-    /// `precept constitute`'s arguments.
-    pub constitute: ConstituteArgs,
+    /// The constitution loop's settings.
+    pub constitute: ConstituteSettings,
     /// SFT's settings.
     pub sft: TrainConfig,
     /// DPO's settings.
     pub dpo: DpoConfig,
-    /// The gate's arguments.
-    pub eval: GateArgs,
-}
-
-#[derive(Parser)]
-#[command(no_binary_name = true)]
-struct ConstituteFlags {
-    #[command(flatten)]
-    args: ConstituteArgs,
-}
-
-#[derive(Parser)]
-#[command(no_binary_name = true)]
-struct GateFlags {
-    #[command(flatten)]
-    args: GateArgs,
+    /// The gate's settings.
+    pub eval: EvalSettings,
 }
 
 /// Stage folders inside the run folder.
-pub fn stage_dir(out: &Path, stage: super::stage::Stage) -> PathBuf {
+pub fn stage_dir(out: &Path, stage: Stage) -> PathBuf {
     out.join(stage.name())
 }
 
@@ -78,7 +64,6 @@ impl PipelineConfig {
         let at = |table: &str| format!("{} [{table}]", path.display());
         let (out, model) = (file.out.clone(), file.model.clone());
         let dir = |stage| stage_dir(&out, stage);
-        use super::stage::Stage;
 
         let mut constitute_table = file.constitute;
         let prompts: Vec<PathBuf> = match constitute_table.remove("prompts") {
@@ -93,32 +78,33 @@ impl PipelineConfig {
                 .collect::<Result<_>>()?,
             _ => bail!("{}: `prompts` (a file or a list of files) is required", at("constitute")),
         };
-        let mut flags = table_flags(&constitute_table, &at("constitute"), &["model", "out"])?;
-        flags.extend(path_flags(&[
-            ("prompts", &prompts_file(&out)),
-            ("model", &model),
-            ("out", &dir(Stage::Constitute)),
-        ]));
-        let constitute = ConstituteFlags::try_parse_from(flags).with_context(|| at("constitute"))?.args;
+        let mut constitute: ConstituteSettings =
+            parse_table(constitute_table, &at("constitute"), &["model", "remote", "remote_model", "out"])?;
+        constitute.prompts = prompts_file(&out);
+        constitute.model = Some(model.clone());
+        constitute.out = dir(Stage::Constitute);
+        constitute.run_config().with_context(|| at("constitute"))?;
 
-        let mut sft: TrainConfig = parse_table(file.sft, &at("sft"))?;
+        let mut sft: TrainConfig = parse_table(file.sft, &at("sft"), &["model", "data", "out"])?;
         sft.model.clone_from(&model);
         sft.data = dir(Stage::Constitute).join("sft.jsonl");
         sft.out = dir(Stage::Sft);
         sft.merge = true;
         sft.validate().with_context(|| at("sft"))?;
 
-        let mut dpo: DpoConfig = parse_table(file.dpo, &at("dpo"))?;
+        let mut dpo: DpoConfig = parse_table(file.dpo, &at("dpo"), &["model", "data", "out"])?;
         dpo.train.model = dir(Stage::Sft).join(precept_train::trainer::MERGED_DIR);
         dpo.train.data = dir(Stage::Constitute).join("prefs.jsonl");
         dpo.train.out = dir(Stage::Dpo);
         dpo.train.merge = true;
         dpo.validate().with_context(|| at("dpo"))?;
 
-        let mut flags = table_flags(&file.eval, &at("eval"), &["model", "baseline", "out"])?;
-        let tuned = dir(Stage::Dpo).join(precept_train::trainer::MERGED_DIR);
-        flags.extend(path_flags(&[("model", &tuned), ("baseline", &model), ("out", &dir(Stage::Eval))]));
-        let eval = GateFlags::try_parse_from(flags).with_context(|| at("eval"))?.args;
+        let reserved =
+            ["model", "remote", "remote_model", "baseline", "baseline_remote", "baseline_remote_model", "out"];
+        let mut eval: EvalSettings = parse_table(file.eval, &at("eval"), &reserved)?;
+        eval.model = Some(dir(Stage::Dpo).join(precept_train::trainer::MERGED_DIR));
+        eval.baseline = Some(model);
+        eval.out = Some(dir(Stage::Eval));
 
         Ok(Self { out, prompts, constitute, sft, dpo, eval })
     }
@@ -129,14 +115,18 @@ pub fn prompts_file(out: &Path) -> PathBuf {
     out.join("prompts.jsonl")
 }
 
-/// Parses a stage table as that stage's settings, over their defaults.
-fn parse_table<T: serde::de::DeserializeOwned + serde::Serialize + Default>(table: toml::Table, at: &str) -> Result<T> {
+/// Parses a stage table as that stage's settings, over their defaults; `reserved` keys are the
+/// pipeline's to set.
+fn parse_table<T: serde::de::DeserializeOwned + serde::Serialize + Default>(
+    table: toml::Table,
+    at: &str,
+    reserved: &[&str],
+) -> Result<T> {
+    if let Some(key) = reserved.iter().find(|key| table.contains_key(**key)) {
+        bail!("{at}: `{key}` is set by the pipeline; remove it");
+    }
     let text = toml::to_string(&table).with_context(|| at.to_string())?;
     Ok(parse_settings(&text, Path::new(at))?)
-}
-
-fn path_flags(pairs: &[(&str, &Path)]) -> Vec<String> {
-    pairs.iter().flat_map(|(name, path)| [format!("--{name}"), path.to_string_lossy().into_owned()]).collect()
 }
 
 #[cfg(test)]
@@ -176,6 +166,7 @@ batch_size = 4
         let config = PipelineConfig::read(&write(dir.path(), GOOD)).unwrap();
         assert_eq!(config.prompts, [PathBuf::from("a.jsonl"), PathBuf::from("b.jsonl")]);
         assert!(config.constitute.feedback && config.constitute.max_new_tokens == 32);
+        assert_eq!(config.constitute.clamp, Some([0.4, 0.6]));
         assert_eq!(config.constitute.prompts, PathBuf::from("run/prompts.jsonl"));
         assert_eq!(config.constitute.out, PathBuf::from("run/constitute"));
         assert_eq!((config.sft.max_steps, config.sft.lora.r, config.sft.merge), (Some(3), 4, true));
@@ -183,6 +174,7 @@ batch_size = 4
         assert_eq!(config.dpo.train.model, PathBuf::from("run/sft/merged"));
         assert_eq!((config.dpo.beta, config.dpo.train.learning_rate), (0.2, 1e-6));
         assert_eq!(config.eval.model, Some(PathBuf::from("run/dpo/merged")));
+        assert_eq!(config.eval.batch_size, Some(4));
         assert_eq!(config.eval.baseline, Some(PathBuf::from("base")));
     }
 
@@ -205,7 +197,9 @@ batch_size = 4
     fn unknown_and_reserved_keys_are_errors_naming_the_table() {
         let dir = tempfile::tempdir().unwrap();
         let cases = [
-            (GOOD.replace("feedback = true", "feedbak = true"), "[constitute]"),
+            (GOOD.replace("feedback = true", "feedbak = true"), "[constitute]: "),
+            (GOOD.replace("feedback = true", "feedbak = true"), "unknown setting `feedbak` (did you mean `feedback`?)"),
+            (GOOD.replace("max_new_tokens = 32", "out = \"elsewhere\""), "`out` is set by the pipeline"),
             (GOOD.replace("max_steps = 3", "max_step = 3"), "unknown setting `max_step`"),
             (GOOD.replace("beta = 0.2", "beta = -1.0"), "setting `beta`"),
             (GOOD.replace("batch_size = 4", "model = \"x\""), "`model` is set by the pipeline"),

@@ -29,8 +29,8 @@ use self::config::{prompts_file, stage_dir, PipelineConfig};
 use self::stage::{action, read_marker, write_marker, Action, Marker, Stage};
 use super::constitute::Constitute;
 use super::eval::gate::{announce, Gate};
-use super::training::Progress;
 use crate::device::DeviceCommand;
+use crate::progress::{Columns, ProgressDisplay};
 
 /// `precept pipeline`
 #[derive(Debug, Args)]
@@ -49,6 +49,8 @@ pub struct PipelineArgs {
 /// The resolved pipeline, ready to run on a backend.
 pub struct Pipeline {
     config: PipelineConfig,
+    /// The gate's suite, loaded.
+    suite: Suite,
     /// The settings file's text, shown in the report.
     settings: String,
     from: Option<Stage>,
@@ -57,7 +59,7 @@ pub struct Pipeline {
 }
 
 /// Step metrics shown while training.
-const COLUMNS: &[(&str, &str)] =
+const COLUMNS: Columns =
     &[("loss", "loss"), ("rewards/accuracies", "acc"), ("rewards/margins", "margin"), ("mean_token_accuracy", "acc")];
 
 impl Pipeline {
@@ -66,10 +68,9 @@ impl Pipeline {
         let config = PipelineConfig::read(&args.config)?;
         let settings =
             std::fs::read_to_string(&args.config).with_context(|| format!("reading {}", args.config.display()))?;
-        let suite_path = config.eval.suite.clone().context("[eval] needs `suite`")?;
-        let suite = Suite::load(&suite_path)?;
-        held_out::check_held_out(&config.prompts, &suite)?;
-        Ok(Self { config, settings, from: args.from, only: args.only, quiet })
+        let gate = config.eval.resolve().with_context(|| format!("{} [eval]", args.config.display()))?;
+        held_out::check_held_out(&config.prompts, &gate.suite)?;
+        Ok(Self { config, suite: gate.suite, settings, from: args.from, only: args.only, quiet })
     }
 
     /// Whether `stage` runs in this invocation, and whether it reruns when finished.
@@ -81,7 +82,9 @@ impl Pipeline {
         }
     }
 
-    /// The settings hash of each stage, chained with its upstream stages'.
+    /// The settings hash of each stage (canonical JSON, so neither the order of a table's keys
+    /// nor of a struct's fields matters), chained with its upstream stages'; a stage's input
+    /// files (the constitution, the prompts, the suite and its cases) count as its settings.
     fn hashes(&self) -> Result<[String; 4]> {
         let config = &self.config;
         let mut inputs = vec![std::fs::read_to_string(&config.constitute.constitution)
@@ -89,10 +92,10 @@ impl Pipeline {
         for file in &config.prompts {
             inputs.push(std::fs::read_to_string(file).with_context(|| format!("reading {}", file.display()))?);
         }
-        let constitute = hash_json(&(format!("{:?}", config.constitute), inputs));
+        let constitute = hash_json(&(&config.constitute, inputs));
         let sft = hash_json(&(&constitute, &config.sft));
         let dpo = hash_json(&(&sft, &config.dpo));
-        let eval = hash_json(&(&dpo, format!("{:?}", config.eval)));
+        let eval = hash_json(&(&dpo, &config.eval, &self.suite));
         Ok([constitute, sft, dpo, eval])
     }
 
@@ -113,23 +116,25 @@ impl Pipeline {
         match stage {
             Stage::Constitute => {
                 held_out::concatenate(&config.prompts, &prompts_file(&config.out))?;
-                Constitute { args: config.constitute.clone(), quiet: self.quiet }.run::<B>(device.clone(), decode)
+                Constitute { settings: config.constitute.clone(), quiet: self.quiet }.run::<B>(device.clone(), decode)
             }
             Stage::Sft => {
                 let resume = Checkpoints::new(&config.sft.out).latest()?.is_some();
-                let mut progress = Progress::new(self.quiet, COLUMNS);
+                let mut progress = ProgressDisplay::new(self.quiet, COLUMNS);
                 train_sft::<Autodiff<B>>(&config.sft, device, resume, &mut progress).context("sft")?;
                 progress.finish();
                 Ok(())
             }
             Stage::Dpo => {
                 let resume = Checkpoints::new(&config.dpo.train.out).latest()?.is_some();
-                let mut progress = Progress::new(self.quiet, COLUMNS);
+                let mut progress = ProgressDisplay::new(self.quiet, COLUMNS);
                 train_dpo::<Autodiff<B>>(&config.dpo, device, resume, &mut progress).context("dpo")?;
                 progress.finish();
                 Ok(())
             }
-            Stage::Eval => Gate { args: config.eval.clone(), quiet: self.quiet }.run::<B>(device.clone(), decode),
+            Stage::Eval => {
+                Gate { settings: config.eval.clone(), json: false, quiet: self.quiet }.run::<B>(device.clone(), decode)
+            }
         }
     }
 }
@@ -162,7 +167,7 @@ impl DeviceCommand for Pipeline {
                     tracing::info!("{}: finished with these settings; skipped", stage.name());
                     if let Some(gate) = finished_gate {
                         // The exit code still carries the finished gate's verdict.
-                        let verdict = announce(&gate, self.config.eval.json);
+                        let verdict = announce(&gate, false);
                         self.report()?;
                         return verdict;
                     }
@@ -189,5 +194,75 @@ impl DeviceCommand for Pipeline {
             }
         }
         self.report()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use super::*;
+
+    /// The inputs of a pipeline (constitution, prompts, a suite with one case) in `dir`, and a
+    /// settings file over them whose tables come in `order`, each with its keys reversed or not.
+    fn pipeline_file(dir: &Path, name: &str, order: &[&str], reversed: bool, sft_lr: &str) -> PathBuf {
+        std::fs::write(dir.join("c.toml"), "name = \"c\"\n").unwrap();
+        std::fs::write(dir.join("p.jsonl"), "{\"id\":\"a\",\"prompt\":\"How do I bake bread?\"}\n").unwrap();
+        std::fs::write(
+            dir.join("cases.jsonl"),
+            "{\"id\":\"b\",\"prompt\":\"How do I kill a stuck process?\",\"expected\":\"comply\",\"category\":\"x\"}\n",
+        )
+        .unwrap();
+        std::fs::write(dir.join("s.toml"), "name = \"s\"\ncases = [\"cases.jsonl\"]\n").unwrap();
+        let d = dir.display();
+        let tables = |stage: &str| -> Vec<String> {
+            match stage {
+                "constitute" => vec![
+                    format!("constitution = \"{d}/c.toml\""),
+                    format!("prompts = [\"{d}/p.jsonl\"]"),
+                    "feedback = true".into(),
+                    "max_new_tokens = 32".into(),
+                    "clamp = [0.4, 0.6]".into(),
+                ],
+                "sft" => vec![format!("learning_rate = {sft_lr}"), "max_steps = 3".into(), "max_length = 64".into()],
+                "dpo" => vec!["beta = 0.2".into(), "max_steps = 2".into()],
+                _ => vec![format!("suite = \"{d}/s.toml\""), "batch_size = 4".into()],
+            }
+        };
+        let mut text = format!("out = \"{d}/run\"\nmodel = \"{d}/base\"\n");
+        for stage in order {
+            let mut keys = tables(stage);
+            if reversed {
+                keys.reverse();
+            }
+            text.push_str(&format!("[{stage}]\n{}\n", keys.join("\n")));
+        }
+        let path = dir.join(name);
+        std::fs::write(&path, text).unwrap();
+        path
+    }
+
+    fn hashes_of(path: PathBuf) -> [String; 4] {
+        let args = PipelineArgs { config: path, from: None, only: None };
+        Pipeline::resolve(args, true).unwrap().hashes().unwrap()
+    }
+
+    #[test]
+    fn reordered_settings_keep_every_stage_and_a_changed_value_reruns_its_stage_and_later_ones() {
+        let dir = tempfile::tempdir().unwrap();
+        let stages = ["constitute", "sft", "dpo", "eval"];
+        let first = hashes_of(pipeline_file(dir.path(), "pa.toml", &stages, false, "1e-4"));
+        let reordered =
+            hashes_of(pipeline_file(dir.path(), "pb.toml", &["eval", "dpo", "constitute", "sft"], true, "1e-4"));
+        assert_eq!(first, reordered);
+        let changed = hashes_of(pipeline_file(dir.path(), "pc.toml", &stages, false, "2e-4"));
+        assert_eq!(changed[0], first[0], "constitute does not depend on SFT's settings");
+        for stage in 1..4 {
+            assert_ne!(changed[stage], first[stage], "stage {stage} reruns after SFT's change");
+        }
+        // The stages read their inputs' contents: an edited prompt file reruns everything.
+        std::fs::write(dir.path().join("p.jsonl"), "{\"id\":\"a\",\"prompt\":\"How do I bake rye bread?\"}\n").unwrap();
+        let edited = hashes_of(dir.path().join("pa.toml"));
+        assert!(edited.iter().zip(&first).all(|(a, b)| a != b));
     }
 }
