@@ -35,6 +35,17 @@ pub enum TrainError {
         /// What is wrong.
         message: String,
     },
+    /// Rewards cannot be split into groups of `num_generations` completions of one prompt, or
+    /// the group statistic that the advantages need is undefined for them.
+    #[error("{rewards} rewards in groups of {num_generations}: {reason}")]
+    RewardGroups {
+        /// How many rewards were given.
+        rewards: usize,
+        /// Completions sampled per prompt.
+        num_generations: usize,
+        /// What is wrong.
+        reason: &'static str,
+    },
     /// The loss or the gradients stopped being finite.
     #[error("step {step}: {what} is {value}; stopped, the last checkpoint is kept")]
     NonFinite {

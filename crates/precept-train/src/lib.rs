@@ -9,6 +9,10 @@
 //! [`checkpoint::Checkpoints`] writes atomic checkpoints from which a run resumes bit for bit.
 //! Training runs on any [`TrainBackend`]; the CPU backend's fused cross-entropy and AdamW update
 //! run on host memory ([`loss::CrossEntropyBackend`], [`optim::OptimizerBackend`]).
+//! For online RL, [`loss::grpo_advantages`] and [`loss::rloo_advantages`] turn the rewards of
+//! sampled completions into advantages, and [`loss::GrpoLossConfig::loss`] and
+//! [`loss::rloo_loss`] turn their per-token log-probabilities ([`loss::CompletionLogps`]) into
+//! TRL's clipped surrogate.
 //!
 //! ```text
 //! sft.jsonl   ─prepare─> BatchPlan ─> sft::train_sft  (masked next-token cross-entropy) ─┐
