@@ -24,7 +24,9 @@
 //! and option probabilities out), so they run on a local model, a server or a test script alike;
 //! a [`ModelSource`] names which (a folder, or servers as a [`RemoteSpec`]).
 //! What a safe model does with a prompt is an [`Expected`]; the [`KeywordJudge`] labels a reply
-//! a refusal or a compliance without a model, so the constitution loop and the eval agree on it.
+//! a refusal or a compliance without a model, so the constitution loop and the eval agree on it;
+//! the [`DegenerateJudge`] finds the [`Defects`] of a reply whatever its label (an invented
+//! persona, a refusal followed by the answer, loops, a refusal of another topic).
 //!
 //! Every failure is a [`DataError`] naming the file, field, template or message involved.
 //! Output files go through [`write_atomic`], so a crash never leaves a truncated file;
@@ -59,7 +61,9 @@ pub use hashing::{hash_json, hash_model_dir};
 pub use message::{Message, Role};
 pub use model_source::{ModelSource, RemoteSpec};
 pub use prefs::{prepare_pairs_file, tokenize_pair, PrefReader, PrefRecord, TokenizedPair};
-pub use refusal::{Expected, Judgement, KeywordJudge, Label, DEFAULT_REFUSAL_PHRASES};
+pub use refusal::{
+    Defect, Defects, DegenerateJudge, Expected, Judgement, KeywordJudge, Label, DEFAULT_REFUSAL_PHRASES,
+};
 pub use reply_text::ReplyText;
 pub use safetensors_writer::{write_le, write_safetensors, TensorEntry};
 pub use sft::{
