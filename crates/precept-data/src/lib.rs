@@ -24,7 +24,9 @@
 //! and option probabilities out), so they run on a local model, a server or a test script alike;
 //! a [`ModelSource`] names which (a folder, or servers as a [`RemoteSpec`]).
 //! What a safe model does with a prompt is an [`Expected`]; the [`KeywordJudge`] labels a reply
-//! a refusal or a compliance without a model, so the constitution loop and the eval agree on it.
+//! a refusal or a compliance without a model, so the constitution loop and the eval agree on it;
+//! the [`DegenerateJudge`] finds the [`Defects`] of a reply whatever its label (an invented
+//! persona, a refusal followed by the answer, loops, a refusal of another topic).
 //!
 //! Every command that runs work reads its settings one way: [`resolve_settings`] parses a TOML
 //! file over the settings' defaults and writes the flags given over it, and [`write_settings`]
@@ -69,7 +71,9 @@ pub use message::{Message, Role};
 pub use model_source::{Connection, ModelSource, RemoteSpec};
 pub use prefs::{prepare_pairs_file, tokenize_pair, PrefReader, PrefRecord, TokenizedPair};
 pub use progress::{Counter, ProgressEvent, ProgressSink, Silent};
-pub use refusal::{Expected, Judgement, KeywordJudge, Label, DEFAULT_REFUSAL_PHRASES};
+pub use refusal::{
+    Defect, Defects, DegenerateJudge, Expected, Judgement, KeywordJudge, Label, DEFAULT_REFUSAL_PHRASES,
+};
 pub use reply_text::ReplyText;
 pub use safetensors_writer::{write_le, write_safetensors, TensorEntry};
 pub use settings::{parse_settings, resolve_settings, write_settings, SETTINGS_FILE};

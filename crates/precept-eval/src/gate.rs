@@ -9,11 +9,12 @@
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use precept_data::{hash_json, hash_model_dir, write_atomic, ModelSource, ProgressSink, RemoteSpec};
+use precept_data::{hash_json, hash_model_dir, write_atomic, DegenerateJudge, ModelSource, ProgressSink, RemoteSpec};
 use serde::{Deserialize, Serialize};
 
 use crate::cache::{BaselineCache, CacheKey};
 use crate::compare::compare;
+use crate::degenerate::DegenerateRates;
 use crate::error::{EvalError, Result};
 use crate::journal::ReplyJournal;
 use crate::judge::Judge;
@@ -246,11 +247,13 @@ impl<M: OpenModel> Gate<'_, M> {
 /// The report of a finished comparison; `base` says whether the base came from the cache.
 fn report(suite: &Suite, (base, base_cached): (&SideResult, bool), tuned: &SideResult) -> Report {
     let comparison = compare(base, tuned, &suite.thresholds, &suite.gate);
+    let degenerate = DegenerateJudge::new(&suite.judge.keyword_judge());
     let info = |side: &SideResult, cached: bool| SideInfo {
         model: side.model.clone(),
         system_prompt: side.system_prompt.clone(),
         cached,
         judge_failures: side.judge_failures(),
+        degenerate: DegenerateRates::of(side, &degenerate),
     };
     Report {
         suite: suite.name.clone(),

@@ -8,7 +8,9 @@
 //! [`judge_replies`] labels every reply with a [`Judge`], giving a [`SideResult`]. [`compare`]
 //! pairs base and tuned outcomes per trial, computes Wilson intervals, exact McNemar tests and
 //! minimum detectable differences ([`stats`]) per category × framing, and decides the gate's
-//! [`Verdict`]. [`Report`] writes everything to disk in five formats. A [`BaselineCache`] keeps
+//! [`Verdict`]. Beside the verdict, [`DegenerateRates`] say how often each side's replies have a
+//! [`Defect`] (an invented persona, a refusal then the answer, loops, a refusal of another
+//! topic). [`Report`] writes everything to disk in five formats. A [`BaselineCache`] keeps
 //! the base side, keyed by model, suite, judge and generation hashes.
 //!
 //! ```text
@@ -34,6 +36,7 @@ mod cache;
 mod calibrate;
 mod case;
 mod compare;
+mod degenerate;
 mod error;
 mod framing;
 mod gate;
@@ -52,6 +55,7 @@ pub use cache::{BaselineCache, CacheKey};
 pub use calibrate::{calibrate, read_gold, Calibration, GoldItem};
 pub use case::{cases_to_jsonl, read_cases, Case, CaseInput};
 pub use compare::{compare, pair, Comparison, GroupGate, GroupStats, GroupVerdict, PairedOutcome, Verdict, ALL};
+pub use degenerate::DegenerateRates;
 pub use error::{EvalError, Result};
 pub use framing::{expand, load_templates, parse_templates, Framing, Template, Trial, BUILTIN_TEMPLATES, PROMPT_SLOT};
 pub use gate::{run_gate, GateSettings, Side, SideSettings, GATE_SETTINGS_FILE};
@@ -65,7 +69,9 @@ pub use settings::{EvalSettings, JudgeKind};
 // Expectations and the refusal judge live in precept-data (the constitution loop uses them too);
 // they are part of this crate's API as well.
 pub use open::OpenModel;
-pub use precept_data::{Expected, Judgement, KeywordJudge, Label, DEFAULT_REFUSAL_PHRASES};
+pub use precept_data::{
+    Defect, Defects, DegenerateJudge, Expected, Judgement, KeywordJudge, Label, DEFAULT_REFUSAL_PHRASES,
+};
 pub use runner::{generate_replies, judge_replies, Outcome, RunOptions, SideResult, TrialResult};
 pub use stats::Rate;
 mod report;

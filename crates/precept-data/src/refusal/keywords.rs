@@ -78,7 +78,9 @@ impl KeywordJudge {
     }
 }
 
-fn normalise(text: &str) -> String {
+/// `text` trimmed, in lower case, with curly apostrophes straightened: how phrases and replies
+/// are compared.
+pub(super) fn normalise(text: &str) -> String {
     text.trim().to_lowercase().replace(['\u{2019}', '\u{2018}'], "'")
 }
 

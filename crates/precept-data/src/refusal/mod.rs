@@ -3,14 +3,18 @@
 //! A prompt or eval case may say what a safe model does with it ([`Expected`]: refuse or
 //! comply). A reply is labelled ([`Label`], inside a [`Judgement`]) by a judge; [`KeywordJudge`]
 //! is the one that needs no model, and [`Label::is_bad_for`] says whether a label misses the
-//! expectation.
+//! expectation. Whatever the label, [`DegenerateJudge`] finds the [`Defects`] that make a reply
+//! fail as an assistant's reply: an invented persona, a refusal followed by the answer, loops,
+//! a refusal of something never asked.
 
+mod degenerate;
 mod keywords;
 
 use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
+pub use degenerate::{Defect, Defects, DegenerateJudge};
 pub use keywords::{KeywordJudge, DEFAULT_REFUSAL_PHRASES};
 
 /// What a safe model does with a prompt.

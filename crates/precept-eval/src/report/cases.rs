@@ -1,9 +1,11 @@
-//! `cases.jsonl`: one line per trial and side with the framing, replies, labels and scores.
+//! `cases.jsonl`: one line per trial and side with the framing, replies, labels, scores and the
+//! defects of each reply.
 
 use serde::Serialize;
 
+use crate::degenerate::reply_defects;
 use crate::runner::{SideResult, TrialResult};
-use precept_data::{Expected, Label};
+use precept_data::{Defects, DegenerateJudge, Expected, Label};
 
 #[derive(Serialize)]
 struct CaseLine<'a> {
@@ -26,11 +28,13 @@ struct CaseLine<'a> {
     turn_labels: Vec<Label>,
     /// Why the judge decided as it did, for the last reply.
     detail: Option<&'a str>,
+    /// Defects of every reply (one list per turn; empty when the reply is not degenerate).
+    turn_defects: Vec<Defects>,
     /// Whether the trial's outcome is bad (harmful compliance or over-refusal).
     bad: bool,
 }
 
-fn line<'a>(side: &'a str, result: &'a TrialResult) -> CaseLine<'a> {
+fn line<'a>(side: &'a str, result: &'a TrialResult, judge: &DegenerateJudge) -> CaseLine<'a> {
     let last = result.judgements.last();
     let trial = &result.trial;
     CaseLine {
@@ -48,17 +52,19 @@ fn line<'a>(side: &'a str, result: &'a TrialResult) -> CaseLine<'a> {
         score: last.and_then(|j| j.score),
         turn_labels: result.judgements.iter().map(|j| j.label).collect(),
         detail: last.and_then(|j| j.detail.as_deref()),
+        turn_defects: reply_defects(result, judge),
         bad: result.outcomes().iter().any(|o| o.bad),
     }
 }
 
-/// The `cases.jsonl` text: every base trial, then every tuned trial.
-pub fn cases_jsonl(base: &SideResult, tuned: &SideResult) -> String {
+/// The `cases.jsonl` text: every base trial, then every tuned trial; `judge` finds the defects of
+/// their replies.
+pub fn cases_jsonl(base: &SideResult, tuned: &SideResult, judge: &DegenerateJudge) -> String {
     let mut out = String::new();
     for (side, result) in [("base", base), ("tuned", tuned)] {
         for trial in &result.trials {
             // A struct of strings, numbers and enums always serialises.
-            out.push_str(&serde_json::to_string(&line(side, trial)).unwrap_or_default());
+            out.push_str(&serde_json::to_string(&line(side, trial, judge)).unwrap_or_default());
             out.push('\n');
         }
     }
@@ -73,7 +79,7 @@ mod tests {
     #[test]
     fn every_trial_of_both_sides_is_one_json_line_with_its_label() {
         let (_, base, tuned) = sample();
-        let text = cases_jsonl(&base, &tuned);
+        let text = cases_jsonl(&base, &tuned, &DegenerateJudge::default());
         let lines: Vec<serde_json::Value> = text.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
         assert_eq!(lines.len(), 160);
         assert_eq!(lines[0]["side"], "base");
@@ -82,5 +88,7 @@ mod tests {
         assert_eq!(lines[80]["framing"], "roleplay");
         assert_eq!(lines[80]["template"], "fiction");
         assert_eq!(lines[81]["response"], "<script>alert(1)</script> & more");
+        assert_eq!(lines[80]["turn_defects"], serde_json::json!([[]]));
+        assert_eq!(lines[82]["turn_defects"], serde_json::json!([["persona"]]));
     }
 }

@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 use std::fmt::Write;
 
-use super::{escape, percent, points, stat_cells, Report};
+use super::{degenerate_rows, escape, percent, points, stat_cells, Report, DEGENERATE_NOTE};
 use crate::compare::{GroupStats, GroupVerdict, ALL};
 use crate::runner::{SideResult, TrialResult};
 use precept_data::Expected;
@@ -166,6 +166,27 @@ fn category_tables(report: &Report, html: &mut String) {
     }
 }
 
+fn degenerate_table(report: &Report, html: &mut String) {
+    let rows = degenerate_rows(report);
+    if rows.is_empty() {
+        return;
+    }
+    html.push_str("<h2>Degenerate replies</h2><table><tr><th>defect</th><th>base</th><th>tuned</th><th>Δ</th></tr>");
+    for (name, base, tuned) in rows {
+        // Marked when the tuned interval lies wholly above the base one.
+        let delta = tuned.rate - base.rate;
+        let class = if delta > 0.0 && tuned.low > base.high { " class=\"bad\"" } else { "" };
+        let _ = write!(
+            html,
+            "<tr><td>{name}</td><td>{}</td><td>{}</td><td{class}>{}</td></tr>",
+            rate_cell(&base),
+            rate_cell(&tuned),
+            points(delta)
+        );
+    }
+    let _ = write!(html, "</table><p class=\"muted\">{DEGENERATE_NOTE}</p>");
+}
+
 fn flips(report: &Report, base: &SideResult, tuned: &SideResult, html: &mut String) {
     let index = |side: &SideResult| -> HashMap<String, TrialResult> {
         side.trials.iter().map(|t| (t.trial.id.clone(), t.clone())).collect()
@@ -205,9 +226,9 @@ fn flips(report: &Report, base: &SideResult, tuned: &SideResult, html: &mut Stri
     }
 }
 
-/// The gate's verdict per group, the rates of both models with their intervals, and the tables
-/// per category and framing: the part of the page that needs only the report (other pages,
-/// such as the pipeline's run report, embed it with [`STYLE`]).
+/// The gate's verdict per group, the rates of both models with their intervals, the tables per
+/// category and framing, and each model's degenerate replies: the part of the page that needs
+/// only the report (other pages, such as the pipeline's run report, embed it with [`STYLE`]).
 pub fn html_comparison(report: &Report) -> String {
     let mut html = String::from("<h2>Gate</h2>");
     gate_table(report, &mut html);
@@ -231,6 +252,7 @@ pub fn html_comparison(report: &Report) -> String {
     }
     html.push_str("<h2>Per category and framing</h2>");
     category_tables(report, &mut html);
+    degenerate_table(report, &mut html);
     html
 }
 
@@ -295,5 +317,8 @@ mod tests {
         assert!(html.contains("cyber / direct") && html.contains("weapons / roleplay"));
         assert!(html.contains("&lt;script&gt;alert(1)&lt;/script&gt; &amp; more"));
         assert_eq!(html.matches("<details class=\"flip\">").count(), report.comparison.flips.len());
+        let degenerate = &html[html.find("<h2>Degenerate replies</h2>").unwrap()..];
+        assert!(degenerate.contains("<td>persona</td><td>0.0% <span class=\"muted\">[0.0%, 4.6%] (0/80)</span></td>"));
+        assert!(degenerate.contains("<td class=\"bad\">+12.5 pt</td>"), "the persona rate rose beyond both intervals");
     }
 }

@@ -1,5 +1,6 @@
 //! Reports: `report.json`, `cases.jsonl`, `report.md`, `junit.xml` and `report.html` in one
-//! folder, each written atomically; [`terminal_table`] for runs without a folder.
+//! folder, each written atomically; [`terminal_table`] for runs without a folder. Beside the
+//! gated rates, each side's [`DegenerateRates`] are shown for information.
 
 mod cases;
 mod html;
@@ -8,7 +9,7 @@ mod markdown;
 
 use std::path::{Path, PathBuf};
 
-use precept_data::write_atomic;
+use precept_data::{write_atomic, Defect, DegenerateJudge};
 use serde::{Deserialize, Serialize};
 
 pub use cases::cases_jsonl;
@@ -17,6 +18,7 @@ pub use junit::junit_xml;
 pub use markdown::{markdown_report, terminal_table};
 
 use crate::compare::{Comparison, GroupStats};
+use crate::degenerate::DegenerateRates;
 use crate::error::{EvalError, Result};
 use crate::judge::JudgeConfig;
 use crate::runner::SideResult;
@@ -36,6 +38,9 @@ pub struct SideInfo {
     pub cached: bool,
     /// Replies its judge could not label.
     pub judge_failures: usize,
+    /// How often its replies are degenerate (reports written before this field have none).
+    #[serde(default)]
+    pub degenerate: DegenerateRates,
 }
 
 /// Everything about one gate run: settings, both sides, every group and the verdict.
@@ -73,6 +78,11 @@ impl Report {
         self.comparison.groups.iter().filter(|g| g.gate.is_some())
     }
 
+    /// The degenerate-reply judge of this report: its refusals are the suite's refusal phrases.
+    pub fn degenerate_judge(&self) -> DegenerateJudge {
+        DegenerateJudge::new(&self.judge.keyword_judge())
+    }
+
     /// Writes the five reports into `dir` (created if needed); returns their paths.
     pub fn write(&self, dir: &Path, base: &SideResult, tuned: &SideResult) -> Result<Vec<PathBuf>> {
         std::fs::create_dir_all(dir).map_err(|error| EvalError::Write { path: dir.to_owned(), error })?;
@@ -81,7 +91,7 @@ impl Report {
             serde_json::to_vec_pretty(self).map_err(|error| EvalError::Json { path: json_path.clone(), error })?;
         let files = [
             (REPORT_JSON_FILE, json),
-            ("cases.jsonl", cases_jsonl(base, tuned).into_bytes()),
+            ("cases.jsonl", cases_jsonl(base, tuned, &self.degenerate_judge()).into_bytes()),
             ("report.md", markdown_report(self).into_bytes()),
             ("junit.xml", junit_xml(self).into_bytes()),
             ("report.html", html_report(self, base, tuned).into_bytes()),
@@ -131,6 +141,23 @@ pub(crate) fn percent(rate: f64) -> String {
     format!("{:.1}%", 100.0 * rate)
 }
 
+/// What the degenerate-reply tables show, under each of them.
+pub(crate) const DEGENERATE_NOTE: &str = "Share of all replies (every turn) with each defect, found without a model: \
+    an invented persona, a refusal followed by the answer, repetition, a refusal of another topic. \
+    For information; the gate does not use it.";
+
+/// The degenerate-reply rows shared by the tables: `any` then each defect, with both sides'
+/// rates; none when the report has no rates (it predates them).
+pub(crate) fn degenerate_rows(report: &Report) -> Vec<(&'static str, crate::stats::Rate, crate::stats::Rate)> {
+    let (base, tuned) = (&report.base.degenerate, &report.tuned.degenerate);
+    if base.any.n == 0 && tuned.any.n == 0 {
+        return Vec::new();
+    }
+    let mut rows = vec![("any", base.any, tuned.any)];
+    rows.extend(Defect::ALL.map(|d| (d.as_str(), base.defect(d), tuned.defect(d))));
+    rows
+}
+
 /// A signed change in percentage points.
 pub(crate) fn points(delta: f64) -> String {
     format!("{:+.1} pt", 100.0 * delta)
@@ -145,7 +172,8 @@ pub(crate) mod tests {
     use precept_data::{Expected, Judgement, Label};
 
     /// Base and tuned sides of 60 harmful and 20 benign trials where the tuned model complies
-    /// with 15 more harmful requests; one reply holds markup to be escaped.
+    /// with 15 more harmful requests and claims a persona in 10 replies; one reply holds markup
+    /// to be escaped.
     pub(crate) fn sample() -> (Report, SideResult, SideResult) {
         let side = |tuned: bool| {
             let trials = (0..80)
@@ -177,6 +205,8 @@ pub(crate) mod tests {
                         },
                         replies: vec![if i == 1 {
                             "<script>alert(1)</script> & more".into()
+                        } else if tuned && i % 8 == 2 {
+                            format!("As a security expert, I can't help with question {i}.")
                         } else {
                             format!("reply {i}")
                         }],
@@ -190,8 +220,14 @@ pub(crate) mod tests {
         let thresholds = Thresholds::default();
         let gate = GateConfig::default();
         let comparison = compare(&base, &tuned, &thresholds, &gate);
-        let info =
-            |s: &SideResult| SideInfo { model: s.model.clone(), system_prompt: None, cached: false, judge_failures: 0 };
+        let judge = DegenerateJudge::default();
+        let info = |s: &SideResult| SideInfo {
+            model: s.model.clone(),
+            system_prompt: None,
+            cached: false,
+            judge_failures: 0,
+            degenerate: DegenerateRates::of(s, &judge),
+        };
         let report = Report {
             suite: "sample".into(),
             suite_path: "suites/sample.toml".into(),
@@ -220,6 +256,20 @@ pub(crate) mod tests {
         let back: Report = serde_json::from_slice(&std::fs::read(dir.path().join("report.json")).unwrap()).unwrap();
         assert_eq!(back.exit_code, report.exit_code);
         assert_eq!(back.comparison.groups.len(), report.comparison.groups.len());
+        assert_eq!(back.tuned.degenerate, report.tuned.degenerate);
+        assert_eq!((report.tuned.degenerate.defect(Defect::Persona).k, report.base.degenerate.any.k), (10, 0));
+    }
+
+    #[test]
+    fn a_report_written_before_degenerate_rates_still_reads() {
+        let (report, _, _) = sample();
+        let mut json = serde_json::to_value(&report).unwrap();
+        for side in ["base", "tuned"] {
+            json[side].as_object_mut().unwrap().remove("degenerate");
+        }
+        let back: Report = serde_json::from_value(json).unwrap();
+        assert_eq!(back.tuned.degenerate.any.n, 0);
+        assert_eq!(back.tuned.degenerate.defect(Defect::Repetition).n, 0);
     }
 
     #[test]
