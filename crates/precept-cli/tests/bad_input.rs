@@ -191,3 +191,37 @@ fn sampling_settings_that_define_no_distribution_are_refused() {
         }
     }
 }
+
+#[test]
+fn bad_settings_files_and_missing_settings_of_every_command_are_errors_naming_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = |name: &str, text: &str| {
+        let path = dir.path().join(name);
+        std::fs::write(&path, text).unwrap();
+        path.to_str().unwrap().to_owned()
+    };
+    let unknown = file("c.toml", "rounds = 1\nfeedbak = true\n");
+    let error = precept_error(&["constitute", "--config", &unknown]);
+    assert!(error.contains("c.toml: line 2: unknown setting `feedbak` (did you mean `feedback`?)"), "{error}");
+    let wrong_type = file("e.toml", "batch_size = \"many\"\n");
+    let error = precept_error(&["eval", "--config", &wrong_type]);
+    assert!(error.contains("e.toml") && error.contains("batch_size"), "{error}");
+    let serve = file("s.toml", "max_batchs = 4\n");
+    let error = precept_error(&["serve", "--config", &serve]);
+    assert!(error.contains("s.toml: line 1: unknown setting `max_batchs` (did you mean `max_batch`?)"), "{error}");
+    let missing = dir.path().join("absent.toml");
+    let error = precept_error(&["constitute", "--config", missing.to_str().unwrap()]);
+    assert!(error.contains("absent.toml"), "{error}");
+    let error = precept_error(&["constitute", "--prompts", "p.jsonl", "--model", "m", "--out", "o"]);
+    assert!(error.contains("setting `constitution` is required"), "{error}");
+    let half = ["constitute", "--constitution", "c", "--prompts", "p", "--out", "o", "--remote", "http://h"];
+    let error = precept_error(&half);
+    assert!(error.contains("setting `remote_model`: is required with `remote`"), "{error}");
+    let clamp = file("clamp.toml", "clamp = [0.4]\n");
+    let error = precept_error(&["constitute", "--config", &clamp]);
+    assert!(error.contains("clamp.toml") && error.contains("clamp"), "{error}");
+    let error = precept_error(&["eval", "--model", "m"]);
+    assert!(error.contains("setting `suite`: is required"), "{error}");
+    let error = precept_error(&["serve"]);
+    assert!(error.contains("setting `model`: is required"), "{error}");
+}

@@ -1,6 +1,6 @@
 //! Content hashes that key caches and skip decisions: a model folder by the files that decide its
-//! outputs, and any plain value by its canonical JSON form (object keys sorted, so the order of a
-//! struct's fields or of a settings file's keys never changes a hash).
+//! outputs, any plain value by its JSON form, and settings by their canonical JSON form (object
+//! keys sorted, so the order of a struct's fields or of a settings file's keys never changes it).
 
 use std::fs::File;
 use std::io::Read;
@@ -48,8 +48,17 @@ pub fn hash_model_dir(dir: &Path) -> Result<String> {
     Ok(hex(&hasher.finalize()))
 }
 
-/// SHA-256 (hex) of `value`'s canonical JSON form: [`canonical_json`].
+/// SHA-256 (hex) of `value`'s JSON form, a struct's fields in their declared order: for data
+/// and cache keys, streamed without building a JSON tree (token rows can be large).
 pub fn hash_json(value: &impl Serialize) -> String {
+    // Serialising plain data (strings, numbers, lists) to a Vec cannot fail.
+    let bytes = serde_json::to_vec(value).unwrap_or_default();
+    hex(&Sha256::digest(&bytes))
+}
+
+/// SHA-256 (hex) of `value`'s [`canonical_json`] form: for settings, whose hash must not depend
+/// on the order their fields were declared or written in (the pipeline's skip decision).
+pub fn hash_settings(value: &impl Serialize) -> String {
     hex(&Sha256::digest(canonical_json(value).as_bytes()))
 }
 
@@ -87,7 +96,7 @@ mod tests {
     }
 
     #[test]
-    fn the_json_hash_ignores_field_order_and_follows_every_value() {
+    fn the_settings_hash_ignores_field_order_and_follows_every_value() {
         #[derive(Serialize)]
         struct Ab {
             a: u32,
@@ -99,7 +108,7 @@ mod tests {
             a: u32,
         }
         assert_eq!(canonical_json(&Ba { b: "x", a: 1 }), r#"{"a":1,"b":"x"}"#);
-        assert_eq!(hash_json(&Ab { a: 1, b: "x" }), hash_json(&Ba { b: "x", a: 1 }));
-        assert_ne!(hash_json(&Ab { a: 1, b: "x" }), hash_json(&Ab { a: 2, b: "x" }));
+        assert_eq!(hash_settings(&Ab { a: 1, b: "x" }), hash_settings(&Ba { b: "x", a: 1 }));
+        assert_ne!(hash_settings(&Ab { a: 1, b: "x" }), hash_settings(&Ab { a: 2, b: "x" }));
     }
 }

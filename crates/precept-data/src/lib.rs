@@ -30,7 +30,7 @@
 //!
 //! Every command that runs work reads its settings one way: [`resolve_settings`] parses a TOML
 //! file over the settings' defaults and writes the flags given over it, and [`write_settings`]
-//! puts the result in the run's folder; [`hash_json`] hashes them as canonical JSON.
+//! puts the result in the run's folder; [`hash_settings`] hashes them as canonical JSON.
 //!
 //! Long work (training, constitute, eval) reports [`ProgressEvent`]s to a [`ProgressSink`], so one
 //! display shows them all.
@@ -66,7 +66,7 @@ pub use atomic::{write_atomic, write_atomic_with};
 pub use chat_template::ChatTemplate;
 pub use error::{DataError, Result};
 pub use generate::{normalise_log_probabilities, FinishReason, Generate, GenerateSettings, Reply};
-pub use hashing::{canonical_json, hash_json, hash_model_dir};
+pub use hashing::{canonical_json, hash_json, hash_model_dir, hash_settings};
 pub use message::{Message, Role};
 pub use model_source::{Connection, ModelSource, RemoteSpec};
 pub use prefs::{prepare_pairs_file, tokenize_pair, PrefReader, PrefRecord, TokenizedPair};

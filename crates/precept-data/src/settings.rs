@@ -25,13 +25,8 @@ pub const SETTINGS_FILE: &str = "config.toml";
 /// # Errors
 /// [`DataError::SettingsFile`] for invalid TOML, a wrong type or an unknown key.
 pub fn parse_settings<T: DeserializeOwned + Serialize + Default>(text: &str, path: &Path) -> Result<T> {
-    let fail = |message: String| DataError::SettingsFile { path: path.to_owned(), message };
-    // Parsed once as written, for errors that name their line.
-    toml::from_str::<T>(text).map_err(|e| fail(e.to_string()))?;
-    let given: toml::Table = toml::from_str(text).map_err(|e| fail(e.to_string()))?;
-    settings_from_table(given, path, |name| {
-        text.lines().position(|line| line.trim_start().starts_with(name)).map_or(0, |i| i + 1)
-    })
+    let given = given_table::<T>(text, path)?;
+    settings_from_table(given, path, |name| line_of(text, name))
 }
 
 /// Reads the settings file `file` (or starts from the defaults) and writes the flags given over
@@ -47,25 +42,22 @@ pub fn resolve_settings<T: DeserializeOwned + Serialize + Default>(
     flags: &impl Serialize,
     cleared: &[&str],
 ) -> Result<T> {
-    let mut given = match file {
-        None => toml::Table::new(),
+    let flags_at = Path::new("command-line flags");
+    let (mut given, text) = match file {
+        None => (toml::Table::new(), String::new()),
         Some(path) => {
             let text =
                 std::fs::read_to_string(path).map_err(|error| DataError::Read { path: path.to_owned(), error })?;
-            // Checked alone first, so that an error in the file names its line.
-            parse_settings::<T>(&text, path)?;
-            toml::from_str(&text)
-                .map_err(|e| DataError::SettingsFile { path: path.to_owned(), message: e.to_string() })?
+            (given_table::<T>(&text, path)?, text)
         }
     };
     for key in cleared {
         given.remove(*key);
     }
-    let flags_at = Path::new("command-line flags");
     let flags = toml::Table::try_from(flags)
         .map_err(|e| DataError::SettingsFile { path: flags_at.to_owned(), message: e.to_string() })?;
     overlay(&mut given, undotted(flags));
-    settings_from_table(given, file.unwrap_or(flags_at), |_| 0)
+    settings_from_table(given, file.unwrap_or(flags_at), |name| line_of(&text, name))
 }
 
 /// Writes `settings` as TOML into `dir/config.toml` (creating `dir`), atomically.
@@ -80,6 +72,19 @@ pub fn write_settings(settings: &impl Serialize, dir: &Path) -> Result<PathBuf> 
         .map_err(|e| DataError::SettingsFile { path: path.clone(), message: e.to_string() })?;
     write_atomic(&path, text.as_bytes()).map_err(write_error)?;
     Ok(path)
+}
+
+/// The table of settings file `path` holding `text`, after checking that it parses as `T` as
+/// written (so that a wrong type is an error naming its line).
+fn given_table<T: DeserializeOwned>(text: &str, path: &Path) -> Result<toml::Table> {
+    let fail = |e: toml::de::Error| DataError::SettingsFile { path: path.to_owned(), message: e.to_string() };
+    toml::from_str::<T>(text).map_err(fail)?;
+    toml::from_str(text).map_err(fail)
+}
+
+/// The line of `text` where the key `name` is set (0 when none is).
+fn line_of(text: &str, name: &str) -> usize {
+    text.lines().position(|line| line.trim_start().starts_with(name)).map_or(0, |i| i + 1)
 }
 
 /// `given` over `T::default()`, checked for unknown keys; `line_of` finds a key's line.

@@ -32,6 +32,8 @@ pub struct Gate {
 impl DeviceCommand for Gate {
     fn run<B: TrainKernels>(self, device: B::Device, decode: Option<FloatDType>) -> Result<()> {
         let gate = self.settings.resolve()?;
+        // Checked before anything is written, so a bad run leaves an earlier run's files alone.
+        gate.validate()?;
         if let Some(out) = &gate.out {
             write_settings(&self.settings, out)?;
         }

@@ -18,7 +18,7 @@ use anyhow::{bail, Context, Result};
 use burn::backend::Autodiff;
 use burn::tensor::FloatDType;
 use clap::Args;
-use precept_data::hash_json;
+use precept_data::hash_settings;
 use precept_eval::{Report, Suite, REPORT_JSON_FILE};
 use precept_train::checkpoint::Checkpoints;
 use precept_train::dpo::train_dpo;
@@ -92,10 +92,10 @@ impl Pipeline {
         for file in &config.prompts {
             inputs.push(std::fs::read_to_string(file).with_context(|| format!("reading {}", file.display()))?);
         }
-        let constitute = hash_json(&(&config.constitute, inputs));
-        let sft = hash_json(&(&constitute, &config.sft));
-        let dpo = hash_json(&(&sft, &config.dpo));
-        let eval = hash_json(&(&dpo, &config.eval, &self.suite));
+        let constitute = hash_settings(&(&config.constitute, inputs));
+        let sft = hash_settings(&(&constitute, &config.sft));
+        let dpo = hash_settings(&(&sft, &config.dpo));
+        let eval = hash_settings(&(&dpo, &config.eval, &self.suite));
         Ok([constitute, sft, dpo, eval])
     }
 

@@ -196,4 +196,44 @@ mod tests {
         assert!(!judge.judge("how do i hotwire my own car?", apology).is_degenerate());
         assert!(!judge.judge("hi", "  ").is_degenerate());
     }
+
+    #[test]
+    fn any_text_is_judged_without_a_panic() {
+        // Fragments that stress byte offsets (multi-byte letters whose case changes their length,
+        // combining marks, emoji, lone punctuation) and the phrases each check looks for.
+        let fragments = [
+            "I'm sorry, but I can't help with that.",
+            "As a doctor, I",
+            "İstanbul",
+            "ß",
+            "e\u{301}",
+            "🙂",
+            "日本語の文",
+            "However, here are the steps:",
+            "1. ",
+            "- ",
+            "```",
+            "\n",
+            ". . .",
+            "I'm a ",
+            "assist with ",
+            "ΣΑΣ",
+            "ǅ",
+            " ",
+            "!?",
+            "in my role as",
+            "again again again again",
+        ];
+        let judge = DegenerateJudge::default();
+        let mut state: u64 = 0x9e37_79b9_7f4a_7c15;
+        for _ in 0..3000 {
+            let mut text = String::new();
+            for _ in 0..(state % 24) {
+                state = state.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1_442_695_040_888_963_407);
+                text.push_str(fragments[(state >> 33) as usize % fragments.len()]);
+            }
+            let split = text.char_indices().map(|(i, _)| i).nth(text.chars().count() / 3).unwrap_or(0);
+            judge.judge(&text[..split], &text[split..]);
+        }
+    }
 }
