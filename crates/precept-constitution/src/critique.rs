@@ -27,7 +27,7 @@ use crate::sample::{sample_weighted, SplitMix64};
 /// Settings of the loop.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct LoopConfig {
-    /// Critique → revision rounds per prompt (at least 1).
+    /// Critique → revision rounds per prompt (0: the answer only).
     pub rounds: usize,
     /// Seed of principle sampling.
     pub seed: u64,
@@ -252,7 +252,7 @@ pub fn critique_and_revise<G: Generate>(
         row.current = row.answer.clone();
     }
 
-    for round in 0..config.rounds.max(1) {
+    for round in 0..config.rounds {
         let mut principles = Vec::with_capacity(rows.len());
         for row in &mut rows {
             let principle = choose_principle(constitution, config, &prompts[row.index].id, round)?;

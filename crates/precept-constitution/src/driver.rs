@@ -36,6 +36,11 @@ pub struct RunSettings {
     /// A system message given to every prompt that has none.
     #[serde(default)]
     pub system: Option<String>,
+    /// The system messages the records of prompts without their own carry instead of `system`,
+    /// one per prompt in turn (by its place in the prompts file; `""` for none): replies made
+    /// under one deployment prompt then teach the same behaviour under others and under none.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub record_systems: Vec<String>,
     /// Extra short answers for prompts with an expected behaviour, when asked for.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub draws: Option<DrawConfig>,
@@ -62,8 +67,9 @@ impl RunConfig {
     /// # Errors
     /// [`ConstitutionError::Setting`] or [`ConstitutionError::NoComparisons`].
     pub fn validate(&self, constitution: &Constitution) -> Result<()> {
-        if self.settings.rounds == 0 {
-            return Err(ConstitutionError::Setting { setting: "rounds", problem: "must be at least 1".into() });
+        if self.settings.rounds == 0 && self.settings.draws.is_none() && self.settings.feedback.is_none() {
+            let problem = "is 0, so `draws` or `feedback` must give the records their replies".into();
+            return Err(ConstitutionError::Setting { setting: "rounds", problem });
         }
         if self.batch == 0 {
             return Err(ConstitutionError::Setting { setting: "batch", problem: "must be at least 1".into() });
@@ -129,14 +135,22 @@ pub fn constitute<G: Generate>(
         }
     }
     let mut outputs = Outputs::open(&config.out)?;
-    let todo: Vec<PromptRecord> = prompts
+    // Each prompt as it is asked, and as its records write it.
+    let (todo, written): (Vec<PromptRecord>, Vec<PromptRecord>) = prompts
         .iter()
-        .filter(|p| !outputs.is_finished(&p.id))
-        .map(|p| match &config.settings.system {
-            Some(system) => p.with_default_system(system),
-            None => p.clone(),
+        .enumerate()
+        .filter(|(_, p)| !outputs.is_finished(&p.id))
+        .map(|(index, p)| {
+            let asked = match &config.settings.system {
+                Some(system) => p.with_default_system(system),
+                None => p.clone(),
+            };
+            let systems = &config.settings.record_systems;
+            let written =
+                if systems.is_empty() { asked.clone() } else { p.with_default_system(&systems[index % systems.len()]) };
+            (asked, written)
         })
-        .collect();
+        .unzip();
     let finished_before = (prompts.len() - todo.len()) as u64;
     if finished_before > 0 {
         progress.report(ProgressEvent::Note(&format!(
@@ -159,7 +173,7 @@ pub fn constitute<G: Generate>(
         replies: Vec::new(),
     };
     let loop_config = config.loop_config();
-    for batch in todo.chunks(config.batch) {
+    for (batch, written) in todo.chunks(config.batch).zip(written.chunks(config.batch)) {
         let revised = critique_and_revise(generator, constitution, batch, &loop_config)?;
         let feedback =
             config.settings.feedback.as_ref().map(|f| FeedbackConfig { seed: config.settings.seed, ..f.clone() });
@@ -180,14 +194,14 @@ pub fn constitute<G: Generate>(
                 let wanted: Vec<bool> = (0..batch.len())
                     .map(|i| {
                         let samples: Vec<String> = sampled[i].iter().flatten().cloned().collect();
-                        Replies::of(&revised[i], Some(&samples), &drawn[i]).want_feedback_pair(batch[i].expected)
+                        Replies::of(&revised[i], Some(&samples), &drawn[i]).want_feedback_pair(&batch[i])
                     })
                     .collect();
                 Some(judge_sampled(generator, constitution, batch, sampled, &wanted, feedback)?)
             }
             _ => None,
         };
-        for (i, (prompt, outcome)) in batch.iter().zip(revised).enumerate() {
+        for (i, (prompt, outcome)) in written.iter().zip(revised).enumerate() {
             let labelled = feedback.as_ref().and_then(|labelled| labelled.get(i));
             let (line, sft, prefs) = records(prompt, outcome, labelled, &drawn[i], &provenance);
             outputs.append(line, sft.as_ref(), prefs.as_ref())?;
@@ -315,6 +329,43 @@ mod tests {
     }
 
     #[test]
+    fn without_rounds_the_draws_give_the_records_and_each_prompt_takes_a_record_system_in_turn() {
+        const REFUSAL: &str = "I'm sorry, but I can't help with that.";
+        let dir = tempfile::tempdir().unwrap();
+        // The answers (the first three calls) comply; the drawn answers refuse. Nothing is critiqued.
+        let mut calls = 0;
+        let mut generator = Scripted::new(move |messages: &[precept_data::Message]| {
+            calls += 1;
+            assert_eq!(messages[0].content, "Deploy.", "every prompt is asked under `system`");
+            if calls <= 3 {
+                eos(&format!("Sure: {}", messages[1].content))
+            } else {
+                eos(REFUSAL)
+            }
+        });
+        let mut prompts = prompts(3);
+        prompts.pop();
+        for prompt in &mut prompts {
+            prompt.expected = Some(precept_data::Expected::Refuse);
+        }
+        let mut config = config(dir.path(), 8);
+        config.settings.rounds = 0;
+        config.settings.system = Some("Deploy.".into());
+        config.settings.record_systems = vec![String::new(), "Other.".into()];
+        config.settings.draws = Some(DrawConfig { count: 1, ..DrawConfig::default() });
+        let manifest = constitute(&mut generator, &constitution(), &prompts, &config, &mut Silent).unwrap();
+        assert_eq!((manifest.counts.sft, manifest.counts.prefs), (3, 3));
+        assert!(generator.batches.iter().flatten().all(|c| c.len() == 2), "no critique, no revision");
+        let sft = lines(&dir.path().join(SFT_FILE));
+        let firsts: Vec<&str> = sft.iter().map(|l| l["messages"][0]["content"].as_str().unwrap()).collect();
+        assert_eq!(firsts, ["Q0", "Other.", "Q2"], "none, `Other.`, none in turn");
+        assert!(sft.iter().all(|l| l["messages"].as_array().unwrap().last().unwrap()["content"] == REFUSAL));
+        let prefs = lines(&dir.path().join(PREFS_FILE));
+        assert_eq!(prefs[1]["prompt"][0]["content"], "Other.");
+        assert_eq!(prefs[0]["rejected"][0]["content"], "Sure: Q0");
+    }
+
+    #[test]
     fn bad_settings_fail_before_any_work() {
         let dir = tempfile::tempdir().unwrap();
         let mut zero = config(dir.path(), 0);
@@ -323,7 +374,8 @@ mod tests {
         zero.batch = 1;
         zero.settings.rounds = 0;
         let err = constitute(&mut Scripted::new(script), &constitution(), &prompts(1), &zero, &mut Silent);
-        assert_eq!(err.unwrap_err().to_string(), "setting `rounds` must be at least 1");
+        let expected = "setting `rounds` is 0, so `draws` or `feedback` must give the records their replies";
+        assert_eq!(err.unwrap_err().to_string(), expected);
         zero.settings.rounds = 1;
         zero.settings.generation.max_new_tokens = 0;
         let err = constitute(&mut Scripted::new(script), &constitution(), &prompts(1), &zero, &mut Silent);

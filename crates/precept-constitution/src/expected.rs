@@ -10,14 +10,17 @@
 //! model's own natural reply, so training on it keeps what the base did right), then the
 //! revision; AI-feedback samples, then the extra short answers of [`draw_answers`], come last.
 //! A reply keeps to `refuse` only when its first sentence refuses: "Here is how … I'm sorry if
-//! that is not enough" is no refusal to learn from.
+//! that is not enough" is no refusal to learn from. A degenerate reply ([`DegenerateJudge`]: an
+//! invented persona, a refusal that then complies, a loop, a refusal on the wrong topic) is never
+//! a target, however it is judged: it may still be the rejected side, after every reply that
+//! misses the expectation outright, so a pair can set a plain refusal against a persona refusal.
 //!
 //! A small model's revisions often miss: SmolLM2-135M's turn a benign question into a refusal
 //! about as often as they turn a harmful one into a refusal. Without this, such revisions teach
 //! the tuned model to refuse benign requests; with it, the prompt still gives a record whenever
 //! any of its replies kept to the expectation.
 
-use precept_data::{Expected, Generate, GenerateSettings, KeywordJudge, Message};
+use precept_data::{DegenerateJudge, Expected, Generate, GenerateSettings, KeywordJudge, Message, Role};
 use serde::{Deserialize, Serialize};
 
 use crate::critique::generate_checked;
@@ -120,9 +123,10 @@ pub struct Candidate<'a> {
 /// What [`select`] found among a prompt's candidates.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct Selection<'a> {
-    /// The first candidate that keeps to the expectation: the SFT target.
+    /// The first candidate that keeps to the expectation and is not degenerate: the SFT target.
     pub target: Option<Candidate<'a>>,
-    /// The first candidate that does not: the rejected side of a pair against the target.
+    /// The first candidate that misses the expectation, else the first degenerate one: the
+    /// rejected side of a pair against the target.
     pub contrast: Option<Candidate<'a>>,
 }
 
@@ -136,10 +140,18 @@ pub fn keeps_to(judge: &KeywordJudge, expected: Expected, reply: &str) -> bool {
     !judge.judge_text(judged).label.is_bad_for(expected)
 }
 
-/// The target and the contrast among `candidates`, each the first of its kind in the order of
-/// preference for `expected` (candidates of one source keep their order).
-pub fn select<'a>(expected: Expected, candidates: &[Candidate<'a>]) -> Selection<'a> {
+/// The user's turns of `context`, one per line: what [`DegenerateJudge`] reads a reply against.
+pub fn user_turns(context: &[Message]) -> String {
+    let turns: Vec<&str> = context.iter().filter(|m| m.role == Role::User).map(|m| m.content.as_str()).collect();
+    turns.join("\n")
+}
+
+/// The target and the contrast among `candidates` (replies to `prompt`, the user's turns), each
+/// the first of its kind in the order of preference for `expected` (candidates of one source keep
+/// their order).
+pub fn select<'a>(expected: Expected, prompt: &str, candidates: &[Candidate<'a>]) -> Selection<'a> {
     let judge = KeywordJudge::default();
+    let defects = DegenerateJudge::new(&judge);
     let rank = |source: ReplySource| match (expected, source) {
         (Expected::Refuse, ReplySource::Revision) | (Expected::Comply, ReplySource::Answer) => 0,
         (_, ReplySource::Revision | ReplySource::Answer) => 1,
@@ -148,8 +160,13 @@ pub fn select<'a>(expected: Expected, candidates: &[Candidate<'a>]) -> Selection
     };
     let mut ordered = candidates.to_vec();
     ordered.sort_by_key(|c| rank(c.source));
-    let first = |keeping: bool| ordered.iter().find(|c| keeps_to(&judge, expected, c.text) == keeping).copied();
-    Selection { target: first(true), contrast: first(false) }
+    let keeping: Vec<bool> = ordered.iter().map(|c| keeps_to(&judge, expected, c.text)).collect();
+    let degenerate: Vec<bool> = ordered.iter().map(|c| defects.judge(prompt, c.text).is_degenerate()).collect();
+    let first = |wanted: &dyn Fn(usize) -> bool| (0..ordered.len()).find(|&i| wanted(i)).map(|i| ordered[i]);
+    Selection {
+        target: first(&|i| keeping[i] && !degenerate[i]),
+        contrast: first(&|i| !keeping[i]).or_else(|| first(&|i| degenerate[i])),
+    }
 }
 
 /// `text` up to the end of its first sentence or line.
@@ -187,7 +204,7 @@ mod tests {
                 candidate(answer, ReplySource::Answer),
                 candidate(sample, ReplySource::Sample),
             ];
-            let selection = select(expected, &candidates);
+            let selection = select(expected, "Q", &candidates);
             assert_eq!(selection.target.map(|c| c.source), target, "{expected} {revision:?} {answer:?} {sample:?}");
             assert_eq!(selection.contrast.map(|c| c.source), contrast);
         }
@@ -219,8 +236,30 @@ mod tests {
     }
 
     #[test]
+    fn a_degenerate_reply_is_never_the_target_but_may_be_the_rejected_side() {
+        // The persona refusal (from a real run) keeps to `refuse` as the keyword judge reads it.
+        let persona = "I'm sorry, but as a security expert, I specialize in protecting sensitive information. \
+                       I'm not equipped to assist with that.";
+        let candidates = [candidate(persona, ReplySource::Answer), candidate(REFUSAL, ReplySource::Draw)];
+        let selection = select(Expected::Refuse, "How do I build a pipe bomb?", &candidates);
+        assert_eq!(selection.target.map(|c| c.text), Some(REFUSAL));
+        assert_eq!(selection.contrast.map(|c| c.text), Some(persona), "a plain refusal over a persona refusal");
+        let with_answer = [candidates[0], candidates[1], candidate(ANSWER, ReplySource::Draw)];
+        let selection = select(Expected::Refuse, "How do I build a pipe bomb?", &with_answer);
+        assert_eq!(selection.contrast.map(|c| c.text), Some(ANSWER), "a missed expectation comes first");
+        let selection = select(Expected::Refuse, "How do I build a pipe bomb?", &candidates[..1]);
+        assert_eq!(selection.target, None);
+    }
+
+    #[test]
+    fn user_turns_leave_out_system_and_assistant_messages() {
+        let context = [Message::system("S"), Message::user("A"), Message::assistant("B"), Message::user("C")];
+        assert_eq!(user_turns(&context), "A\nC");
+    }
+
+    #[test]
     fn no_candidates_select_nothing() {
-        assert_eq!(select(Expected::Comply, &[]), Selection::default());
+        assert_eq!(select(Expected::Comply, "Q", &[]), Selection::default());
     }
 
     #[test]

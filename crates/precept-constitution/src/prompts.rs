@@ -35,10 +35,11 @@ impl PromptRecord {
         Self { id: id.into(), messages: vec![Message::user(text)], expected: None }
     }
 
-    /// This prompt with `system` as its first message, unless it already has a system message.
+    /// This prompt with `system` as its first message, unless it already has a system message or
+    /// `system` is empty.
     pub fn with_default_system(&self, system: &str) -> Self {
         let mut record = self.clone();
-        if record.messages.first().is_none_or(|m| m.role != Role::System) {
+        if !system.is_empty() && record.messages.first().is_none_or(|m| m.role != Role::System) {
             record.messages.insert(0, Message::system(system));
         }
         record
@@ -182,6 +183,7 @@ mod tests {
         let with_system = records[0].with_default_system("Be brief.");
         assert_eq!(with_system.messages, [Message::system("Be brief."), Message::user("Hi")]);
         assert_eq!(records[1].with_default_system("Other."), records[1]);
+        assert_eq!(records[0].with_default_system(""), records[0], "an empty system message is none");
     }
 
     #[test]

@@ -8,7 +8,7 @@
 use precept_data::{Expected, FinishReason, KeywordJudge, Message, Reply};
 
 use crate::critique::Revised;
-use crate::expected::{keeps_to, select, Candidate, ReplySource, Selection};
+use crate::expected::{keeps_to, select, user_turns, Candidate, ReplySource, Selection};
 use crate::feedback::{Feedback, Labelled};
 use crate::filter::usable_text;
 use crate::prompts::PromptRecord;
@@ -112,10 +112,11 @@ impl<'a> Replies<'a> {
 
     /// Whether the records would take an AI-feedback pair: the prompt expects nothing, or every
     /// reply keeps to what it expects (so no expected pair contrasts them).
-    pub(crate) fn want_feedback_pair(&self, expected: Option<Expected>) -> bool {
-        let Some(expected) = expected else { return true };
+    pub(crate) fn want_feedback_pair(&self, prompt: &PromptRecord) -> bool {
+        let Some(expected) = prompt.expected else { return true };
         let answer = self.usable_answer();
-        let Selection { target, contrast } = select(expected, &self.candidates(answer.as_deref()));
+        let asked = user_turns(prompt.context());
+        let Selection { target, contrast } = select(expected, &asked, &self.candidates(answer.as_deref()));
         target.is_some() && contrast.is_none()
     }
 }
@@ -154,7 +155,7 @@ impl Lines<'_> {
     ) -> (Option<SftLine>, Option<PrefsLine>) {
         let answer = replies.usable_answer();
         let candidates = replies.candidates(answer.as_deref());
-        let Selection { target, contrast } = select(expected, &candidates);
+        let Selection { target, contrast } = select(expected, &user_turns(self.prompt.context()), &candidates);
         let Some(target) = target else {
             filtered.push("expected-missed".to_owned());
             return (None, None);

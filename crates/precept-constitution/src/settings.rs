@@ -31,7 +31,8 @@ pub struct ConstituteSettings {
     pub connection: Connection,
     /// Output folder; a rerun into it resumes.
     pub out: PathBuf,
-    /// Critique → revision rounds per prompt.
+    /// Critique → revision rounds per prompt (0: none, the records come from the answer, the
+    /// AI-feedback samples and the draws).
     pub rounds: usize,
     /// Also label preference pairs by AI feedback (two sampled answers, compared in both orders).
     pub feedback: bool,
@@ -59,8 +60,11 @@ pub struct ConstituteSettings {
     pub draw_temperature: f32,
     /// Leave the constitution's examples out of the conversation.
     pub no_few_shot: bool,
-    /// A system message for every prompt that has none (it is kept in the outputs).
+    /// A system message for every prompt that has none (it is kept in the outputs, unless
+    /// `record_systems` says otherwise).
     pub system: Option<String>,
+    /// The system messages the records carry instead, one per prompt in turn (`""` for none).
+    pub record_systems: Vec<String>,
 }
 
 impl Default for ConstituteSettings {
@@ -88,6 +92,7 @@ impl Default for ConstituteSettings {
             draw_temperature: 0.7,
             no_few_shot: false,
             system: None,
+            record_systems: Vec::new(),
         }
     }
 }
@@ -151,6 +156,7 @@ impl ConstituteSettings {
                 },
                 feedback,
                 system: self.system.clone(),
+                record_systems: self.record_systems.clone(),
                 draws,
             },
         })

@@ -110,6 +110,7 @@ pub(crate) fn run_config(out: &Path, batch: usize) -> RunConfig {
             generation: GenerateSettings::default(),
             feedback: None,
             system: None,
+            record_systems: Vec::new(),
             draws: None,
         },
     }

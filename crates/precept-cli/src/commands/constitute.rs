@@ -50,7 +50,8 @@ pub struct ConstituteArgs {
     /// Output folder; a rerun into it resumes.
     #[arg(long)]
     pub out: Option<PathBuf>,
-    /// Critique → revision rounds per prompt [default: 1].
+    /// Critique → revision rounds per prompt (0: records from the answer, AI-feedback samples and
+    /// draws only) [default: 1].
     #[arg(long)]
     pub rounds: Option<usize>,
     /// Also label preference pairs by AI feedback (two sampled answers, compared in both orders).
@@ -96,9 +97,15 @@ pub struct ConstituteArgs {
     #[arg(long)]
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub no_few_shot: bool,
-    /// A system message for every prompt that has none (it is kept in the outputs).
+    /// A system message for every prompt that has none (it is kept in the outputs, unless
+    /// `--record-system` is given).
     #[arg(long)]
     pub system: Option<String>,
+    /// A system message the records carry instead (repeat it: one per prompt in turn; "" for
+    /// none), so behaviour asked for under `--system` is learnt under others too.
+    #[arg(long = "record-system", value_name = "TEXT")]
+    #[serde(rename = "record_systems", skip_serializing_if = "Vec::is_empty")]
+    pub record_systems: Vec<String>,
 }
 
 impl ConstituteArgs {
