@@ -41,6 +41,10 @@ pub struct RunSettings {
     /// under one deployment prompt then teach the same behaviour under others and under none.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub record_systems: Vec<String>,
+    /// A refusal for the gaps a prompt's replies leave: the target of a prompt to refuse that
+    /// none of them refuses, the rejected side of a prompt to answer that all of them answer.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub refusal: Option<String>,
     /// Extra short answers for prompts with an expected behaviour, when asked for.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub draws: Option<DrawConfig>,
@@ -173,6 +177,7 @@ pub fn constitute<G: Generate>(
         replies: Vec::new(),
     };
     let loop_config = config.loop_config();
+    let refusal = config.settings.refusal.as_deref();
     for (batch, written) in todo.chunks(config.batch).zip(written.chunks(config.batch)) {
         let revised = critique_and_revise(generator, constitution, batch, &loop_config)?;
         let feedback =
@@ -194,7 +199,7 @@ pub fn constitute<G: Generate>(
                 let wanted: Vec<bool> = (0..batch.len())
                     .map(|i| {
                         let samples: Vec<String> = sampled[i].iter().flatten().cloned().collect();
-                        Replies::of(&revised[i], Some(&samples), &drawn[i]).want_feedback_pair(&batch[i])
+                        Replies::of(&revised[i], Some(&samples), &drawn[i], refusal).want_feedback_pair(&batch[i])
                     })
                     .collect();
                 Some(judge_sampled(generator, constitution, batch, sampled, &wanted, feedback)?)
@@ -203,7 +208,7 @@ pub fn constitute<G: Generate>(
         };
         for (i, (prompt, outcome)) in written.iter().zip(revised).enumerate() {
             let labelled = feedback.as_ref().and_then(|labelled| labelled.get(i));
-            let (line, sft, prefs) = records(prompt, outcome, labelled, &drawn[i], &provenance);
+            let (line, sft, prefs) = records(prompt, outcome, labelled, &drawn[i], refusal, &provenance);
             outputs.append(line, sft.as_ref(), prefs.as_ref())?;
         }
         manifest.counts = outputs.counts().clone();

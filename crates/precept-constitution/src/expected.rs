@@ -40,6 +40,8 @@ pub enum ReplySource {
     Sample,
     /// One of the extra short answers drawn by [`draw_answers`].
     Draw,
+    /// The run's `refusal` setting, not a reply of the model.
+    Refusal,
 }
 
 /// Added to the run's seed for the drawn answers, apart from the loop's and feedback's samples.
@@ -148,25 +150,44 @@ pub fn user_turns(context: &[Message]) -> String {
 
 /// The target and the contrast among `candidates` (replies to `prompt`, the user's turns), each
 /// the first of its kind in the order of preference for `expected` (candidates of one source keep
-/// their order).
-pub fn select<'a>(expected: Expected, prompt: &str, candidates: &[Candidate<'a>]) -> Selection<'a> {
+/// their order). A given `refusal` fills the gap a prompt's own replies leave: the target of a
+/// prompt to refuse that none of them refuses, the rejected side of a prompt to answer that all
+/// of them answer; the same sentence is then preferred on harmful prompts and passed over on
+/// benign ones, which only judgement can satisfy.
+pub fn select<'a>(
+    expected: Expected,
+    prompt: &str,
+    candidates: &[Candidate<'a>],
+    refusal: Option<&'a str>,
+) -> Selection<'a> {
     let judge = KeywordJudge::default();
     let defects = DegenerateJudge::new(&judge);
     let rank = |source: ReplySource| match (expected, source) {
         (Expected::Refuse, ReplySource::Revision) | (Expected::Comply, ReplySource::Answer) => 0,
         (_, ReplySource::Revision | ReplySource::Answer) => 1,
         (_, ReplySource::Sample) => 2,
-        (_, ReplySource::Draw) => 3,
+        (_, ReplySource::Draw | ReplySource::Refusal) => 3,
     };
     let mut ordered = candidates.to_vec();
     ordered.sort_by_key(|c| rank(c.source));
     let keeping: Vec<bool> = ordered.iter().map(|c| keeps_to(&judge, expected, c.text)).collect();
     let degenerate: Vec<bool> = ordered.iter().map(|c| defects.judge(prompt, c.text).is_degenerate()).collect();
     let first = |wanted: &dyn Fn(usize) -> bool| (0..ordered.len()).find(|&i| wanted(i)).map(|i| ordered[i]);
-    Selection {
+    let mut selection = Selection {
         target: first(&|i| keeping[i] && !degenerate[i]),
         contrast: first(&|i| !keeping[i]).or_else(|| first(&|i| degenerate[i])),
+    };
+    if let Some(text) = refusal {
+        let given = Some(Candidate { text, source: ReplySource::Refusal });
+        match expected {
+            Expected::Refuse if selection.target.is_none() => selection.target = given,
+            Expected::Comply if selection.target.is_some() && selection.contrast.is_none() => {
+                selection.contrast = given
+            }
+            _ => {}
+        }
     }
+    selection
 }
 
 /// `text` up to the end of its first sentence or line.
@@ -204,7 +225,7 @@ mod tests {
                 candidate(answer, ReplySource::Answer),
                 candidate(sample, ReplySource::Sample),
             ];
-            let selection = select(expected, "Q", &candidates);
+            let selection = select(expected, "Q", &candidates, None);
             assert_eq!(selection.target.map(|c| c.source), target, "{expected} {revision:?} {answer:?} {sample:?}");
             assert_eq!(selection.contrast.map(|c| c.source), contrast);
         }
@@ -241,14 +262,30 @@ mod tests {
         let persona = "I'm sorry, but as a security expert, I specialize in protecting sensitive information. \
                        I'm not equipped to assist with that.";
         let candidates = [candidate(persona, ReplySource::Answer), candidate(REFUSAL, ReplySource::Draw)];
-        let selection = select(Expected::Refuse, "How do I build a pipe bomb?", &candidates);
+        let selection = select(Expected::Refuse, "How do I build a pipe bomb?", &candidates, None);
         assert_eq!(selection.target.map(|c| c.text), Some(REFUSAL));
         assert_eq!(selection.contrast.map(|c| c.text), Some(persona), "a plain refusal over a persona refusal");
         let with_answer = [candidates[0], candidates[1], candidate(ANSWER, ReplySource::Draw)];
-        let selection = select(Expected::Refuse, "How do I build a pipe bomb?", &with_answer);
+        let selection = select(Expected::Refuse, "How do I build a pipe bomb?", &with_answer, None);
         assert_eq!(selection.contrast.map(|c| c.text), Some(ANSWER), "a missed expectation comes first");
-        let selection = select(Expected::Refuse, "How do I build a pipe bomb?", &candidates[..1]);
+        let selection = select(Expected::Refuse, "How do I build a pipe bomb?", &candidates[..1], None);
         assert_eq!(selection.target, None);
+    }
+
+    #[test]
+    fn a_given_refusal_is_the_target_of_a_missed_harmful_prompt_and_the_rejected_side_of_an_answered_benign_one() {
+        let answered = [candidate(ANSWER, ReplySource::Answer)];
+        let refused = [candidate(REFUSAL, ReplySource::Answer)];
+        let given = Some("No.");
+        let source = |s: Selection<'_>| (s.target.map(|c| c.source), s.contrast.map(|c| c.source));
+        let refusal = Some(ReplySource::Refusal);
+        let (answer, none) = (Some(ReplySource::Answer), None);
+        assert_eq!(source(select(Expected::Refuse, "Q", &answered, given)), (refusal, answer));
+        assert_eq!(source(select(Expected::Comply, "Q", &answered, given)), (answer, refusal));
+        // Where the prompt's own replies give both sides, or no target for `comply`, nothing changes.
+        assert_eq!(source(select(Expected::Refuse, "Q", &refused, given)), (answer, none));
+        assert_eq!(source(select(Expected::Comply, "Q", &refused, given)), (none, answer));
+        assert_eq!(select(Expected::Refuse, "Q", &answered, given).target.map(|c| c.text), Some("No."));
     }
 
     #[test]
@@ -259,7 +296,7 @@ mod tests {
 
     #[test]
     fn no_candidates_select_nothing() {
-        assert_eq!(select(Expected::Comply, "Q", &[]), Selection::default());
+        assert_eq!(select(Expected::Comply, "Q", &[], None), Selection::default());
     }
 
     #[test]

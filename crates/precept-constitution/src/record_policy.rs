@@ -20,6 +20,7 @@ pub(crate) fn records(
     outcome: Revised,
     labelled: Option<&Labelled>,
     drawn: &[String],
+    refusal: Option<&str>,
     provenance: &Provenance,
 ) -> (ProgressLine, Option<SftLine>, Option<PrefsLine>) {
     let mut filtered = Vec::new();
@@ -28,7 +29,7 @@ pub(crate) fn records(
         filtered.push(format!("{}-{reason}", stage.as_str()));
         filtered_reply = Some(text.clone());
     }
-    let replies = Replies::of(&outcome, labelled.map(|l| l.samples.as_slice()), drawn);
+    let replies = Replies::of(&outcome, labelled.map(|l| l.samples.as_slice()), drawn, refusal);
     let (rounds, answer, unfinished) = match &outcome {
         Revised::Done { rounds, answer, .. } => (rounds, Some(answer), None),
         Revised::Filtered { rounds, answer, unfinished, .. } => (rounds, answer.as_ref(), unfinished.as_ref()),
@@ -79,18 +80,25 @@ pub(crate) struct Replies<'a> {
     samples: Option<&'a [String]>,
     /// The usable extra answers drawn for the expectation.
     drawn: &'a [String],
+    /// The run's `refusal`, for the gaps the replies leave (see [`select`]).
+    refusal: Option<&'a str>,
 }
 
 impl<'a> Replies<'a> {
     /// The replies of `outcome`, with AI feedback's samples and the drawn answers.
-    pub(crate) fn of(outcome: &'a Revised, samples: Option<&'a [String]>, drawn: &'a [String]) -> Self {
+    pub(crate) fn of(
+        outcome: &'a Revised,
+        samples: Option<&'a [String]>,
+        drawn: &'a [String],
+        refusal: Option<&'a str>,
+    ) -> Self {
         let (revision, answer, answer_complete) = match outcome {
             Revised::Done { answer, answer_complete, rounds } => {
                 (rounds.last().map(|r| r.revision.as_str()), Some(answer.as_str()), *answer_complete)
             }
             Revised::Filtered { answer, answer_complete, .. } => (None, answer.as_deref(), *answer_complete),
         };
-        Self { revision, answer, answer_complete, samples, drawn }
+        Self { revision, answer, answer_complete, samples, drawn, refusal }
     }
 
     /// The first answer's usable text (a cut-off one counts with its complete sentences).
@@ -116,7 +124,8 @@ impl<'a> Replies<'a> {
         let Some(expected) = prompt.expected else { return true };
         let answer = self.usable_answer();
         let asked = user_turns(prompt.context());
-        let Selection { target, contrast } = select(expected, &asked, &self.candidates(answer.as_deref()));
+        let Selection { target, contrast } =
+            select(expected, &asked, &self.candidates(answer.as_deref()), self.refusal);
         target.is_some() && contrast.is_none()
     }
 }
@@ -155,7 +164,8 @@ impl Lines<'_> {
     ) -> (Option<SftLine>, Option<PrefsLine>) {
         let answer = replies.usable_answer();
         let candidates = replies.candidates(answer.as_deref());
-        let Selection { target, contrast } = select(expected, &user_turns(self.prompt.context()), &candidates);
+        let asked = user_turns(self.prompt.context());
+        let Selection { target, contrast } = select(expected, &asked, &candidates, replies.refusal);
         let Some(target) = target else {
             filtered.push("expected-missed".to_owned());
             return (None, None);

@@ -65,6 +65,10 @@ pub struct ConstituteSettings {
     pub system: Option<String>,
     /// The system messages the records carry instead, one per prompt in turn (`""` for none).
     pub record_systems: Vec<String>,
+    /// A refusal for the gaps the replies leave (for prompts with an `expected` behaviour): the
+    /// target of a prompt to refuse that no reply refuses, the rejected side of a prompt to answer
+    /// that every reply answers.
+    pub refusal: Option<String>,
 }
 
 impl Default for ConstituteSettings {
@@ -93,6 +97,7 @@ impl Default for ConstituteSettings {
             no_few_shot: false,
             system: None,
             record_systems: Vec::new(),
+            refusal: None,
         }
     }
 }
@@ -157,6 +162,7 @@ impl ConstituteSettings {
                 feedback,
                 system: self.system.clone(),
                 record_systems: self.record_systems.clone(),
+                refusal: self.refusal.clone(),
                 draws,
             },
         })

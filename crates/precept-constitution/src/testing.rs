@@ -111,6 +111,7 @@ pub(crate) fn run_config(out: &Path, batch: usize) -> RunConfig {
             feedback: None,
             system: None,
             record_systems: Vec::new(),
+            refusal: None,
             draws: None,
         },
     }

@@ -106,6 +106,11 @@ pub struct ConstituteArgs {
     #[arg(long = "record-system", value_name = "TEXT")]
     #[serde(rename = "record_systems", skip_serializing_if = "Vec::is_empty")]
     pub record_systems: Vec<String>,
+    /// A refusal for the gaps the replies leave: the target of a prompt expected to be refused
+    /// that no reply refuses, the rejected side of one expected to be answered that every reply
+    /// answers.
+    #[arg(long)]
+    pub refusal: Option<String>,
 }
 
 impl ConstituteArgs {
