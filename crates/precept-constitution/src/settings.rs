@@ -61,6 +61,11 @@ pub struct ConstituteSettings {
     pub no_few_shot: bool,
     /// A system message for every prompt that has none (it is kept in the outputs).
     pub system: Option<String>,
+    /// Eval suites and benchmark files the prompts are checked against before the loop starts:
+    /// a prompt that copies one of their prompts stops the run (see
+    /// [`precept_data::decontaminate()`]).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub decontaminate_against: Vec<PathBuf>,
 }
 
 impl Default for ConstituteSettings {
@@ -88,6 +93,7 @@ impl Default for ConstituteSettings {
             draw_temperature: 0.7,
             no_few_shot: false,
             system: None,
+            decontaminate_against: Vec::new(),
         }
     }
 }

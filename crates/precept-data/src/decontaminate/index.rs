@@ -21,7 +21,7 @@ pub const DEFAULT_NGRAM: usize = 8;
 
 /// When a training text counts as a copy of a reference.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
+#[serde(default)]
 pub struct DecontaminateSettings {
     /// Words per n-gram [default: 8].
     pub ngram: usize,
