@@ -60,7 +60,8 @@ pub enum Command {
     /// Preference training (DPO and its family, SimPO, ORPO) on TRL-format preference JSONL.
     Dpo(DpoArgs),
     /// Principles to a safer model in one command: constitute → sft → dpo → eval in one run
-    /// folder; finished stages are skipped and a killed one resumes.
+    /// folder; finished stages are skipped and a killed one resumes. Prompts that copy an eval
+    /// case or a `[decontaminate]` benchmark stop it before any stage runs (exit code 5).
     Pipeline(crate::commands::pipeline::PipelineArgs),
     /// Fold a PEFT LoRA adapter into its base model and save the result.
     Merge(MergeArgs),

@@ -172,6 +172,11 @@ mod tests {
         assert_eq!(report.against.len(), 3);
         assert!(report.against.iter().all(|f| f.texts > 0));
         assert!(seconds < 1.0, "{seconds} s");
+        // `heldout.jsonl` is an eval split itself: the training files share nothing with it.
+        let (heldout, training): (Vec<PathBuf>, Vec<PathBuf>) =
+            train.into_iter().partition(|p| p.ends_with("data/redteam/heldout.jsonl"));
+        let report = check(&training, &heldout, &DecontaminateSettings::default()).unwrap();
+        assert!(report.clean && report.against[0].texts > 0, "{:#?}", report.hits);
     }
 
     #[test]
