@@ -60,7 +60,8 @@ pub enum Command {
     /// Preference training (DPO and its family, SimPO, ORPO) on TRL-format preference JSONL.
     Dpo(DpoArgs),
     /// Principles to a safer model in one command: constitute → sft → dpo → eval in one run
-    /// folder; finished stages are skipped and a killed one resumes.
+    /// folder; finished stages are skipped and a killed one resumes. Prompts that copy an eval
+    /// case or a `[decontaminate]` benchmark stop it before any stage runs (exit code 5).
     Pipeline(crate::commands::pipeline::PipelineArgs),
     /// Fold a PEFT LoRA adapter into its base model and save the result.
     Merge(MergeArgs),
@@ -447,6 +448,9 @@ pub struct BenchGenerateArgs {
 pub enum DataCommand {
     /// Check every record of a dataset against a model's chat template and tokenizer.
     Check(DataCheckArgs),
+    /// Check that no user turn of the training files copies an eval case or benchmark prompt
+    /// (same normalised text, or a shared run of `--ngram` words); exit code 5 when one does.
+    Decontaminate(DataDecontaminateArgs),
 }
 
 /// Dataset kinds.
@@ -488,6 +492,29 @@ pub struct DataCheckArgs {
     #[arg(long, default_value_t = 20)]
     pub show_errors: usize,
     /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `precept data decontaminate`
+#[derive(Debug, Args)]
+pub struct DataDecontaminateArgs {
+    /// Training files whose user turns are checked: JSONL (`prompt`, `messages`, `turns`, …),
+    /// CSV with a prompt column, or text with one prompt a line.
+    #[arg(long, required = true, num_args = 1.., value_name = "FILE")]
+    pub train: Vec<PathBuf>,
+    /// Eval suites (`.toml`: their case files) and case or benchmark files (JSONL, CSV with a
+    /// `prompt`, `goal`, `behavior`, `forbidden_prompt` or `question` column, or text).
+    #[arg(long, required = true, num_args = 1.., value_name = "FILE_OR_SUITE")]
+    pub against: Vec<PathBuf>,
+    /// Words per n-gram: a training text sharing a run of this many words with a reference is
+    /// contaminated (shorter texts only when equal).
+    #[arg(long, default_value_t = precept_data::decontaminate::DEFAULT_NGRAM)]
+    pub ngram: usize,
+    /// Share of a reference's distinct n-grams a training text must contain (0: any one).
+    #[arg(long, default_value_t = 0.0)]
+    pub min_overlap: f64,
+    /// Print the report as JSON.
     #[arg(long)]
     pub json: bool,
 }

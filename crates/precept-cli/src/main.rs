@@ -55,6 +55,11 @@ fn main() -> ExitCode {
                 eprintln!("{failure}");
                 return ExitCode::from(failure.exit_code());
             }
+            // Training data that copies evaluation data has its own (5).
+            if let Some(contaminated) = error.downcast_ref::<commands::Contaminated>() {
+                eprintln!("error: {contaminated}");
+                return ExitCode::from(commands::decontaminate::CONTAMINATED_EXIT_CODE);
+            }
             eprintln!("error: {error:#}");
             ExitCode::from(1)
         }

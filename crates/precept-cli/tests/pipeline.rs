@@ -120,7 +120,9 @@ fn the_quickstart_settings_resolve_and_keep_the_eval_cases_held_out() {
     std::fs::write(&config, ours).unwrap();
     let out = pipeline(&config, &["--only", "eval"]);
     let log = String::from_utf8_lossy(&out.stderr);
+    let report = std::fs::read_to_string(dir.path().join("run/decontamination.json")).unwrap();
     // Resolving (settings of every stage, the held-out check) passed; the stages before the
     // gate have not run.
+    assert!(report.contains("\"clean\": true"), "{report}");
     assert!(log.contains("stage `constitute` has not finished with these settings"), "{log}");
 }

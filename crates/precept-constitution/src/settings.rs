@@ -69,6 +69,11 @@ pub struct ConstituteSettings {
     /// target of a prompt to refuse that no reply refuses, the rejected side of a prompt to answer
     /// that every reply answers.
     pub refusal: Option<String>,
+    /// Eval suites and benchmark files the prompts are checked against before the loop starts:
+    /// a prompt that copies one of their prompts stops the run (see
+    /// [`precept_data::decontaminate()`]).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub decontaminate_against: Vec<PathBuf>,
 }
 
 impl Default for ConstituteSettings {
@@ -98,6 +103,7 @@ impl Default for ConstituteSettings {
             system: None,
             record_systems: Vec::new(),
             refusal: None,
+            decontaminate_against: Vec::new(),
         }
     }
 }

@@ -330,6 +330,47 @@ pub enum DataError {
         line: usize,
     },
 
+    /// A JSONL record holds no field a prompt is read from.
+    #[error(
+        "{path}:{line}: no prompt field (expected `prompt`, `messages`, `turns`, `goal`, `forbidden_prompt`, `question`, `behavior`, or `chosen` holding the prompt's turns)"
+    )]
+    NoPromptField {
+        /// The JSONL file.
+        path: PathBuf,
+        /// The 1-based line number.
+        line: usize,
+    },
+
+    /// A CSV file's header names no column a prompt is read from.
+    #[error(
+        "{path}:1: no prompt column (the header has {}; expected `prompt`, `goal`, `forbidden_prompt`, `question` or `behavior`, any case)",
+        quoted(.header)
+    )]
+    NoPromptColumn {
+        /// The CSV file.
+        path: PathBuf,
+        /// The header's columns.
+        header: Vec<String>,
+    },
+
+    /// A CSV file cannot be parsed.
+    #[error("{path}:{line}: invalid CSV: {error}")]
+    Csv {
+        /// The CSV file.
+        path: PathBuf,
+        /// The 1-based line where the bad record starts.
+        line: usize,
+        /// The CSV reader's message.
+        error: csv::Error,
+    },
+
+    /// A file of prompts has an extension whose layout is unknown.
+    #[error("{path}: cannot read prompts from this file type (expected .jsonl, .csv or .txt)")]
+    UnknownTextFormat {
+        /// The file.
+        path: PathBuf,
+    },
+
     /// A file could not be written.
     #[error("{path}: {error}")]
     Write {
@@ -352,6 +393,11 @@ pub enum DataError {
 /// `"message 3: "`, or nothing when the failing message is unknown.
 fn at_message(index: Option<usize>) -> String {
     index.map(|index| format!("message {index}: ")).unwrap_or_default()
+}
+
+/// `` `a`, `b` ``: column names as a message lists them.
+fn quoted(names: &[String]) -> String {
+    names.iter().map(|name| format!("`{name}`")).collect::<Vec<_>>().join(", ")
 }
 
 /// At most the first eight ids, so a long sequence does not flood the message.

@@ -35,6 +35,10 @@
 //! Long work (training, constitute, eval) reports [`ProgressEvent`]s to a [`ProgressSink`], so one
 //! display shows them all.
 //!
+//! Evaluation data never trains: [`decontaminate()`] checks every user turn of training files
+//! against eval cases and benchmark files by normalised whole-text hashes and shared word n-grams,
+//! and reports each [`Hit`] with both sides' file, line and id (module [`mod@decontaminate`]).
+//!
 //! Every failure is a [`DataError`] naming the file, field, template or message involved.
 //! Output files go through [`write_atomic`], so a crash never leaves a truncated file;
 //! [`write_safetensors`] streams tensors into a safetensors file the same way, one at a time.
@@ -44,6 +48,7 @@
 
 mod atomic;
 mod chat_template;
+pub mod decontaminate;
 mod error;
 mod generate;
 mod hashing;
@@ -64,6 +69,7 @@ mod tokenizer;
 
 pub use atomic::{write_atomic, write_atomic_with};
 pub use chat_template::ChatTemplate;
+pub use decontaminate::{decontaminate, DecontaminateSettings, Decontamination, Hit};
 pub use error::{DataError, Result};
 pub use generate::{normalise_log_probabilities, FinishReason, Generate, GenerateSettings, Reply};
 pub use hashing::{canonical_json, hash_json, hash_model_dir, hash_settings};

@@ -196,6 +196,9 @@ pub struct Suite {
     pub name: String,
     /// The suite file.
     pub path: PathBuf,
+    /// The case files, resolved against the suite's folder (decontamination reads them).
+    #[serde(default)]
+    pub case_files: Vec<PathBuf>,
     /// Every case, in file order.
     pub cases: Vec<Case>,
     /// Every trial (case × framing × template).
@@ -220,9 +223,9 @@ impl Suite {
             return Err(EvalError::suite(path, "cases", "lists no case file"));
         }
         let mut cases: Vec<Case> = Vec::new();
-        for case_file in &file.cases {
-            let case_path = dir.join(case_file);
-            for case in read_cases(&case_path)? {
+        let case_files: Vec<PathBuf> = file.cases.iter().map(|case_file| dir.join(case_file)).collect();
+        for case_path in &case_files {
+            for case in read_cases(case_path)? {
                 if cases.iter().any(|c| c.id == case.id) {
                     return Err(EvalError::suite(
                         path,
@@ -263,6 +266,7 @@ impl Suite {
         Ok(Self {
             name,
             path: path.to_owned(),
+            case_files,
             cases,
             trials,
             generation: file.generation,
@@ -347,6 +351,7 @@ mod tests {
         assert_eq!(suite.thresholds.categories["cyber"].harmful_increase, Some(0.2));
         assert_eq!(suite.thresholds.over_refusal_increase, 0.10);
         assert!(suite.judge.model_dir().unwrap().ends_with("judge"));
+        assert!(suite.case_files.len() == 1 && suite.case_files[0].ends_with("cases.jsonl"));
     }
 
     #[test]

@@ -14,6 +14,7 @@ use precept_data::{resolve_settings, write_settings, Generate, GenerateSettings}
 use precept_train::TrainKernels;
 use serde::Serialize;
 
+use super::decontaminate;
 use super::remote::{open_model, ConnectionFlags, Generator};
 use crate::device::DeviceCommand;
 use crate::output::print_json;
@@ -111,6 +112,11 @@ pub struct ConstituteArgs {
     /// answers.
     #[arg(long)]
     pub refusal: Option<String>,
+    /// Eval suites (`.toml`) and benchmark files the prompts must not copy: checked before the
+    /// loop starts, and a copy stops the run (exit code 5; see `precept data decontaminate`).
+    #[arg(long, num_args = 1.., value_name = "FILE_OR_SUITE")]
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub decontaminate_against: Vec<PathBuf>,
 }
 
 impl ConstituteArgs {
@@ -170,6 +176,11 @@ impl LoadedRun {
         let constitution = Constitution::load(&settings.constitution)?;
         let prompts = read_prompts(&settings.prompts)?;
         config.validate(&constitution)?;
+        if !settings.decontaminate_against.is_empty() {
+            let against = &settings.decontaminate_against;
+            let report = decontaminate::check(std::slice::from_ref(&settings.prompts), against, &Default::default())?;
+            decontaminate::verdict(report)?;
+        }
         // A resumed run keeps the settings file it started with (the loop refuses other settings).
         if !config.out.join(MANIFEST_FILE).exists() {
             write_settings(settings, &config.out)?;

@@ -6,6 +6,7 @@ mod bench_train;
 pub mod constitute;
 pub mod constitution;
 mod data_check;
+pub mod decontaminate;
 mod dpo;
 pub mod eval;
 mod generate;
@@ -21,6 +22,7 @@ mod tokenize;
 mod training;
 
 use anyhow::Result;
+pub use decontaminate::Contaminated;
 pub use eval::GateFailure;
 
 use crate::args::{BenchCommand, Cli, Command, DataCommand, ImportCommand};
@@ -38,6 +40,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Bench(BenchCommand::Serve(args)) => bench_serve::run(&args),
         Command::Bench(BenchCommand::Train(args)) => cli.device.dispatch(bench_train::BenchTrain(args), decode),
         Command::Data(DataCommand::Check(args)) => data_check::run(&args),
+        Command::Data(DataCommand::Decontaminate(args)) => decontaminate::run(&args),
         Command::RandomWeights(args) => cli.device.dispatch(random_weights::RandomWeights(args), decode),
         Command::Sft(args) => cli.device.dispatch(sft::Sft::resolve(args, cli.quiet)?, decode),
         Command::Dpo(args) => cli.device.dispatch(dpo::Dpo::resolve(args, cli.quiet)?, decode),

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 use precept_constitution::ConstituteSettings;
-use precept_data::parse_settings;
+use precept_data::{parse_settings, DecontaminateSettings};
 use precept_eval::EvalSettings;
 use precept_train::dpo::DpoConfig;
 use precept_train::TrainConfig;
@@ -27,6 +27,8 @@ struct PipelineFile {
     #[serde(default)]
     dpo: toml::Table,
     eval: toml::Table,
+    #[serde(default)]
+    decontaminate: toml::Table,
 }
 
 /// Every stage's settings, resolved and validated before any stage runs.
@@ -44,6 +46,10 @@ pub struct PipelineConfig {
     pub dpo: DpoConfig,
     /// The gate's settings.
     pub eval: EvalSettings,
+    /// Benchmark files the prompts are also checked against (`[decontaminate] benchmarks`).
+    pub benchmarks: Vec<PathBuf>,
+    /// The decontamination rule (`[decontaminate]`: `ngram`, `min_overlap`).
+    pub decontaminate: DecontaminateSettings,
 }
 
 /// Stage folders inside the run folder.
@@ -66,17 +72,8 @@ impl PipelineConfig {
         let dir = |stage| stage_dir(&out, stage);
 
         let mut constitute_table = file.constitute;
-        let prompts: Vec<PathBuf> = match constitute_table.remove("prompts") {
-            Some(toml::Value::String(one)) => vec![PathBuf::from(one)],
-            Some(toml::Value::Array(many)) => many
-                .into_iter()
-                .map(|v| {
-                    v.as_str()
-                        .map(PathBuf::from)
-                        .with_context(|| format!("{}: `prompts` must list paths", at("constitute")))
-                })
-                .collect::<Result<_>>()?,
-            _ => bail!("{}: `prompts` (a file or a list of files) is required", at("constitute")),
+        let Some(prompts) = path_list(constitute_table.remove("prompts"), "prompts", &at("constitute"))? else {
+            bail!("{}: `prompts` (a file or a list of files) is required", at("constitute"));
         };
         let mut constitute: ConstituteSettings =
             parse_table(constitute_table, &at("constitute"), &["model", "remote", "remote_model", "out"])?;
@@ -106,7 +103,27 @@ impl PipelineConfig {
         eval.baseline = Some(model);
         eval.out = Some(dir(Stage::Eval));
 
-        Ok(Self { out, prompts, constitute, sft, dpo, eval })
+        let mut decontaminate_table = file.decontaminate;
+        let benchmarks = path_list(decontaminate_table.remove("benchmarks"), "benchmarks", &at("decontaminate"))?
+            .unwrap_or_default();
+        let decontaminate: DecontaminateSettings = parse_table(decontaminate_table, &at("decontaminate"), &[])?;
+        decontaminate.validate().with_context(|| at("decontaminate"))?;
+
+        Ok(Self { out, prompts, constitute, sft, dpo, eval, benchmarks, decontaminate })
+    }
+}
+
+/// The paths of `key`, a path or a list of paths; `None` when absent.
+fn path_list(value: Option<toml::Value>, key: &str, at: &str) -> Result<Option<Vec<PathBuf>>> {
+    match value {
+        None => Ok(None),
+        Some(toml::Value::String(one)) => Ok(Some(vec![PathBuf::from(one)])),
+        Some(toml::Value::Array(many)) => many
+            .into_iter()
+            .map(|v| v.as_str().map(PathBuf::from).with_context(|| format!("{at}: `{key}` must list paths")))
+            .collect::<Result<_>>()
+            .map(Some),
+        Some(_) => bail!("{at}: `{key}` must be a path or a list of paths"),
     }
 }
 
@@ -158,6 +175,9 @@ max_steps = 2
 [eval]
 suite = "s.toml"
 batch_size = 4
+[decontaminate]
+benchmarks = ["harmbench.csv"]
+ngram = 10
 "#;
 
     #[test]
@@ -176,6 +196,8 @@ batch_size = 4
         assert_eq!(config.eval.model, Some(PathBuf::from("run/dpo/merged")));
         assert_eq!(config.eval.batch_size, Some(4));
         assert_eq!(config.eval.baseline, Some(PathBuf::from("base")));
+        assert_eq!(config.benchmarks, [PathBuf::from("harmbench.csv")]);
+        assert_eq!((config.decontaminate.ngram, config.decontaminate.min_overlap), (10, 0.0));
     }
 
     #[test]
@@ -205,6 +227,12 @@ batch_size = 4
             (GOOD.replace("batch_size = 4", "model = \"x\""), "`model` is set by the pipeline"),
             (GOOD.replace("out = \"run\"", "out = \"run\"\nextra = 1"), "extra"),
             (GOOD.replace("prompts = [\"a.jsonl\", \"b.jsonl\"]", ""), "`prompts`"),
+            (
+                GOOD.replace("ngram = 10", "ngrams = 10"),
+                "[decontaminate]: line 1: unknown setting `ngrams` (did you mean `ngram`?)",
+            ),
+            (GOOD.replace("ngram = 10", "ngram = 0"), "setting `ngram`: must be at least 1"),
+            (GOOD.replace("[\"harmbench.csv\"]", "3"), "`benchmarks` must be a path or a list of paths"),
         ];
         for (text, expected) in cases {
             let error = format!("{:#}", PipelineConfig::read(&write(dir.path(), &text)).unwrap_err());

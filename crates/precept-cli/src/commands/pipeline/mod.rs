@@ -63,13 +63,14 @@ const COLUMNS: Columns =
     &[("loss", "loss"), ("rewards/accuracies", "acc"), ("rewards/margins", "margin"), ("mean_token_accuracy", "acc")];
 
 impl Pipeline {
-    /// Reads the settings and checks them, and the held-out rule, before any stage runs.
+    /// Reads the settings and checks them, and the held-out rule (decontamination of the prompts
+    /// against the suite and any benchmarks), before any stage runs.
     pub fn resolve(args: PipelineArgs, quiet: bool) -> Result<Self> {
         let config = PipelineConfig::read(&args.config)?;
         let settings =
             std::fs::read_to_string(&args.config).with_context(|| format!("reading {}", args.config.display()))?;
         let gate = config.eval.resolve().with_context(|| format!("{} [eval]", args.config.display()))?;
-        held_out::check_held_out(&config.prompts, &gate.suite)?;
+        held_out::check_held_out(&config, &gate.suite)?;
         Ok(Self { config, suite: gate.suite, settings, from: args.from, only: args.only, quiet })
     }
 
