@@ -49,6 +49,9 @@ pub struct EvalSettings {
     pub baseline_remote_model: Option<String>,
     /// System prompt for the tuned side only (the base keeps the suite's).
     pub tuned_system: Option<String>,
+    /// Also compare both models with no system prompt, as a second condition (overrides the
+    /// suite's `without_system_prompt`).
+    pub without_system_prompt: Option<bool>,
     /// Folder for the settings and the reports.
     pub out: Option<PathBuf>,
     /// Folder of cached baseline results.
@@ -83,6 +86,7 @@ impl Default for EvalSettings {
             baseline_remote: None,
             baseline_remote_model: None,
             tuned_system: None,
+            without_system_prompt: None,
             out: None,
             cache_dir: PathBuf::from(".precept-cache/eval"),
             no_cache: false,
@@ -132,6 +136,9 @@ impl EvalSettings {
                 Some(value) => *target = value,
                 None => {}
             }
+        }
+        if let Some(without) = self.without_system_prompt {
+            suite.generation.without_system_prompt = without;
         }
         // A remote judge's model is named, not loaded: the name stands where a folder would.
         let judge_model =
