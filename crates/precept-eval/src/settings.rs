@@ -251,4 +251,25 @@ mod tests {
             assert!(error.starts_with(expected), "{expected}: {error}");
         }
     }
+
+    #[test]
+    fn the_setting_without_system_prompt_overrides_the_suites_either_way() {
+        let dir = tempfile::tempdir().unwrap();
+        let suite = dir.path().join("s.toml");
+        std::fs::write(dir.path().join("c.jsonl"), r#"{"id":"a","prompt":"hi","expected":"comply","category":"x"}"#)
+            .unwrap();
+        std::fs::write(&suite, "cases = [\"c.jsonl\"]\n[generation]\nsystem_prompt = \"Be safe.\"\n").unwrap();
+        let given = EvalSettings { suite: suite.clone(), model: Some("m".into()), ..EvalSettings::default() };
+        let conditions = |settings: &EvalSettings| settings.resolve().unwrap().conditions().len();
+        assert_eq!(conditions(&given), 1, "off unless asked for");
+        let on = EvalSettings { without_system_prompt: Some(true), ..given.clone() };
+        assert_eq!(conditions(&on), 2);
+        std::fs::write(
+            &suite,
+            "cases = [\"c.jsonl\"]\n[generation]\nsystem_prompt = \"S\"\nwithout_system_prompt = true\n",
+        )
+        .unwrap();
+        assert_eq!(conditions(&given), 2);
+        assert_eq!(conditions(&EvalSettings { without_system_prompt: Some(false), ..given }), 1);
+    }
 }
