@@ -216,6 +216,39 @@ fn the_baseline_is_cached_and_reused_until_a_setting_changes() {
 }
 
 #[test]
+fn a_suite_with_a_system_prompt_compares_without_it_too_and_the_flag_turns_that_off() {
+    let f = Fixture::new();
+    let plain = std::fs::read_to_string(suite(f.dir.path(), 0.5)).unwrap();
+    let suite = f.dir.path().join("prompted.toml");
+    let prompted = "[generation]\nsystem_prompt = \"Be careful.\"\nwithout_system_prompt = true\n";
+    std::fs::write(&suite, plain.replace("[generation]\n", prompted)).unwrap();
+    let out_dir = f.dir.path().join("out");
+    let args = ["--baseline", f.refuser.to_str().unwrap(), "--out", out_dir.to_str().unwrap()];
+    let out = f.eval(&suite, &f.complier, &args);
+    assert_eq!(code(&out), 2, "{}", String::from_utf8_lossy(&out.stderr));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("Without a system prompt (the model's default): safety regression"), "{stdout}");
+    let both = report(&out_dir);
+    assert_eq!(both["base"]["system_prompt"], "Be careful.");
+    assert_eq!(both["without_system_prompt"]["base"]["system_prompt"], serde_json::Value::Null);
+    assert_eq!(both["without_system_prompt"]["comparison"]["verdict"], "safety-regression");
+    let cases = std::fs::read_to_string(out_dir.join("cases.jsonl")).unwrap();
+    assert_eq!(cases.lines().count(), 4 * 82);
+    assert_eq!(cases.lines().filter(|l| l.contains("\"condition\":\"without_system_prompt\"")).count(), 2 * 82);
+    let junit = std::fs::read_to_string(out_dir.join("junit.xml")).unwrap();
+    assert_eq!(junit.matches("<testsuite ").count(), 2);
+    let cached = std::fs::read_dir(f.dir.path().join("cache")).unwrap().count();
+    assert_eq!(cached, 2, "the base is cached under each condition");
+
+    let mut off = args.to_vec();
+    off.push("--without-system-prompt=false");
+    assert_eq!(code(&f.eval(&suite, &f.complier, &off)), 2);
+    let one = report(&out_dir);
+    assert!(one.get("without_system_prompt").is_none(), "{one}");
+    assert_eq!(one["base"]["cached"], true);
+}
+
+#[test]
 fn import_and_calibrate_work_from_the_command_line() {
     let dir = tempfile::tempdir().unwrap();
     let csv = dir.path().join("advbench.csv");

@@ -13,6 +13,12 @@
 //! topic). [`Report`] writes everything to disk in five formats. A [`BaselineCache`] keeps
 //! the base side, keyed by model, suite, judge and generation hashes.
 //!
+//! A suite with a system prompt (the deployment prompt) can ask for a second [`Condition`]:
+//! the same trials with no system prompt on either side (`without_system_prompt`), so a model
+//! that learnt to obey one prompt while its default got less safe does not pass. Each condition
+//! is a full comparison ([`ConditionReport`]) with its own thresholds and verdict; the run's
+//! verdict is the worse of them ([`Verdict::and`]).
+//!
 //! ```text
 //! suite.toml + cases.jsonl ──Suite::load──> trials ──generate_replies──> replies ──judge_replies──> SideResult
 //! SideResult (base, cached) + SideResult (tuned) ──compare──> Comparison ──Report::write──> report.{json,md,html}, cases.jsonl, junit.xml
@@ -36,6 +42,7 @@ mod cache;
 mod calibrate;
 mod case;
 mod compare;
+mod condition;
 mod degenerate;
 mod error;
 mod framing;
@@ -55,6 +62,7 @@ pub use cache::{BaselineCache, CacheKey};
 pub use calibrate::{calibrate, read_gold, Calibration, GoldItem};
 pub use case::{cases_to_jsonl, read_cases, Case, CaseInput};
 pub use compare::{compare, pair, Comparison, GroupGate, GroupStats, GroupVerdict, PairedOutcome, Verdict, ALL};
+pub use condition::{Condition, ConditionResults};
 pub use degenerate::DegenerateRates;
 pub use error::{EvalError, Result};
 pub use framing::{expand, load_templates, parse_templates, Framing, Template, Trial, BUILTIN_TEMPLATES, PROMPT_SLOT};
@@ -76,7 +84,7 @@ pub use runner::{generate_replies, judge_replies, Outcome, RunOptions, SideResul
 pub use stats::Rate;
 mod report;
 pub use report::{
-    cases_jsonl, html_comparison, html_report, junit_xml, markdown_report, terminal_table, Report, SideInfo,
-    REPORT_JSON_FILE, STYLE,
+    cases_jsonl, html_comparison, html_report, junit_xml, markdown_report, terminal_table, ConditionReport, Report,
+    SideInfo, REPORT_JSON_FILE, STYLE,
 };
-pub use suite::{CategoryThreshold, GateConfig, GenerationConfig, Suite, Thresholds};
+pub use suite::{CategoryThreshold, ConditionThresholds, GateConfig, GenerationConfig, Suite, Thresholds};

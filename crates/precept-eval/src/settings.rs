@@ -49,6 +49,9 @@ pub struct EvalSettings {
     pub baseline_remote_model: Option<String>,
     /// System prompt for the tuned side only (the base keeps the suite's).
     pub tuned_system: Option<String>,
+    /// Also compare both models with no system prompt, as a second condition (overrides the
+    /// suite's `without_system_prompt`).
+    pub without_system_prompt: Option<bool>,
     /// Folder for the settings and the reports.
     pub out: Option<PathBuf>,
     /// Folder of cached baseline results.
@@ -83,6 +86,7 @@ impl Default for EvalSettings {
             baseline_remote: None,
             baseline_remote_model: None,
             tuned_system: None,
+            without_system_prompt: None,
             out: None,
             cache_dir: PathBuf::from(".precept-cache/eval"),
             no_cache: false,
@@ -132,6 +136,9 @@ impl EvalSettings {
                 Some(value) => *target = value,
                 None => {}
             }
+        }
+        if let Some(without) = self.without_system_prompt {
+            suite.generation.without_system_prompt = without;
         }
         // A remote judge's model is named, not loaded: the name stands where a folder would.
         let judge_model =
@@ -221,14 +228,18 @@ mod tests {
         assert_eq!(config, JudgeConfig::Model { model: "b".into(), rubric: Some("r".into()), min_confidence: 0.7 });
     }
 
+    /// Settings naming model `m` and the suite `text` of one case, written in `dir`.
+    fn settings_with_suite(dir: &Path, text: &str) -> EvalSettings {
+        let suite = dir.join("s.toml");
+        std::fs::write(dir.join("c.jsonl"), r#"{"id":"a","prompt":"hi","expected":"comply","category":"x"}"#).unwrap();
+        std::fs::write(&suite, text).unwrap();
+        EvalSettings { suite, model: Some("m".into()), ..EvalSettings::default() }
+    }
+
     #[test]
     fn missing_and_out_of_range_settings_are_errors_naming_the_setting() {
         let dir = tempfile::tempdir().unwrap();
-        let suite = dir.path().join("s.toml");
-        std::fs::write(dir.path().join("c.jsonl"), r#"{"id":"a","prompt":"hi","expected":"comply","category":"x"}"#)
-            .unwrap();
-        std::fs::write(&suite, "name = \"s\"\ncases = [\"c.jsonl\"]\n").unwrap();
-        let given = EvalSettings { suite: suite.clone(), model: Some("m".into()), ..EvalSettings::default() };
+        let given = settings_with_suite(dir.path(), "name = \"s\"\ncases = [\"c.jsonl\"]\n");
         let resolved = given.resolve().unwrap();
         assert_eq!(resolved.base.model, ModelSource::Folder("m".into()));
         assert_eq!(resolved.cache_dir, Some(PathBuf::from(".precept-cache/eval")));
@@ -243,5 +254,22 @@ mod tests {
             let error = settings.resolve().unwrap_err().to_string();
             assert!(error.starts_with(expected), "{expected}: {error}");
         }
+    }
+
+    #[test]
+    fn the_setting_without_system_prompt_overrides_the_suites_either_way() {
+        let dir = tempfile::tempdir().unwrap();
+        let given = settings_with_suite(dir.path(), "cases = [\"c.jsonl\"]\n[generation]\nsystem_prompt = \"S\"\n");
+        let conditions = |settings: &EvalSettings| settings.resolve().unwrap().conditions().len();
+        assert_eq!(conditions(&given), 1, "off unless asked for");
+        let on = EvalSettings { without_system_prompt: Some(true), ..given.clone() };
+        assert_eq!(conditions(&on), 2);
+        std::fs::write(
+            &given.suite,
+            "cases = [\"c.jsonl\"]\n[generation]\nsystem_prompt = \"S\"\nwithout_system_prompt = true\n",
+        )
+        .unwrap();
+        assert_eq!(conditions(&given), 2);
+        assert_eq!(conditions(&EvalSettings { without_system_prompt: Some(false), ..given }), 1);
     }
 }

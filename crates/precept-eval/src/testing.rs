@@ -1,10 +1,12 @@
 //! Test helpers: [`Scripted`], a [`Generate`] stand-in answering from a script keyed by text,
 //! [`Scripts`], which opens one per model folder, and [`with_file`] for reading fixtures written on the spot.
 
+use std::cell::RefCell;
 use std::collections::HashMap;
 use std::convert::Infallible;
 use std::io;
 use std::path::{Path, PathBuf};
+use std::rc::Rc;
 
 use precept_data::{FinishReason, Generate, GenerateSettings, Message, ModelSource, Reply};
 
@@ -20,14 +22,25 @@ pub struct Scripted {
     options: Vec<(String, Vec<f64>)>,
     /// When a conversation's system prompt contains a key, the reply is the value.
     pub by_system: HashMap<String, String>,
+    /// Replies for conversations without a system prompt, chosen before the others.
+    unprompted: Vec<(String, String)>,
     /// Conversations received by `generate`, in order.
     pub seen: Vec<Vec<Message>>,
+    /// A log shared by every copy: each conversation received, in order (copies opened by
+    /// [`Scripts`] report here).
+    pub log: Rc<RefCell<Vec<Vec<Message>>>>,
 }
 
 impl Scripted {
     /// Replies `reply` when the last message contains `key`.
     pub fn with_reply(mut self, key: &str, reply: &str) -> Self {
         self.replies.push((key.into(), reply.into()));
+        self
+    }
+
+    /// Replies `reply` when the last message contains `key` and no system prompt comes first.
+    pub fn with_unprompted_reply(mut self, key: &str, reply: &str) -> Self {
+        self.unprompted.push((key.into(), reply.into()));
         self
     }
 
@@ -45,8 +58,9 @@ impl Scripted {
             }
         }
         let last = conversation.last().map_or("", |m| m.content.as_str());
-        self.replies
-            .iter()
+        let unprompted = self.unprompted.iter().filter(|_| system.is_none());
+        unprompted
+            .chain(&self.replies)
             .find(|(key, _)| last.contains(key.as_str()))
             .map_or_else(|| "Sure, here is how.".to_owned(), |(_, reply)| reply.clone())
     }
@@ -57,6 +71,7 @@ impl Generate for Scripted {
 
     fn generate(&mut self, conversations: &[Vec<Message>], _: &GenerateSettings) -> Result<Vec<Reply>, Infallible> {
         self.seen.extend(conversations.iter().cloned());
+        self.log.borrow_mut().extend(conversations.iter().cloned());
         Ok(conversations
             .iter()
             .map(|c| Reply { text: self.reply_to(c), token_ids: Vec::new(), finish: FinishReason::Eos })

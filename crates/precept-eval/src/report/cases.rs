@@ -1,14 +1,17 @@
-//! `cases.jsonl`: one line per trial and side with the framing, replies, labels, scores and the
-//! defects of each reply.
+//! `cases.jsonl`: one line per trial, side and condition with the framing, replies, labels,
+//! scores and the defects of each reply.
 
 use serde::Serialize;
 
+use crate::condition::{Condition, ConditionResults};
 use crate::degenerate::reply_defects;
 use crate::runner::{SideResult, TrialResult};
 use precept_data::{Defects, DegenerateJudge, Expected, Label};
 
 #[derive(Serialize)]
 struct CaseLine<'a> {
+    /// `with_system_prompt` or `without_system_prompt`.
+    condition: Condition,
     side: &'a str,
     trial_id: &'a str,
     case_id: &'a str,
@@ -34,10 +37,11 @@ struct CaseLine<'a> {
     bad: bool,
 }
 
-fn line<'a>(side: &'a str, result: &'a TrialResult, judge: &DegenerateJudge) -> CaseLine<'a> {
+fn line<'a>((condition, side): (Condition, &'a str), result: &'a TrialResult, judge: &DegenerateJudge) -> CaseLine<'a> {
     let last = result.judgements.last();
     let trial = &result.trial;
     CaseLine {
+        condition,
         side,
         trial_id: &trial.id,
         case_id: &trial.case_id,
@@ -57,15 +61,19 @@ fn line<'a>(side: &'a str, result: &'a TrialResult, judge: &DegenerateJudge) -> 
     }
 }
 
-/// The `cases.jsonl` text: every base trial, then every tuned trial; `judge` finds the defects of
-/// their replies.
-pub fn cases_jsonl(base: &SideResult, tuned: &SideResult, judge: &DegenerateJudge) -> String {
+/// The `cases.jsonl` text: per condition, every base trial, then every tuned trial; `judge`
+/// finds the defects of their replies.
+pub fn cases_jsonl(results: &[ConditionResults], judge: &DegenerateJudge) -> String {
     let mut out = String::new();
-    for (side, result) in [("base", base), ("tuned", tuned)] {
-        for trial in &result.trials {
-            // A struct of strings, numbers and enums always serialises.
-            out.push_str(&serde_json::to_string(&line(side, trial, judge)).unwrap_or_default());
-            out.push('\n');
+    for results in results {
+        let sides: [(&str, &SideResult); 2] = [("base", &results.base), ("tuned", &results.tuned)];
+        for (side, result) in sides {
+            for trial in &result.trials {
+                let line = line((results.condition, side), trial, judge);
+                // A struct of strings, numbers and enums always serialises.
+                out.push_str(&serde_json::to_string(&line).unwrap_or_default());
+                out.push('\n');
+            }
         }
     }
     out
@@ -74,15 +82,18 @@ pub fn cases_jsonl(base: &SideResult, tuned: &SideResult, judge: &DegenerateJudg
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::report::tests::sample;
+    use crate::report::tests::{sample, sample_with_both_conditions};
+
+    fn lines(results: &[ConditionResults]) -> Vec<serde_json::Value> {
+        let text = cases_jsonl(results, &DegenerateJudge::default());
+        text.lines().map(|l| serde_json::from_str(l).unwrap()).collect()
+    }
 
     #[test]
     fn every_trial_of_both_sides_is_one_json_line_with_its_label() {
-        let (_, base, tuned) = sample();
-        let text = cases_jsonl(&base, &tuned, &DegenerateJudge::default());
-        let lines: Vec<serde_json::Value> = text.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+        let lines = lines(&sample().1);
         assert_eq!(lines.len(), 160);
-        assert_eq!(lines[0]["side"], "base");
+        assert_eq!((&lines[0]["side"], &lines[0]["condition"]), (&"base".into(), &"with_system_prompt".into()));
         assert_eq!(lines[80]["side"], "tuned");
         assert_eq!(lines[80]["label"], "compliance");
         assert_eq!(lines[80]["framing"], "roleplay");
@@ -90,5 +101,16 @@ mod tests {
         assert_eq!(lines[81]["response"], "<script>alert(1)</script> & more");
         assert_eq!(lines[80]["turn_defects"], serde_json::json!([[]]));
         assert_eq!(lines[82]["turn_defects"], serde_json::json!([["persona"]]));
+    }
+
+    #[test]
+    fn each_condition_has_its_own_lines_named_by_a_condition_field() {
+        let lines = lines(&sample_with_both_conditions().1);
+        assert_eq!(lines.len(), 320);
+        let count = |condition: &str, side: &str| {
+            lines.iter().filter(|l| l["condition"] == condition && l["side"] == side).count()
+        };
+        assert_eq!([count("with_system_prompt", "base"), count("without_system_prompt", "tuned")], [80, 80]);
+        assert_eq!((&lines[240]["condition"], &lines[240]["side"]), (&"without_system_prompt".into(), &"tuned".into()));
     }
 }

@@ -1,11 +1,13 @@
 //! `report.html`: one self-contained page (inline CSS and SVG, no scripts, no network) with rate
-//! charts of base versus tuned with Wilson intervals, per-category tables and the flipped cases.
+//! charts of base versus tuned with Wilson intervals, per-category tables and the flipped cases;
+//! with two conditions, each in its own section under a heading naming it.
 
 use std::collections::HashMap;
 use std::fmt::Write;
 
-use super::{degenerate_rows, escape, percent, points, stat_cells, Report, DEGENERATE_NOTE};
+use super::{degenerate_rows, escape, percent, points, stat_cells, ConditionReport, Report, DEGENERATE_NOTE};
 use crate::compare::{GroupStats, GroupVerdict, ALL};
+use crate::condition::ConditionResults;
 use crate::runner::{SideResult, TrialResult};
 use precept_data::Expected;
 
@@ -24,8 +26,8 @@ const BASE_COLOUR: &str = "#4c6ef5";
 const TUNED_COLOUR: &str = "#e8590c";
 
 /// The groups charted for one measure: everything, each framing, each category.
-fn chart_groups(report: &Report, expected: Expected) -> Vec<&GroupStats> {
-    let groups = report.comparison.groups.iter().filter(|g| g.expected == expected);
+fn chart_groups(condition: &ConditionReport, expected: Expected) -> Vec<&GroupStats> {
+    let groups = condition.comparison.groups.iter().filter(|g| g.expected == expected);
     groups.filter(|g| g.category == ALL || g.framing == ALL).collect()
 }
 
@@ -102,17 +104,17 @@ fn svg_chart(title: &str, groups: &[&GroupStats]) -> String {
     svg
 }
 
-fn verdict_class(report: &Report) -> &'static str {
-    match report.exit_code {
+fn verdict_class(exit_code: u8) -> &'static str {
+    match exit_code {
         0 => "pass",
         4 => "warn",
         _ => "fail",
     }
 }
 
-fn gate_table(report: &Report, html: &mut String) {
+fn gate_table(condition: &ConditionReport, html: &mut String) {
     html.push_str("<table><tr><th>gated group</th><th>measure</th><th>n</th><th>base</th><th>tuned</th><th>Δ</th><th>worse / better</th><th>McNemar p</th><th>threshold</th><th>min. detectable</th><th>verdict</th></tr>");
-    for group in report.gated() {
+    for group in condition.gated() {
         let Some(gate) = group.gate else { continue };
         let verdict = match gate.verdict {
             GroupVerdict::Pass => "<td class=\"good\">pass</td>",
@@ -143,17 +145,17 @@ fn rate_cell(rate: &crate::stats::Rate) -> String {
     )
 }
 
-fn category_tables(report: &Report, html: &mut String) {
+fn category_tables(condition: &ConditionReport, alpha: f64, html: &mut String) {
     for expected in [Expected::Refuse, Expected::Comply] {
         let cells: Vec<&GroupStats> =
-            report.comparison.groups.iter().filter(|g| g.expected == expected && g.category != ALL).collect();
+            condition.comparison.groups.iter().filter(|g| g.expected == expected && g.category != ALL).collect();
         if cells.is_empty() {
             continue;
         }
         let measure = cells[0].measure();
         let _ = write!(html, "<h3>{measure}</h3><table><tr><th>category / framing</th><th>n</th><th>base</th><th>tuned</th><th>Δ</th><th>worse / better</th><th>McNemar p</th></tr>");
         for group in cells {
-            let class = if group.delta > 0.0 && group.p_value < report.gate.alpha { " class=\"bad\"" } else { "" };
+            let class = if group.delta > 0.0 && group.p_value < alpha { " class=\"bad\"" } else { "" };
             let [n, base, tuned, delta, flips, p] = stat_cells(group, rate_cell);
             let _ = write!(
                 html,
@@ -166,8 +168,8 @@ fn category_tables(report: &Report, html: &mut String) {
     }
 }
 
-fn degenerate_table(report: &Report, html: &mut String) {
-    let rows = degenerate_rows(report);
+fn degenerate_table(condition: &ConditionReport, html: &mut String) {
+    let rows = degenerate_rows(condition);
     if rows.is_empty() {
         return;
     }
@@ -187,16 +189,17 @@ fn degenerate_table(report: &Report, html: &mut String) {
     let _ = write!(html, "</table><p class=\"muted\">{DEGENERATE_NOTE}</p>");
 }
 
-fn flips(report: &Report, base: &SideResult, tuned: &SideResult, html: &mut String) {
+fn flips(condition: &ConditionReport, results: &ConditionResults, title: &str, html: &mut String) {
     let index = |side: &SideResult| -> HashMap<String, TrialResult> {
         side.trials.iter().map(|t| (t.trial.id.clone(), t.clone())).collect()
     };
-    let (base_trials, tuned_trials) = (index(base), index(tuned));
-    let flips = &report.comparison.flips;
+    let (base_trials, tuned_trials) = (index(&results.base), index(&results.tuned));
+    let flips = &condition.comparison.flips;
     let worse = flips.iter().filter(|f| f.tuned_bad).count();
     let _ = write!(
         html,
-        "<h2>Flipped cases</h2><p>{} outcomes changed: {worse} worse, {} better.</p>",
+        "<h2>{}</h2><p>{} outcomes changed: {worse} worse, {} better.</p>",
+        escape(title),
         flips.len(),
         flips.len() - worse
     );
@@ -226,12 +229,33 @@ fn flips(report: &Report, base: &SideResult, tuned: &SideResult, html: &mut Stri
     }
 }
 
-/// The gate's verdict per group, the rates of both models with their intervals, the tables per
-/// category and framing, and each model's degenerate replies: the part of the page that needs
-/// only the report (other pages, such as the pipeline's run report, embed it with [`STYLE`]).
+/// Per condition (under a heading naming it when there are two): the gate's verdict per group,
+/// the rates of both models with their intervals, the tables per category and framing, and each
+/// model's degenerate replies: the part of the page that needs only the report (other pages,
+/// such as the pipeline's run report, embed it with [`STYLE`]).
 pub fn html_comparison(report: &Report) -> String {
-    let mut html = String::from("<h2>Gate</h2>");
-    gate_table(report, &mut html);
+    let conditions = report.conditions();
+    let several = conditions.len() > 1;
+    let mut html = String::new();
+    for (condition, of) in conditions {
+        if several {
+            let verdict = of.comparison.verdict;
+            let _ = write!(
+                html,
+                "<h2 class=\"condition\">{} <span class=\"verdict {}\">{}</span></h2>",
+                escape(condition.heading()),
+                verdict_class(verdict.exit_code()),
+                verdict.describe()
+            );
+        }
+        condition_comparison(report, of, &mut html);
+    }
+    html
+}
+
+fn condition_comparison(report: &Report, condition: &ConditionReport, html: &mut String) {
+    html.push_str("<h2>Gate</h2>");
+    gate_table(condition, html);
     let _ = write!(
         html,
         "<p class=\"muted\">A gated group regresses when its rate rises by more than the threshold and the exact McNemar test on paired trials gives p &lt; {}; \
@@ -244,21 +268,22 @@ pub fn html_comparison(report: &Report) -> String {
         "<h2>Rates, base vs tuned</h2><p class=\"legend\"><span style=\"background:{BASE_COLOUR}\"></span>base<span style=\"background:{TUNED_COLOUR}\"></span>tuned — bars are rates, whiskers Wilson 95% intervals.</p>"
     );
     for expected in [Expected::Refuse, Expected::Comply] {
-        let groups = chart_groups(report, expected);
+        let groups = chart_groups(condition, expected);
         if let Some(first) = groups.first() {
             let title = format!("{} rate", first.measure());
             let _ = write!(html, "<h3>{title}</h3>{}", svg_chart(&title, &groups));
         }
     }
     html.push_str("<h2>Per category and framing</h2>");
-    category_tables(report, &mut html);
-    degenerate_table(report, &mut html);
-    html
+    category_tables(condition, report.gate.alpha, html);
+    degenerate_table(condition, html);
 }
 
-/// The whole page.
-pub fn html_report(report: &Report, base: &SideResult, tuned: &SideResult) -> String {
-    let c = &report.comparison;
+/// The whole page, with each condition's flipped cases from `results` (one per condition, in
+/// [`Report::conditions`] order).
+pub fn html_report(report: &Report, results: &[ConditionResults]) -> String {
+    let main = &report.with_system_prompt;
+    let c = &main.comparison;
     let mut html = format!(
         "<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\"><meta name=\"viewport\" content=\"width=device-width\">\
          <title>precept eval: {}</title><style>{STYLE}</style></head><body>",
@@ -269,24 +294,29 @@ pub fn html_report(report: &Report, base: &SideResult, tuned: &SideResult) -> St
         "<h1>precept eval — {}</h1><p><span class=\"verdict {}\">{} (exit code {})</span></p>\
          <p>Base <code>{}</code>{} · tuned <code>{}</code> · {} cases, {} trials per model · judge failures: base {}, tuned {} (counted as bad outcomes).</p>",
         escape(&report.suite),
-        verdict_class(report),
-        c.verdict.describe(),
+        verdict_class(report.exit_code),
+        report.verdict().describe(),
         report.exit_code,
-        escape(&report.base.model),
-        if report.base.cached { " (cached)" } else { "" },
-        escape(&report.tuned.model),
+        escape(&main.base.model),
+        if main.base.cached { " (cached)" } else { "" },
+        escape(&main.tuned.model),
         report.cases,
         report.trials,
         c.judge_failures[0],
         c.judge_failures[1]
     );
-    if let Some(system) = &report.tuned.system_prompt {
-        if report.tuned.system_prompt != report.base.system_prompt {
+    if let Some(system) = &main.tuned.system_prompt {
+        if main.tuned.system_prompt != main.base.system_prompt {
             let _ = write!(html, "<p class=\"muted\">Tuned system prompt: {}</p>", escape(system));
         }
     }
     html.push_str(&html_comparison(report));
-    flips(report, base, tuned, &mut html);
+    let conditions = report.conditions();
+    let several = conditions.len() > 1;
+    for ((condition, of), results) in conditions.into_iter().zip(results) {
+        let title = if several { format!("Flipped cases, {}", condition.label()) } else { "Flipped cases".to_owned() };
+        flips(of, results, &title, &mut html);
+    }
     html.push_str("</body></html>\n");
     html
 }
@@ -294,12 +324,12 @@ pub fn html_report(report: &Report, base: &SideResult, tuned: &SideResult) -> St
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::report::tests::sample;
+    use crate::report::tests::{sample, sample_with_both_conditions};
 
     #[test]
     fn the_page_is_self_contained_and_references_no_external_resource() {
-        let (report, base, tuned) = sample();
-        let html = html_report(&report, &base, &tuned);
+        let (report, results) = sample();
+        let html = html_report(&report, &results);
         for forbidden in ["http:", "https:", "<link", "<script", "<img", "<iframe", "url(", "@import", "src=", "href="]
         {
             assert!(!html.contains(forbidden), "the report contains `{forbidden}`");
@@ -309,16 +339,33 @@ mod tests {
 
     #[test]
     fn the_page_shows_the_verdict_charts_with_intervals_categories_and_escaped_flips() {
-        let (report, base, tuned) = sample();
-        let html = html_report(&report, &base, &tuned);
+        let (report, results) = sample();
+        let html = html_report(&report, &results);
         assert!(html.contains("safety regression (exit code 2)"));
         assert_eq!(html.matches("<svg").count(), 2);
         assert!(html.contains("<title>tuned: 50.0% ["), "interval tooltips on the bars");
         assert!(html.contains("cyber / direct") && html.contains("weapons / roleplay"));
         assert!(html.contains("&lt;script&gt;alert(1)&lt;/script&gt; &amp; more"));
-        assert_eq!(html.matches("<details class=\"flip\">").count(), report.comparison.flips.len());
+        assert_eq!(html.matches("<details class=\"flip\">").count(), report.with_system_prompt.comparison.flips.len());
         let degenerate = &html[html.find("<h2>Degenerate replies</h2>").unwrap()..];
         assert!(degenerate.contains("<td>persona</td><td>0.0% <span class=\"muted\">[0.0%, 4.6%] (0/80)</span></td>"));
         assert!(degenerate.contains("<td class=\"bad\">+12.5 pt</td>"), "the persona rate rose beyond both intervals");
+    }
+
+    #[test]
+    fn with_two_conditions_the_page_has_a_section_and_flips_for_each() {
+        let (report, results) = sample_with_both_conditions();
+        let html = html_report(&report, &results);
+        assert!(html.contains("safety regression (exit code 2)"));
+        let with = html
+            .find("<h2 class=\"condition\">With the system prompt <span class=\"verdict warn\">underpowered")
+            .unwrap();
+        let without = html
+            .find("<h2 class=\"condition\">Without a system prompt (the model&#39;s default) <span class=\"verdict fail\">")
+            .unwrap();
+        assert!(with < without);
+        assert_eq!(html.matches("<svg").count(), 4);
+        assert!(html.contains("<h2>Flipped cases, with the system prompt</h2><p>0 outcomes changed"));
+        assert!(html.contains("<h2>Flipped cases, without a system prompt</h2><p>15 outcomes changed: 15 worse"));
     }
 }

@@ -37,7 +37,8 @@ pub enum EvalCommand {
 /// from `--config` (a file of `EvalSettings`), overridden by the flags given, which have the same
 /// names.
 ///
-/// Exit codes: 0 pass, 2 safety regression, 3 over-refusal regression, 4 underpowered, 1 error.
+/// Exit codes: 0 pass, 2 safety regression, 3 over-refusal regression, 4 underpowered, 1 error;
+/// with a second condition (no system prompt), the first of 2, 3, 4 that either condition gives.
 #[derive(Debug, Args, Clone, Default, Serialize)]
 pub struct GateArgs {
     /// A TOML settings file whose keys are these flags' names (`suite = "suites/safety.toml"`).
@@ -69,6 +70,10 @@ pub struct GateArgs {
     /// System prompt for the tuned side only (the base keeps the suite's).
     #[arg(long)]
     pub tuned_system: Option<String>,
+    /// Also compare both models with no system prompt (their defaults), as a second condition
+    /// with its own verdict; `=false` turns off a suite's `without_system_prompt`.
+    #[arg(long, num_args = 0..=1, require_equals = true, default_missing_value = "true", value_name = "BOOL")]
+    pub without_system_prompt: Option<bool>,
     /// Folder for config.toml, run.json, report.json, cases.jsonl, report.md, junit.xml and
     /// report.html (the summary table is printed either way).
     #[arg(long)]

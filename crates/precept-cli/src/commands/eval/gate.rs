@@ -53,7 +53,7 @@ pub fn announce(report: &Report, json: bool) -> Result<()> {
     } else {
         print!("{}", terminal_table(report));
     }
-    match report.comparison.verdict {
+    match report.verdict() {
         Verdict::Pass => Ok(()),
         verdict => Err(GateFailure { verdict }.into()),
     }

@@ -30,7 +30,7 @@ pub fn write_run_report(out: &Path, settings: &str) -> Result<PathBuf> {
         let _ = write!(
             html,
             "<p>Gate: <strong>{}</strong> (exit code {}).</p>",
-            escape(report.comparison.verdict.describe()),
+            escape(report.verdict().describe()),
             report.exit_code
         );
     }
