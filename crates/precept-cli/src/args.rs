@@ -4,7 +4,8 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
 use precept_train::dpo::PreferenceMethod;
-use precept_train::loss::PreferenceLoss;
+use precept_train::grpo::RewardFunc;
+use precept_train::loss::{GrpoLossType, PreferenceLoss, ScaleRewards};
 use precept_train::Tuning;
 use serde::Serialize;
 
@@ -59,6 +60,9 @@ pub enum Command {
     Sft(TrainArgs),
     /// Preference training (DPO and its family, SimPO, ORPO) on TRL-format preference JSONL.
     Dpo(DpoArgs),
+    /// Online RL with GRPO on prompt JSONL: each step samples completions with the model being
+    /// trained and rewards them (by default, keeping to each prompt's `expected`).
+    Grpo(GrpoArgs),
     /// Principles to a safer model in one command: constitute → sft → dpo → eval in one run
     /// folder; finished stages are skipped and a killed one resumes. Prompts that copy an eval
     /// case or a `[decontaminate]` benchmark stop it before any stage runs (exit code 5).
@@ -81,11 +85,11 @@ pub enum Command {
     Serve(crate::commands::serve::ServeArgs),
 }
 
-/// Flags of `precept sft` and `precept dpo`: settings come from `--config` and are overridden by
+/// Flags of `precept sft`, `precept dpo` and `precept grpo`: settings come from `--config` and are overridden by
 /// the flags given (each serialises as the setting it overrides).
 #[derive(Debug, Args, Serialize)]
 pub struct TrainArgs {
-    /// A TOML settings file (see `configs/sft.toml` and `configs/dpo.toml`).
+    /// A TOML settings file (see `configs/sft.toml`, `configs/dpo.toml` and `configs/grpo.toml`).
     #[arg(long)]
     #[serde(skip)]
     pub config: Option<PathBuf>,
@@ -195,6 +199,58 @@ impl DpoArgs {
         let mut cleared = self.train.cleared();
         if !self.loss.is_empty() {
             cleared.push("loss_weights");
+        }
+        cleared
+    }
+}
+
+/// `precept grpo`: the training flags (`--batch-size` counts completions) plus GRPO's settings.
+#[derive(Debug, Args, Serialize)]
+pub struct GrpoArgs {
+    /// Settings shared with `precept sft`.
+    #[command(flatten)]
+    #[serde(flatten)]
+    pub train: TrainArgs,
+    /// Completions sampled per prompt.
+    #[arg(long)]
+    pub num_generations: Option<usize>,
+    /// Most tokens per completion.
+    #[arg(long)]
+    pub max_completion_length: Option<usize>,
+    /// Prompt tokens kept (the last ones).
+    #[arg(long)]
+    pub max_prompt_length: Option<usize>,
+    /// Sampling temperature.
+    #[arg(long)]
+    pub temperature: Option<f32>,
+    /// Weight of the KL term to the base model (0: none).
+    #[arg(long)]
+    pub beta: Option<f64>,
+    /// Token aggregation of the loss.
+    #[arg(long, value_enum)]
+    pub loss_type: Option<GrpoLossType>,
+    /// How group-centred rewards are scaled.
+    #[arg(long, value_enum)]
+    pub scale_rewards: Option<ScaleRewards>,
+    /// Optimiser steps on each batch of completions.
+    #[arg(long)]
+    pub num_iterations: Option<usize>,
+    /// Reward functions, comma-separated (`expectation,degenerate`), each weighted 1 (replacing a
+    /// settings file's `reward_weights`).
+    #[arg(long = "reward", value_enum, value_delimiter = ',')]
+    #[serde(rename = "reward_funcs", skip_serializing_if = "Vec::is_empty")]
+    pub rewards: Vec<RewardFunc>,
+    /// A system prompt put on prompts without one.
+    #[arg(long)]
+    pub system: Option<String>,
+}
+
+impl GrpoArgs {
+    /// Settings of the file that a flag given replaces: `--reward` replaces `reward_weights`.
+    pub fn cleared(&self) -> Vec<&'static str> {
+        let mut cleared = self.train.cleared();
+        if !self.rewards.is_empty() {
+            cleared.push("reward_weights");
         }
         cleared
     }

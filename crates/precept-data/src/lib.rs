@@ -85,7 +85,7 @@ pub use safetensors_writer::{write_le, write_safetensors, TensorEntry};
 pub use settings::{parse_settings, resolve_settings, write_settings, SETTINGS_FILE};
 pub use sft::{
     length_buckets, pack, prepare_file, tokenize_record, OnMismatch, PackedRow, PreparationStats, PrepareOptions,
-    SftPreparer, SftReader, SftRecord, TokenizedExample, MAX_LINE_BYTES,
+    PromptOnlyRecord, SftPreparer, SftReader, SftRecord, TokenizedExample, MAX_LINE_BYTES,
 };
 pub use sft::{JsonRecord, JsonlReader};
 pub use special_tokens::SpecialTokens;

@@ -14,16 +14,21 @@
 //! [`loss::rloo_loss`] turn their per-token log-probabilities ([`loss::CompletionLogps`]) into
 //! TRL's clipped surrogate.
 //!
+//! [`grpo::train_grpo`] puts them on the same loop: each step samples completions with the
+//! policy, scores them with [`grpo::Rewards`] and trains on the surrogate.
+//!
 //! ```text
-//! sft.jsonl   ─prepare─> BatchPlan ─> sft::train_sft  (masked next-token cross-entropy) ─┐
-//! prefs.jsonl ─prepare─> PairPlan  ─> dpo::train_dpo  (DPO family, SimPO, ORPO;           ├─> trainer::train
-//!                        Reference: cached log-probabilities, adapters off, or a model)  ─┘
+//! sft.jsonl     ─prepare─> BatchPlan ─> sft::train_sft  (masked next-token cross-entropy) ─┐
+//! prefs.jsonl   ─prepare─> PairPlan  ─> dpo::train_dpo  (DPO family, SimPO, ORPO;           │
+//!                          Reference: cached log-probabilities, adapters off, or a model)  ├─> trainer::train
+//! prompts.jsonl ─sample, reward─> Rollout ─> grpo::train_grpo (GRPO's clipped surrogate)   ─┘
 //! ```
 
 mod backend;
 pub mod checkpoint;
 pub mod dpo;
 mod error;
+pub mod grpo;
 pub mod loss;
 pub mod metrics;
 pub mod optim;

@@ -24,7 +24,12 @@ impl MetricsLog {
     /// (all of them are dropped for a fresh run, `resumed_step = 0`). A torn last line from a
     /// killed run is dropped too.
     pub fn open(run_dir: &Path, resumed_step: u64) -> Result<Self> {
-        let path = run_dir.join(METRICS_FILE);
+        Self::open_file(run_dir.join(METRICS_FILE), resumed_step)
+    }
+
+    /// Opens the JSONL log `path` whose records carry a `step`, keeping those of steps up to
+    /// `resumed_step` as [`MetricsLog::open`] does.
+    pub fn open_file(path: PathBuf, resumed_step: u64) -> Result<Self> {
         let kept = match std::fs::read(&path) {
             Ok(bytes) => kept_lines(&bytes, resumed_step),
             Err(error) if error.kind() == std::io::ErrorKind::NotFound => String::new(),

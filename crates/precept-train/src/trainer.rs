@@ -69,7 +69,10 @@ pub trait Objective<B: AutodiffBackend> {
     fn batches_per_epoch(&self) -> usize;
     /// Loss, gradients and metrics of one optimiser step made of the run's micro-batches
     /// `micro_batches` (counting from zero across epochs).
-    fn step(&mut self, model: &LlamaForCausalLM<B>, micro_batches: Range<u64>) -> StepOutput;
+    ///
+    /// # Errors
+    /// What stops the step (an objective that samples or writes files may fail).
+    fn step(&mut self, model: &LlamaForCausalLM<B>, micro_batches: Range<u64>) -> Result<StepOutput>;
     /// Metrics on the evaluation data (`loss` first; the loop adds the `eval_` prefix), or
     /// `None` when there is none.
     fn evaluate(&self, model: &LlamaForCausalLM<B::InnerBackend>) -> Option<Map<String, Value>>;
@@ -200,7 +203,7 @@ pub fn train<B: TrainBackend, O: Objective<B>>(
         // Dropout draws from the backend's generator: seeding it per step makes a resumed run
         // draw what an uninterrupted one would.
         B::seed(device, config.seed.wrapping_mul(1_000_003).wrapping_add(step));
-        let output = objective.step(&model, step * accumulation..(step + 1) * accumulation);
+        let output = objective.step(&model, step * accumulation..(step + 1) * accumulation)?;
         let number = step + 1;
         if !output.loss.is_finite() {
             return Err(TrainError::NonFinite { step: number, what: "loss", value: output.loss });

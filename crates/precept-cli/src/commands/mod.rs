@@ -10,6 +10,7 @@ pub mod decontaminate;
 mod dpo;
 pub mod eval;
 mod generate;
+mod grpo;
 mod import;
 mod logits;
 mod merge;
@@ -44,6 +45,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::RandomWeights(args) => cli.device.dispatch(random_weights::RandomWeights(args), decode),
         Command::Sft(args) => cli.device.dispatch(sft::Sft::resolve(args, cli.quiet)?, decode),
         Command::Dpo(args) => cli.device.dispatch(dpo::Dpo::resolve(args, cli.quiet)?, decode),
+        Command::Grpo(args) => cli.device.dispatch(grpo::Grpo::resolve(args, cli.quiet)?, decode),
         Command::Pipeline(args) => cli.device.dispatch(pipeline::Pipeline::resolve(args, cli.quiet)?, decode),
         Command::Merge(args) => cli.device.dispatch(merge::Merge(args), decode),
         Command::Constitution(ConstitutionCommand::Check(args)) => constitution::check(&args),

@@ -1,4 +1,4 @@
-//! What `precept sft` and `precept dpo` share: how a finished run is printed.
+//! What `precept sft`, `precept dpo` and `precept grpo` share: how a finished run is printed.
 
 use anyhow::Result;
 use precept_train::trainer::TrainOutcome;

@@ -12,6 +12,7 @@ mod batching;
 mod jsonl;
 pub(crate) mod mask;
 mod prepare;
+mod prompt_only;
 mod record;
 
 pub use batching::{length_buckets, pack, PackedRow};
@@ -19,5 +20,6 @@ pub use jsonl::{JsonRecord, JsonlReader, SftReader, MAX_LINE_BYTES};
 pub use mask::{tokenize_record, TokenizedExample};
 pub(crate) use prepare::prepare_records;
 pub use prepare::{prepare_file, OnMismatch, PreparationStats, PrepareOptions, SftPreparer};
+pub use prompt_only::PromptOnlyRecord;
 pub(crate) use record::preference_pair;
 pub use record::SftRecord;

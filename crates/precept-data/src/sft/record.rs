@@ -62,17 +62,17 @@ impl SftRecord {
 }
 
 /// Where a record came from, to build errors.
-struct Locator {
-    path: PathBuf,
-    line: usize,
+pub(super) struct Locator {
+    pub(super) path: PathBuf,
+    pub(super) line: usize,
 }
 
 impl Locator {
-    fn missing(&self, field: impl Into<String>) -> DataError {
+    pub(super) fn missing(&self, field: impl Into<String>) -> DataError {
         DataError::MissingField { path: self.path.clone(), line: self.line, field: field.into() }
     }
 
-    fn wrong_type(&self, field: impl Into<String>, expected: &'static str) -> DataError {
+    pub(super) fn wrong_type(&self, field: impl Into<String>, expected: &'static str) -> DataError {
         DataError::WrongType { path: self.path.clone(), line: self.line, field: field.into(), expected }
     }
 
@@ -182,7 +182,7 @@ pub(crate) fn preference_pair(value: &Value, path: &Path, line: usize) -> Result
 }
 
 /// The messages of the list field `name`, each with its field path (`messages[2]`).
-fn message_list(at: &Locator, name: &str, value: &Value) -> Result<Vec<(String, Message)>> {
+pub(super) fn message_list(at: &Locator, name: &str, value: &Value) -> Result<Vec<(String, Message)>> {
     let list = value.as_array().ok_or_else(|| at.wrong_type(name, "a list of messages"))?;
     list.iter()
         .enumerate()
@@ -229,6 +229,15 @@ fn non_empty<'a>(at: &Locator, field: &str, text: &'a str) -> Result<&'a str> {
 /// Checks the role order: optional `system` first, then `user`/`assistant` alternating from
 /// `user`, ending with `assistant`; `list` names the field that must end with it.
 fn check_order(at: &Locator, named: &[(String, Message)], list: &str) -> Result<()> {
+    if check_turns(at, named)? != Some(Role::Assistant) {
+        return Err(DataError::NoFinalAssistant { path: at.path.clone(), line: at.line, field: list.to_owned() });
+    }
+    Ok(())
+}
+
+/// Checks that an optional `system` message comes first, then `user` and `assistant` turns
+/// alternating from `user`; returns the last message's role.
+pub(super) fn check_turns(at: &Locator, named: &[(String, Message)]) -> Result<Option<Role>> {
     let mut previous: Option<Role> = None;
     for (field, message) in named {
         let (allowed, expected): (&[Role], _) = match previous {
@@ -241,10 +250,7 @@ fn check_order(at: &Locator, named: &[(String, Message)], list: &str) -> Result<
         }
         previous = Some(message.role);
     }
-    if previous != Some(Role::Assistant) {
-        return Err(DataError::NoFinalAssistant { path: at.path.clone(), line: at.line, field: list.to_owned() });
-    }
-    Ok(())
+    Ok(previous)
 }
 
 #[cfg(test)]

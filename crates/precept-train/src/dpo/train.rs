@@ -259,7 +259,7 @@ impl<B: TrainBackend> Objective<B> for PreferenceObjective<B> {
         self.train.batches_per_epoch()
     }
 
-    fn step(&mut self, model: &LlamaForCausalLM<B>, micro_batches: Range<u64>) -> StepOutput {
+    fn step(&mut self, model: &LlamaForCausalLM<B>, micro_batches: Range<u64>) -> Result<StepOutput> {
         let batches: Vec<Vec<usize>> = micro_batches.map(|index| self.train.micro_batch(index)).collect();
         let total_pairs: usize = batches.iter().map(Vec::len).sum();
         let mut accumulator = GradientsAccumulator::new();
@@ -279,7 +279,7 @@ impl<B: TrainBackend> Objective<B> for PreferenceObjective<B> {
             loss += share.clone().into_scalar().elem::<f64>();
             accumulator.accumulate(model, GradientsParams::from_grads(share.backward(), model));
         }
-        StepOutput { grads: accumulator.grads(), loss, input_tokens, metrics: metrics.finish() }
+        Ok(StepOutput { grads: accumulator.grads(), loss, input_tokens, metrics: metrics.finish() })
     }
 
     fn evaluate(&self, model: &LlamaForCausalLM<B::InnerBackend>) -> Option<Map<String, Value>> {

@@ -66,7 +66,7 @@ impl<B: TrainBackend> Objective<B> for SftObjective<B> {
         self.plan.batches_per_epoch()
     }
 
-    fn step(&mut self, model: &LlamaForCausalLM<B>, micro_batches: Range<u64>) -> StepOutput {
+    fn step(&mut self, model: &LlamaForCausalLM<B>, micro_batches: Range<u64>) -> Result<StepOutput> {
         let batches: Vec<BatchTensors<B>> =
             micro_batches.map(|index| BatchTensors::new(&self.plan.micro_batch(index), &self.device)).collect();
         let loss_tokens: usize = batches.iter().map(|b| b.loss_tokens).sum();
@@ -83,7 +83,7 @@ impl<B: TrainBackend> Objective<B> for SftObjective<B> {
         }
         let mut metrics = Map::new();
         metrics.insert("mean_token_accuracy".into(), json!(correct as f64 / loss_tokens.max(1) as f64));
-        StepOutput { grads: accumulator.grads(), loss: loss_sum / loss_tokens.max(1) as f64, input_tokens, metrics }
+        Ok(StepOutput { grads: accumulator.grads(), loss: loss_sum / loss_tokens.max(1) as f64, input_tokens, metrics })
     }
 
     fn evaluate(&self, model: &LlamaForCausalLM<B::InnerBackend>) -> Option<Map<String, Value>> {
