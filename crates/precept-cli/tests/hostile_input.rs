@@ -1,0 +1,46 @@
+//! Hostile input and hostile clients (the hardening issue): absurd sizes, overflowing counts,
+//! closed pipes, unbounded settings and records all end in a clear error or a clean exit, never
+//! a panic, an abort or a hang.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a failure should stop the test
+
+mod common;
+
+use std::path::Path;
+
+use common::{precept, precept_error, tiny_word_model};
+
+/// `dir/config.json` with `field` set to `value` (a JSON literal).
+fn set_config_field(dir: &Path, field: &str, value: &str) {
+    let path = dir.join("config.json");
+    let mut config: serde_json::Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+    config[field] = serde_json::from_str(value).unwrap();
+    std::fs::write(&path, serde_json::to_vec(&config).unwrap()).unwrap();
+}
+
+#[test]
+fn a_million_layers_in_config_json_is_an_error_naming_the_layers_on_disk() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = tiny_word_model(dir.path());
+    set_config_field(&model, "num_hidden_layers", "1000000");
+    let err = precept_error(&["logits", "--model", model.to_str().unwrap(), "--ids", "1"]);
+    assert!(err.contains("config.json: this model (num_hidden_layers = 1000000,"), "{err}");
+    set_config_field(&model, "num_hidden_layers", "5");
+    let err = precept_error(&["logits", "--model", model.to_str().unwrap(), "--ids", "1"]);
+    assert!(err.contains("config.json: field `num_hidden_layers`: 5 but model.safetensors holds 2 layers"), "{err}");
+}
+
+#[test]
+fn two_to_the_31_positions_are_refused_before_the_rotary_tables_are_built() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = tiny_word_model(dir.path());
+    set_config_field(&model, "max_position_embeddings", "2147483648");
+    set_config_field(&model, "head_dim", "1024");
+    let err = precept_error(&["logits", "--model", model.to_str().unwrap(), "--ids", "1"]);
+    assert!(err.contains("max_position_embeddings = 2147483648) needs"), "{err}");
+    let config = model.join("config.json");
+    let out = dir.path().join("random");
+    let err = precept_error(&["random-weights", "--config", config.to_str().unwrap(), "--out", out.to_str().unwrap()]);
+    assert!(err.contains("max_position_embeddings = 2147483648) needs"), "{err}");
+    assert!(!out.exists());
+}
