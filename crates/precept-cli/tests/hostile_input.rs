@@ -44,3 +44,19 @@ fn two_to_the_31_positions_are_refused_before_the_rotary_tables_are_built() {
     assert!(err.contains("max_position_embeddings = 2147483648) needs"), "{err}");
     assert!(!out.exists());
 }
+
+#[test]
+fn max_new_tokens_of_u64_max_is_an_error_not_a_wrapped_sum() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = tiny_word_model(dir.path());
+    let err = precept_error(&[
+        "generate",
+        "--model",
+        model.to_str().unwrap(),
+        "--prompt",
+        "hello",
+        "--max-new-tokens",
+        "18446744073709551615",
+    ]);
+    assert!(err.contains("+ 18446744073709551615 new tokens exceeds the model's"), "{err}");
+}
