@@ -60,3 +60,37 @@ fn max_new_tokens_of_u64_max_is_an_error_not_a_wrapped_sum() {
     ]);
     assert!(err.contains("+ 18446744073709551615 new tokens exceeds the model's"), "{err}");
 }
+
+#[test]
+fn a_closed_stdout_ends_every_printing_command_quietly() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = tiny_word_model(dir.path());
+    let model = model.to_str().unwrap();
+    for args in [
+        vec!["logits", "--model", model, "--ids", "1,2,3", "--top", "8"],
+        vec!["logits", "--model", model, "--ids", "1,2,3", "--json"],
+        vec!["tokenize", "--model", model, "--text", "yes no maybe"],
+        vec!["generate", "--model", model, "--prompt", "yes", "--max-new-tokens", "20"],
+    ] {
+        let out = common::precept_with_closed_stdout(&args);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!stderr.contains("panicked"), "{args:?}: {stderr}");
+        assert_eq!(out.status.code(), Some(0), "{args:?}: {stderr}");
+    }
+}
+
+#[test]
+fn a_full_stdout_is_one_error_line_not_a_panic() {
+    let Ok(full) = std::fs::OpenOptions::new().write(true).open("/dev/full") else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let model = tiny_word_model(dir.path());
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_precept"))
+        .args(["logits", "--model", model.to_str().unwrap(), "--ids", "1,2", "--json"])
+        .env("PRECEPT_LOG", "warn")
+        .stdout(full)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert_eq!(stderr.trim_end(), "error: writing to stdout: No space left on device (os error 28)");
+}
