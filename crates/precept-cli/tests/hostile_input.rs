@@ -94,3 +94,18 @@ fn a_full_stdout_is_one_error_line_not_a_panic() {
     assert_eq!(out.status.code(), Some(1), "{stderr}");
     assert_eq!(stderr.trim_end(), "error: writing to stdout: No space left on device (os error 28)");
 }
+
+#[test]
+fn data_check_of_an_empty_file_is_an_error_naming_it_and_a_byte_order_mark_is_skipped() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = tiny_word_model(&dir.path().join("model"));
+    let empty = dir.path().join("empty.jsonl");
+    std::fs::write(&empty, "\n\n").unwrap();
+    let err = precept_error(&["data", "check", empty.to_str().unwrap(), "--model", model.to_str().unwrap()]);
+    assert!(err.contains("empty.jsonl: the file holds no records (it is empty or has only blank lines)"), "{err}");
+    let bom = dir.path().join("bom.jsonl");
+    std::fs::write(&bom, "\u{feff}{\"prompt\": \"is it good\", \"completion\": \"yes\"}\n").unwrap();
+    let out = precept(&["data", "check", bom.to_str().unwrap(), "--model", model.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("1 records, 1 examples, 0 invalid"));
+}

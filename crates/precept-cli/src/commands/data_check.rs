@@ -61,6 +61,9 @@ pub fn run(args: &DataCheckArgs) -> Result<()> {
             }
         }
     }
+    if pairs == 0 && errors == 0 {
+        bail!("{}: the file holds no records (it is empty or has only blank lines)", args.file.display());
+    }
     lengths.sort_unstable();
     let percentile = |q: f64| lengths.get(((lengths.len() as f64 - 1.0) * q).round() as usize).copied().unwrap_or(0);
     let report = CheckReport {
