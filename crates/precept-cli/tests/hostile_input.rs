@@ -62,6 +62,22 @@ fn max_new_tokens_of_u64_max_is_an_error_not_a_wrapped_sum() {
 }
 
 #[test]
+fn serve_refuses_a_reachable_address_without_a_key_before_saying_it_serves() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = tiny_word_model(dir.path());
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_precept"))
+        .args(["serve", "--model", model.to_str().unwrap(), "--addr", "0.0.0.0:0"])
+        .env("PRECEPT_LOG", "info")
+        .env_remove("PRECEPT_API_KEY")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("is reachable from other machines: set an API key"), "{stderr}");
+    assert!(!stderr.contains("serving"), "{stderr}");
+}
+
+#[test]
 fn a_closed_stdout_ends_every_printing_command_quietly() {
     let dir = tempfile::tempdir().unwrap();
     let model = tiny_word_model(dir.path());
