@@ -10,7 +10,7 @@ mod loaded;
 mod output;
 mod progress;
 
-use std::io::IsTerminal;
+use std::io::{IsTerminal, Write};
 use std::process::ExitCode;
 
 use clap::Parser;
@@ -52,15 +52,16 @@ fn main() -> ExitCode {
             }
             // The eval gate's verdicts have exit codes of their own (2, 3, 4).
             if let Some(failure) = error.downcast_ref::<commands::GateFailure>() {
-                eprintln!("{failure}");
+                // A closed stderr leaves nothing to report to; the exit code still says it.
+                let _ = writeln!(std::io::stderr(), "{failure}");
                 return ExitCode::from(failure.exit_code());
             }
             // Training data that copies evaluation data has its own (5).
             if let Some(contaminated) = error.downcast_ref::<commands::Contaminated>() {
-                eprintln!("error: {contaminated}");
+                let _ = writeln!(std::io::stderr(), "error: {contaminated}");
                 return ExitCode::from(commands::decontaminate::CONTAMINATED_EXIT_CODE);
             }
-            eprintln!("error: {error:#}");
+            let _ = writeln!(std::io::stderr(), "error: {error:#}");
             ExitCode::from(1)
         }
     }

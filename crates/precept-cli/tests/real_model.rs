@@ -157,16 +157,11 @@ fn data_check_validates_preference_pairs_and_names_file_line_and_field() {
 #[test]
 fn generate_exits_cleanly_when_its_stdout_is_closed() {
     for extra in [&[][..], &["--json"][..]] {
-        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_precept"))
-            .args(["generate", "--model", &model(), "--prompt", "Hello", "--max-new-tokens", "4"])
-            .args(extra)
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped())
-            .spawn()
-            .unwrap();
+        let model = model();
+        let args = [&["generate", "--model", model.as_str(), "--prompt", "Hello", "--max-new-tokens", "4"][..], extra]
+            .concat();
         // The reader goes away before the model has even loaded, so every write finds the pipe closed.
-        drop(child.stdout.take());
-        let out = child.wait_with_output().unwrap();
+        let out = common::precept_with_closed_stdout(&args);
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert!(out.status.success(), "{extra:?}: {:?} {stderr}", out.status);
         assert!(!stderr.contains("panicked"), "{extra:?}: {stderr}");

@@ -153,7 +153,8 @@ fn rewrite_generation_tags(source: &str) -> Cow<'_, str> {
     while let Some(start) = rest.find("{%") {
         let (before, tag) = rest.split_at(start);
         out.push_str(before);
-        let Some(end) = tag.find("%}") else {
+        // The closing `%}` comes after the opening `{%`: in `{%}` they share the `%`.
+        let Some(end) = tag[2..].find("%}").map(|end| end + 2) else {
             rest = tag;
             break;
         };
@@ -363,6 +364,14 @@ mod tests {
         assert_eq!(rendered, "[ok]");
         assert_eq!(rewrite_generation_tags("{%- generation %}"), "{%- if true %}");
         assert_eq!(rewrite_generation_tags("{% endgeneration -%}"), "{% endif -%}");
+    }
+
+    #[test]
+    fn a_tag_opened_and_closed_by_one_percent_sign_is_an_error_not_a_panic() {
+        // Found by the `chat_template` fuzz target: `{%}` made the rewrite slice backwards.
+        assert_eq!(rewrite_generation_tags("{%} generation %}"), "{%} generation %}");
+        let error = ChatTemplate::new("{%} generation", "t", SpecialTokens::default()).unwrap_err();
+        assert!(matches!(error, DataError::TemplateSyntax { .. }), "{error:?}");
     }
 
     #[test]

@@ -380,6 +380,20 @@ pub enum DataError {
         error: io::Error,
     },
 
+    /// A model config describes a model larger than this machine's memory (or than 64-bit
+    /// arithmetic can count).
+    #[error("{path}: this model ({sizes}) needs {needed} in float32 but this machine has {memory}")]
+    ModelTooLarge {
+        /// The config (or GGUF file) the sizes came from.
+        path: PathBuf,
+        /// The sizes, as the config names them.
+        sizes: String,
+        /// The memory the weights and rotary tables would take.
+        needed: String,
+        /// The machine's memory.
+        memory: String,
+    },
+
     /// A safetensors header could not be built for the tensors to write.
     #[error("{path}: invalid safetensors file: {message}")]
     Safetensors {

@@ -130,6 +130,12 @@ impl Tokenizer {
         self.chat_template.as_ref()
     }
 
+    /// Bytes of the longest entry of the vocabulary (added tokens included), at least 1: in a
+    /// BPE or Unigram tokenizer no token stands for more input than about this much.
+    pub fn longest_token_bytes(&self) -> usize {
+        self.inner.get_vocab(true).keys().map(String::len).max().unwrap_or(1).max(1)
+    }
+
     /// The underlying Hugging Face tokenizer, for what this type does not wrap.
     pub fn inner(&self) -> &tokenizers::Tokenizer {
         &self.inner

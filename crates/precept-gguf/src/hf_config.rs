@@ -6,6 +6,7 @@
 //! `config.json` said. Llama 3's rotary rescaling, which llama.cpp stores only as the
 //! `rope_freqs.weight` factors, is recognised and written back as `rope_scaling`.
 
+use precept_data::ModelSize;
 use serde_json::{json, Value};
 
 use crate::error::Result;
@@ -56,18 +57,38 @@ fn build(meta: &GgufMetadata, tensors: &[TensorInfo], rope_freqs: Option<&[f32]>
         Some(t) if t.dims.len() == 2 => t.dims[1] as usize,
         _ => meta.strings("tokenizer.ggml.tokens")?.len(),
     };
+    let layers = meta.count(&key("block_count"))?;
+    let held = block_count(tensors);
+    if layers != held {
+        return Err(meta.error(&key("block_count"), format!("{layers} but the file holds {held} blocks (blk.N.*)")));
+    }
+    let context = meta.count_opt(&key("context_length"))?.unwrap_or(2048);
+    let intermediate = meta.count(&key("feed_forward_length"))?;
+    let n = |x: usize| x as u64;
+    let size = ModelSize {
+        vocab_size: n(vocab_size),
+        hidden_size: n(hidden),
+        intermediate_size: n(intermediate),
+        num_hidden_layers: n(layers),
+        num_attention_heads: n(heads),
+        num_key_value_heads: n(kv_heads),
+        head_dim: n(head_dim),
+        max_position_embeddings: n(context),
+        tie_word_embeddings: !has("output.weight"),
+    };
+    size.check(meta.path())?;
     let mut config = json!({
         "architectures": [class],
         "model_type": model_type,
         "vocab_size": vocab_size,
         "hidden_size": hidden,
-        "intermediate_size": meta.count(&key("feed_forward_length"))?,
-        "num_hidden_layers": meta.count(&key("block_count"))?,
+        "intermediate_size": intermediate,
+        "num_hidden_layers": layers,
         "num_attention_heads": heads,
         "num_key_value_heads": kv_heads,
         "head_dim": head_dim,
         "hidden_act": "silu",
-        "max_position_embeddings": meta.count_opt(&key("context_length"))?.unwrap_or(2048),
+        "max_position_embeddings": context,
         "rms_norm_eps": shortest_float(meta, &key("attention.layer_norm_rms_epsilon"))?.unwrap_or(1e-5),
         "rope_theta": rope_theta,
         "rope_scaling": rope_scaling,
@@ -84,6 +105,13 @@ fn build(meta: &GgufMetadata, tensors: &[TensorInfo], rope_freqs: Option<&[f32]>
         config["attention_bias"] = json!(has("blk.0.attn_q.bias"));
     }
     Ok(config)
+}
+
+/// Number of transformer blocks the file holds tensors for: one more than the largest `N` of
+/// its `blk.N.*` tensors.
+fn block_count(tensors: &[TensorInfo]) -> usize {
+    let block = |name: &str| name.strip_prefix("blk.")?.split('.').next()?.parse::<usize>().ok();
+    tensors.iter().filter_map(|t| block(&t.name)).max().map_or(0, |n| n.saturating_add(1))
 }
 
 /// A float entry; an `f32` is widened through its shortest decimal so `1e-5f32` reads `1e-5`.
@@ -165,9 +193,15 @@ mod tests {
         }
     }
 
+    /// `token_embd.weight` of `vocab` ids and one tensor for each of SmolLM2's 30 blocks.
+    fn smollm_tensors(vocab: u64) -> Vec<TensorInfo> {
+        let blocks = (0..30).map(|i| tensor(&format!("blk.{i}.attn_norm.weight"), &[576]));
+        std::iter::once(tensor("token_embd.weight", &[576, vocab])).chain(blocks).collect()
+    }
+
     #[test]
     fn smollm2_metadata_gives_its_upstream_config() {
-        let config = build(&smollm_meta("llama"), &[tensor("token_embd.weight", &[576, 49152])], None).unwrap();
+        let config = build(&smollm_meta("llama"), &smollm_tensors(49152), None).unwrap();
         let expected = json!({
             "architectures": ["LlamaForCausalLM"], "model_type": "llama", "vocab_size": 49152,
             "hidden_size": 576, "intermediate_size": 1536, "num_hidden_layers": 30,
@@ -185,7 +219,8 @@ mod tests {
 
     #[test]
     fn an_output_tensor_unties_embeddings_and_qwen2_has_no_attention_bias_field() {
-        let tensors = [tensor("token_embd.weight", &[576, 100]), tensor("output.weight", &[576, 100])];
+        let mut tensors = smollm_tensors(100);
+        tensors.push(tensor("output.weight", &[576, 100]));
         let config = build(&smollm_meta("qwen2"), &tensors, None).unwrap();
         assert_eq!(
             (config["model_type"].as_str(), config["tie_word_embeddings"].as_bool()),
@@ -203,6 +238,26 @@ mod tests {
         let err =
             build(&GgufMetadata::new("m.gguf", entries), &[tensor("token_embd.weight", &[576, 10])], None).unwrap_err();
         assert_eq!(err.to_string(), "m.gguf: metadata `llama.block_count`: is missing");
+    }
+
+    #[test]
+    fn a_block_count_beyond_the_blocks_held_is_an_error() {
+        let mut entries = smollm_meta("llama").entries().clone();
+        entries.insert("llama.block_count".into(), GgufValue::U32(1_000_000_000));
+        let err = build(&GgufMetadata::new("m.gguf", entries), &smollm_tensors(49152), None).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "m.gguf: metadata `llama.block_count`: 1000000000 but the file holds 30 blocks (blk.N.*)"
+        );
+    }
+
+    #[test]
+    fn a_context_length_of_two_to_the_32_is_refused_before_anything_is_allocated() {
+        let mut entries = smollm_meta("llama").entries().clone();
+        entries.insert("llama.context_length".into(), GgufValue::U32(u32::MAX));
+        let err = build(&GgufMetadata::new("m.gguf", entries), &smollm_tensors(49152), None).unwrap_err().to_string();
+        assert!(err.starts_with("m.gguf: this model (num_hidden_layers = 30,"), "{err}");
+        assert!(err.contains("max_position_embeddings = 4294967295) needs 2048.5 GiB in float32"), "{err}");
     }
 
     #[test]

@@ -3,6 +3,7 @@
 use std::path::Path;
 
 use burn::config::Config;
+use precept_data::ModelSize;
 use serde_json::{json, Map, Value};
 
 use crate::error::{ModelError, Result};
@@ -69,6 +70,22 @@ impl LlamaConfig {
         Self::new(97, 32, 48, 2, 4, 2, 8).with_max_position_embeddings(128)
     }
 
+    /// The sizes that decide this model's memory ([`ModelSize::check`] bounds them).
+    pub fn size(&self) -> ModelSize {
+        let n = |x: usize| x as u64;
+        ModelSize {
+            vocab_size: n(self.vocab_size),
+            hidden_size: n(self.hidden_size),
+            intermediate_size: n(self.intermediate_size),
+            num_hidden_layers: n(self.num_hidden_layers),
+            num_attention_heads: n(self.num_attention_heads),
+            num_key_value_heads: n(self.num_key_value_heads),
+            head_dim: n(self.head_dim),
+            max_position_embeddings: n(self.max_position_embeddings),
+            tie_word_embeddings: self.tie_word_embeddings,
+        }
+    }
+
     /// Number of query heads sharing one key/value head.
     pub fn group_size(&self) -> usize {
         self.num_attention_heads / self.num_key_value_heads
@@ -109,7 +126,8 @@ impl LlamaConfig {
         })
     }
 
-    /// Reads and validates a Hugging Face `config.json`.
+    /// Reads and validates a Hugging Face `config.json`, refusing sizes whose weights and
+    /// rotary tables would not fit in this machine's memory before anything is allocated.
     pub fn from_hf_file(path: &Path) -> Result<Self> {
         let text = std::fs::read_to_string(path).map_err(|e| ModelError::io(path, e))?;
         let value: Value = serde_json::from_str(&text)
@@ -117,7 +135,9 @@ impl LlamaConfig {
         let Value::Object(map) = value else {
             return Err(ModelError::Json { path: path.to_path_buf(), message: "not a JSON object".into() });
         };
-        HfFields { path, map: &map }.to_config()
+        let config = HfFields { path, map: &map }.to_config()?;
+        config.size().check(path)?;
+        Ok(config)
     }
 }
 
@@ -298,6 +318,8 @@ mod tests {
         assert!(err.to_string().contains("`gpt2` is not a Llama-family model"), "{err}");
         let err = parse("[1,2]").unwrap_err();
         assert!(err.to_string().contains("not a JSON object"), "{err}");
+        let err = parse(&SMOLLM2.replace(r#""num_hidden_layers":30"#, r#""num_hidden_layers":1000000"#)).unwrap_err();
+        assert!(err.to_string().contains("config.json: this model (num_hidden_layers = 1000000,"), "{err}");
         let err = parse("{").unwrap_err();
         assert!(err.to_string().contains("config.json"), "{err}");
     }

@@ -346,7 +346,10 @@ fn check_prompts<B: KernelBackend>(model: &LlamaForCausalLM<B>, prompts: &[Vec<u
     if let Some(row) = prompts.iter().position(Vec::is_empty) {
         return Err(ModelError::Generation { row, message: "the prompt is empty".into() });
     }
-    let too_long = prompts.iter().zip(limits).position(|(p, &limit)| p.len() + limit > model.max_positions());
+    // Checked: a limit near `usize::MAX` must not wrap into a small total.
+    let fits =
+        |prompt: &Vec<u32>, limit: usize| prompt.len().checked_add(limit).is_some_and(|n| n <= model.max_positions());
+    let too_long = prompts.iter().zip(limits).position(|(p, &limit)| !fits(p, limit));
     if let Some(row) = too_long {
         return Err(ModelError::Generation {
             row,

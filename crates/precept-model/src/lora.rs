@@ -62,6 +62,9 @@ impl LoraConfig {
         if self.r == 0 {
             return invalid("r", "must be at least 1".into());
         }
+        if !self.alpha.is_finite() {
+            return invalid("alpha", format!("{} is not a finite number", self.alpha));
+        }
         if !(0.0..1.0).contains(&self.dropout) {
             return invalid("dropout", format!("{} is not in [0, 1)", self.dropout));
         }

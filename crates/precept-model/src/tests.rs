@@ -247,12 +247,18 @@ fn generation_stops_at_eos_and_when_the_observer_asks() {
 }
 
 #[test]
-fn over_long_and_empty_prompts_are_errors() {
+fn over_long_and_empty_prompts_and_token_limits_that_would_overflow_are_errors() {
     let config = LlamaConfig::tiny();
     let model = tiny_model(&config);
     let long = vec![vec![1u32; 120]];
     let err = generate(&model, &long, &GenerationConfig { max_new_tokens: 20, ..Default::default() }, |_, _| false);
     assert!(err.unwrap_err().to_string().contains("exceeds the model's 128 positions"));
+    let huge = GenerationConfig { max_new_tokens: usize::MAX, ..Default::default() };
+    let err = generate(&model, &[vec![1, 2]], &huge, |_, _| false).unwrap_err().to_string();
+    assert_eq!(
+        err,
+        format!("prompt 0: prompt of 2 tokens + {} new tokens exceeds the model's 128 positions", usize::MAX)
+    );
     let err = generate(&model, &[vec![1], vec![]], &GenerationConfig::default(), |_, _| false);
     assert_eq!(err.unwrap_err().to_string(), "prompt 1: the prompt is empty");
 }

@@ -6,7 +6,7 @@ use std::convert::Infallible;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::Sender;
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
@@ -21,7 +21,9 @@ use precept_remote::wire::{
     AssistantMessage, ChatChoice, ChatChunk, ChatCompletion, ChatRequest, ChoiceLogprobs, ChunkChoice, Delta,
     ModelCard, ModelList, Usage,
 };
+use subtle::ConstantTimeEq;
 use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver};
+use tower_http::timeout::RequestBodyTimeoutLayer;
 
 use crate::api_error::ApiError;
 use crate::engine::{Event, Job};
@@ -46,13 +48,15 @@ type AppState = Arc<Shared>;
 /// Completion ids: `chatcmpl-<n>`.
 static NEXT_ID: AtomicU64 = AtomicU64::new(1);
 
-/// The routes over `shared`, with bodies limited to `max_request_bytes`.
-pub fn router(shared: Shared, max_request_bytes: usize) -> Router {
+/// The routes over `shared`, with bodies limited to `max_request_bytes` and to `body_timeout`
+/// to arrive.
+pub fn router(shared: Shared, max_request_bytes: usize, body_timeout: Duration) -> Router {
     Router::new()
         .route("/health", get(|| async { "ok" }))
         .route("/v1/models", get(models))
         .route("/v1/chat/completions", post(chat))
         .layer(DefaultBodyLimit::max(max_request_bytes))
+        .layer(RequestBodyTimeoutLayer::new(body_timeout))
         .with_state(Arc::new(shared))
 }
 
@@ -63,12 +67,22 @@ pub fn unix_now() -> u64 {
 
 fn authorize(state: &Shared, headers: &HeaderMap) -> Result<(), ApiError> {
     let Some(key) = &state.api_key else { return Ok(()) };
-    let given = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok());
-    if given.and_then(|v| v.strip_prefix("Bearer ")) == Some(key.as_str()) {
+    let given = headers.get(header::AUTHORIZATION).and_then(|v| bearer_token(v.as_bytes()));
+    // Constant time, so the time a refusal takes says nothing about how much of the key matched.
+    if given.is_some_and(|token| bool::from(token.ct_eq(key.as_bytes()))) {
         return Ok(());
     }
     Err(ApiError::status(StatusCode::UNAUTHORIZED, "missing or wrong API key (send `Authorization: Bearer <key>`)")
         .with_code("invalid_api_key"))
+}
+
+/// The token of an `Authorization: Bearer <token>` header; the scheme is case-insensitive
+/// (RFC 9110 §11.1).
+fn bearer_token(value: &[u8]) -> Option<&[u8]> {
+    let space = value.iter().position(|&byte| byte == b' ')?;
+    let (scheme, rest) = value.split_at(space);
+    let token = rest.trim_ascii();
+    (scheme.eq_ignore_ascii_case(b"bearer") && !token.is_empty()).then_some(token)
 }
 
 async fn models(State(state): State<AppState>, headers: HeaderMap) -> Response {
@@ -245,4 +259,19 @@ fn completion_id() -> String {
 
 fn usage(prompt_tokens: usize, completion_tokens: usize) -> Usage {
     Usage { prompt_tokens, completion_tokens, total_tokens: prompt_tokens + completion_tokens }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_bearer_scheme_is_case_insensitive_and_the_token_is_what_follows() {
+        assert_eq!(bearer_token(b"Bearer s3cret"), Some(&b"s3cret"[..]));
+        assert_eq!(bearer_token(b"bearer s3cret"), Some(&b"s3cret"[..]));
+        assert_eq!(bearer_token(b"BEARER   s3cret "), Some(&b"s3cret"[..]));
+        assert_eq!(bearer_token(b"Basic s3cret"), None);
+        assert_eq!(bearer_token(b"Bearer "), None);
+        assert_eq!(bearer_token(b"Bearers3cret"), None);
+    }
 }

@@ -4,6 +4,7 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
@@ -32,6 +33,13 @@ pub struct ServeSettings {
     pub default_max_tokens: usize,
     /// Largest request body in bytes.
     pub max_request_bytes: usize,
+    /// Seconds a connection has to send a request's headers, from when it opens or its previous
+    /// response ends (so also how long an idle connection is kept).
+    pub header_timeout_secs: u64,
+    /// Seconds a request has to send its whole body.
+    pub body_timeout_secs: u64,
+    /// Most connections open at once.
+    pub max_connections: usize,
 }
 
 impl Default for ServeSettings {
@@ -47,6 +55,9 @@ impl Default for ServeSettings {
             max_tokens: options.max_tokens,
             default_max_tokens: options.default_max_tokens,
             max_request_bytes: options.max_request_bytes,
+            header_timeout_secs: options.header_timeout.as_secs(),
+            body_timeout_secs: options.body_timeout.as_secs(),
+            max_connections: options.max_connections,
         }
     }
 }
@@ -56,11 +67,20 @@ impl ServeSettings {
     /// environment, the limits.
     ///
     /// # Errors
-    /// [`ServeError::Setting`] without a model folder, or when the folder has no name to serve it
-    /// under and none is given.
+    /// [`ServeError::Setting`] without a model folder, when the folder has no name to serve it
+    /// under and none is given, and for a timeout or connection cap of 0.
     pub fn options(&self) -> Result<ServeOptions, ServeError> {
         if self.model.as_os_str().is_empty() {
             return Err(ServeError::Setting { field: "model", message: "is required (a model folder)".into() });
+        }
+        for (field, value) in [
+            ("header_timeout_secs", self.header_timeout_secs),
+            ("body_timeout_secs", self.body_timeout_secs),
+            ("max_connections", self.max_connections as u64),
+        ] {
+            if value == 0 {
+                return Err(ServeError::Setting { field, message: "must be at least 1".into() });
+            }
         }
         let name = match (&self.served_model_name, self.model.file_name()) {
             (Some(name), _) => name.clone(),
@@ -78,6 +98,9 @@ impl ServeSettings {
             max_request_bytes: self.max_request_bytes,
             max_tokens: self.max_tokens,
             default_max_tokens: self.default_max_tokens,
+            header_timeout: Duration::from_secs(self.header_timeout_secs),
+            body_timeout: Duration::from_secs(self.body_timeout_secs),
+            max_connections: self.max_connections,
             ..ServeOptions::new(name)
         })
     }
@@ -97,5 +120,7 @@ mod tests {
         assert_eq!(error, "setting `model`: is required (a model folder)");
         let error = ServeSettings { model: "/".into(), ..ServeSettings::default() }.options().unwrap_err();
         assert!(error.to_string().starts_with("setting `served_model_name`"), "{error}");
+        let error = ServeSettings { model: "m".into(), header_timeout_secs: 0, ..ServeSettings::default() }.options();
+        assert_eq!(error.unwrap_err().to_string(), "setting `header_timeout_secs`: must be at least 1");
     }
 }

@@ -78,11 +78,16 @@ impl Server {
     }
 
     fn post(&self, body: &str, key: Option<&str>) -> (u16, String) {
+        self.post_authorized(body, key.map(|key| format!("Bearer {key}")).as_deref())
+    }
+
+    /// [`Server::post`] with `authorization` as the whole `Authorization` header.
+    fn post_authorized(&self, body: &str, authorization: Option<&str>) -> (u16, String) {
         let agent: ureq::Agent = ureq::Agent::config_builder().http_status_as_error(false).build().into();
         let mut request =
             agent.post(format!("{}/v1/chat/completions", self.url)).header("Content-Type", "application/json");
-        if let Some(key) = key {
-            request = request.header("Authorization", &format!("Bearer {key}"));
+        if let Some(authorization) = authorization {
+            request = request.header("Authorization", authorization);
         }
         let mut response = request.send(body).unwrap();
         (response.status().as_u16(), response.body_mut().read_to_string().unwrap())
@@ -224,4 +229,60 @@ fn a_reachable_address_without_a_key_is_refused() {
     let listener = TcpListener::bind("0.0.0.0:0").unwrap();
     let err = serve(model(), tokenizer(), ServeOptions::new("tiny"), listener, async {}).unwrap_err();
     assert!(matches!(err, ServeError::KeyRequired { .. }), "{err}");
+}
+
+#[test]
+fn a_lowercase_bearer_scheme_is_accepted_and_a_wrong_key_is_not() {
+    let server = Server::start(model(), ServeOptions { api_key: Some("s3cret".into()), ..ServeOptions::new("tiny") });
+    let body = json!({"model": "tiny", "messages": [{"role": "user", "content": "is it ?"}], "max_tokens": 2});
+    let (status, reply) = server.post_authorized(&body.to_string(), Some("bearer s3cret"));
+    assert_eq!(status, 200, "{reply}");
+    let (status, _) = server.post_authorized(&body.to_string(), Some("bearer s3cre"));
+    assert_eq!(status, 401);
+    let (status, _) = server.post_authorized(&body.to_string(), Some("Basic s3cret"));
+    assert_eq!(status, 401);
+    server.shut_down().unwrap();
+}
+
+/// Opens a connection to `server`, sends nothing, and returns how long until the server closed it.
+fn silent_connection_lifetime(url: &str) -> std::time::Duration {
+    let address = url.trim_start_matches("http://");
+    let mut socket = std::net::TcpStream::connect(address).unwrap();
+    socket.set_read_timeout(Some(std::time::Duration::from_secs(20))).unwrap();
+    let opened = std::time::Instant::now();
+    let mut buffer = Vec::new();
+    // Whatever the server says before closing (perhaps nothing), the read ends at its close.
+    let _ = socket.read_to_end(&mut buffer);
+    opened.elapsed()
+}
+
+#[test]
+fn a_client_that_opens_a_socket_and_sends_nothing_is_closed_after_the_header_timeout() {
+    let options = ServeOptions { header_timeout: std::time::Duration::from_secs(1), ..ServeOptions::new("tiny") };
+    let server = Server::start(model(), options);
+    let lifetime = silent_connection_lifetime(&server.url);
+    assert!(lifetime >= std::time::Duration::from_millis(900), "closed after {lifetime:?}");
+    assert!(lifetime < std::time::Duration::from_secs(10), "still open after {lifetime:?}");
+    server.shut_down().unwrap();
+}
+
+#[test]
+fn past_max_connections_a_client_waits_until_an_idle_one_times_out() {
+    let options = ServeOptions {
+        header_timeout: std::time::Duration::from_secs(2),
+        max_connections: 1,
+        ..ServeOptions::new("tiny")
+    };
+    let server = Server::start(model(), options);
+    let address = server.url.trim_start_matches("http://").to_owned();
+    let idle = std::net::TcpStream::connect(&address).unwrap();
+    // Give the server a moment to accept the idle connection and take the only slot.
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let asked = std::time::Instant::now();
+    let response = ureq::get(format!("{}/health", server.url)).call().unwrap().into_body().read_to_string().unwrap();
+    assert_eq!(response, "ok");
+    let waited = asked.elapsed();
+    assert!(waited >= std::time::Duration::from_millis(1200), "answered after {waited:?} beside an idle connection");
+    drop(idle);
+    server.shut_down().unwrap();
 }

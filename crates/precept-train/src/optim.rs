@@ -12,6 +12,8 @@ use precept_model::{from_host, host_values};
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
+use crate::error::{Result, TrainError};
+
 /// AdamW settings, with PyTorch's defaults.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -30,6 +32,24 @@ pub struct AdamWConfig {
 impl Default for AdamWConfig {
     fn default() -> Self {
         Self { beta1: 0.9, beta2: 0.999, epsilon: 1e-8, weight_decay: 0.0 }
+    }
+}
+
+impl AdamWConfig {
+    /// Checks that both betas are in `[0, 1)`, `epsilon` is positive and `weight_decay` is at
+    /// least 0, all finite; errors name the setting as `optimizer.<field>`.
+    pub fn validate(&self) -> Result<()> {
+        let check = |field: &str, value: f64, ok: bool, range: &str| {
+            if ok && value.is_finite() {
+                Ok(())
+            } else {
+                Err(TrainError::setting(&format!("optimizer.{field}"), format!("{value:?} is not {range}")))
+            }
+        };
+        check("beta1", self.beta1, (0.0..1.0).contains(&self.beta1), "in [0, 1)")?;
+        check("beta2", self.beta2, (0.0..1.0).contains(&self.beta2), "in [0, 1)")?;
+        check("epsilon", self.epsilon, self.epsilon > 0.0, "a positive number")?;
+        check("weight_decay", self.weight_decay, self.weight_decay >= 0.0, "a number of at least 0")
     }
 }
 

@@ -119,8 +119,12 @@ impl Default for TrainConfig {
     }
 }
 
+/// The most passes over the data a run may ask for: more is a typo, and `inf` would never end.
+pub const MAX_EPOCHS: f64 = 10_000.0;
+
 impl TrainConfig {
-    /// Checks every setting before any work starts.
+    /// Checks every setting before any work starts: each number finite and in its range, the
+    /// error naming the setting.
     pub fn validate(&self) -> Result<()> {
         let fail = |field: &str, message: &str| Err(TrainError::setting(field, message));
         for (field, path) in [("model", &self.model), ("data", &self.data), ("out", &self.out)] {
@@ -136,6 +140,12 @@ impl TrainConfig {
         }
         if !(0.0..=1.0).contains(&self.warmup_ratio) {
             return fail("warmup_ratio", "must be in [0, 1]");
+        }
+        if !(self.num_train_epochs.is_finite() && (0.0..=MAX_EPOCHS).contains(&self.num_train_epochs)) {
+            return Err(TrainError::setting(
+                "num_train_epochs",
+                format!("{:?} is not a number from 0 to {MAX_EPOCHS}", self.num_train_epochs),
+            ));
         }
         let has_epochs = self.num_train_epochs > 0.0;
         if self.max_steps == Some(0) || (self.max_steps.is_none() && !has_epochs) {
@@ -162,9 +172,10 @@ impl TrainConfig {
         if self.eval_steps == Some(0) {
             return fail("eval_steps", "must be at least 1");
         }
-        if self.max_grad_norm.is_some_and(|norm| norm.is_nan() || norm <= 0.0) {
-            return fail("max_grad_norm", "must be positive");
+        if self.max_grad_norm.is_some_and(|norm| !(norm.is_finite() && norm > 0.0)) {
+            return fail("max_grad_norm", "must be a positive number (leave it out to turn clipping off)");
         }
+        self.optimizer.validate()?;
         if self.tuning == Tuning::Lora {
             self.lora.validate().map_err(|error| match error {
                 precept_model::ModelError::Lora { field, message } => {
@@ -192,7 +203,7 @@ mod tests {
     }
 
     #[test]
-    fn invalid_settings_name_the_setting() {
+    fn invalid_settings_name_the_setting_and_every_number_must_be_finite_and_in_range() {
         assert!(valid().validate().is_ok());
         let cases: Vec<(TrainConfig, &str)> = vec![
             (TrainConfig { data: "".into(), ..valid() }, "setting `data`: is required"),
@@ -206,6 +217,26 @@ mod tests {
             (TrainConfig { max_grad_norm: Some(-1.0), ..valid() }, "setting `max_grad_norm`"),
             (TrainConfig { lora: LoraConfig { r: 0, ..LoraConfig::default() }, ..valid() }, "setting `lora.r`"),
             (TrainConfig { tuning: Tuning::Full, merge: true, ..valid() }, "setting `merge`"),
+            (TrainConfig { num_train_epochs: f64::INFINITY, ..valid() }, "setting `num_train_epochs`: inf is not"),
+            (TrainConfig { num_train_epochs: 1e300, ..valid() }, "setting `num_train_epochs`: 1e300 is not"),
+            (TrainConfig { num_train_epochs: f64::NAN, ..valid() }, "setting `num_train_epochs`: NaN is not"),
+            (TrainConfig { max_grad_norm: Some(f64::INFINITY), ..valid() }, "setting `max_grad_norm`"),
+            (
+                TrainConfig { optimizer: AdamWConfig { weight_decay: -5.0, ..AdamWConfig::default() }, ..valid() },
+                "setting `optimizer.weight_decay`: -5.0 is not",
+            ),
+            (
+                TrainConfig { optimizer: AdamWConfig { beta1: f64::NAN, ..AdamWConfig::default() }, ..valid() },
+                "setting `optimizer.beta1`: NaN is not in [0, 1)",
+            ),
+            (
+                TrainConfig { optimizer: AdamWConfig { epsilon: 0.0, ..AdamWConfig::default() }, ..valid() },
+                "setting `optimizer.epsilon`",
+            ),
+            (
+                TrainConfig { lora: LoraConfig { alpha: f64::INFINITY, ..LoraConfig::default() }, ..valid() },
+                "setting `lora.alpha`",
+            ),
         ];
         for (config, expected) in cases {
             let message = config.validate().unwrap_err().to_string();

@@ -13,7 +13,7 @@ use super::generate::check_sampling;
 use crate::args::BenchGenerateArgs;
 use crate::device::DeviceCommand;
 use crate::loaded::load_weights;
-use crate::output::print_json;
+use crate::output::{outln, print_json};
 
 /// The command, ready to run on a backend.
 pub struct BenchGenerate(pub BenchGenerateArgs);
@@ -88,7 +88,7 @@ impl DeviceCommand for BenchGenerate {
         if args.json {
             return print_json(&report);
         }
-        println!(
+        outln!(
             "batch {} × {} prompt tokens, {} new tokens: prefill {:.1} tok/s, decode {:.1} tok/s, end-to-end {:.1} tok/s",
             report.batch,
             report.prompt_tokens,
@@ -96,7 +96,7 @@ impl DeviceCommand for BenchGenerate {
             report.prefill_tokens_per_s,
             report.decode_tokens_per_s,
             report.end_to_end_tokens_per_s
-        );
+        )?;
         Ok(())
     }
 }

@@ -12,7 +12,7 @@ use precept_data::Message;
 use precept_remote::wire::{ChatCompletion, ChatRequest};
 use serde::Serialize;
 
-use crate::output::print_json;
+use crate::output::{outln, print_json};
 
 /// Prompts cycled through by the clients.
 const PROMPTS: [&str; 8] = [
@@ -143,7 +143,7 @@ pub fn run(args: &BenchServeArgs) -> Result<()> {
     if args.json {
         print_json(&report)?;
     } else {
-        println!(
+        outln!(
             "{} clients, {}/{} requests completed ({} failed) in {:.1}s: {:.2} req/s, {:.1} completion tok/s, \
              latency p50 {:.2}s p99 {:.2}s",
             report.clients,
@@ -155,7 +155,7 @@ pub fn run(args: &BenchServeArgs) -> Result<()> {
             report.completion_tokens_per_s,
             report.latency_p50_s,
             report.latency_p99_s
-        );
+        )?;
     }
     if report.failed > 0 {
         bail!("{} requests failed; first: {}", report.failed, report.first_failure.unwrap_or_default());

@@ -23,7 +23,7 @@ use serde::Serialize;
 use crate::args::BenchTrainArgs;
 use crate::device::DeviceCommand;
 use crate::loaded::load_weights;
-use crate::output::print_json;
+use crate::output::{outln, print_json};
 
 /// The command, ready to run on a backend.
 pub struct BenchTrain(pub BenchTrainArgs);
@@ -171,7 +171,7 @@ impl DeviceCommand for BenchTrain {
         if args.json {
             return print_json(&report);
         }
-        println!(
+        outln!(
             "{method} {objective} step, {} rows × {}: {:.2}s ({:.1} tokens/s; reference {:.2}s, forward {:.2}s, backward {:.2}s, optimizer {:.2}s), peak RSS {}",
             report.rows,
             report.seq,
@@ -182,7 +182,7 @@ impl DeviceCommand for BenchTrain {
             report.backward_s_median,
             report.optimizer_s_median,
             report.peak_rss_gib.map_or("unknown".into(), |g| format!("{g:.2} GiB"))
-        );
+        )?;
         Ok(())
     }
 }

@@ -17,7 +17,7 @@ use serde::Serialize;
 use super::decontaminate;
 use super::remote::{open_model, ConnectionFlags, Generator};
 use crate::device::DeviceCommand;
-use crate::output::print_json;
+use crate::output::{outln, print_json};
 use crate::progress::ProgressDisplay;
 
 /// `precept constitute`: settings from `--config` (a file of [`ConstituteSettings`]), overridden
@@ -292,7 +292,7 @@ impl DeviceCommand for BenchConstitute {
         if args.json {
             print_json(&report)?;
         } else {
-            println!(
+            outln!(
                 "batch {}: {} prompts in {:.1}s (after {:.1}s of loading and warm-up) = {:.1} records/min ({} kept, {} filtered)",
                 report.batch,
                 report.prompts,
@@ -301,7 +301,7 @@ impl DeviceCommand for BenchConstitute {
                 report.records_per_minute,
                 report.sft,
                 report.filtered
-            );
+            )?;
         }
         Ok(())
     }

@@ -13,6 +13,7 @@ use precept_model::LocalGenerator;
 use precept_train::TrainKernels;
 
 use crate::device::DeviceCommand;
+use crate::output::outln;
 
 /// `precept constitution …`
 #[derive(Debug, Subcommand)]
@@ -93,22 +94,22 @@ pub fn check(args: &CheckArgs) -> Result<()> {
     let mut failed = 0;
     for path in &args.files {
         match Constitution::load(path) {
-            Ok(c) => println!(
+            Ok(c) => outln!(
                 "{}: ok ({}, {}, {})",
                 path.display(),
                 count(c.principles.len(), "principle"),
                 count(c.examples.len(), "example"),
                 count(c.comparisons.len(), "comparison")
-            ),
+            )?,
             Err(ConstitutionError::Invalid { diagnostics }) => {
                 failed += 1;
                 for diagnostic in diagnostics {
-                    println!("{diagnostic}");
+                    outln!("{diagnostic}")?;
                 }
             }
             Err(other) => {
                 failed += 1;
-                println!("{other}");
+                outln!("{other}")?;
             }
         }
     }
@@ -185,17 +186,17 @@ impl DeviceCommand for Try {
             }
         };
         if let Some(answer) = answer {
-            println!("── answer\n{answer}");
+            outln!("── answer\n{answer}")?;
         }
         for round in &rounds {
             let principle = constitution.principle(&round.principle)?;
-            println!("── critique request [{}]\n{}", round.principle, principle.critique);
-            println!("── critique\n{}", round.critique);
-            println!("── revision request\n{}", principle.revision);
-            println!("── revision\n{}", round.revision);
+            outln!("── critique request [{}]\n{}", round.principle, principle.critique)?;
+            outln!("── critique\n{}", round.critique)?;
+            outln!("── revision request\n{}", principle.revision)?;
+            outln!("── revision\n{}", round.revision)?;
         }
         if let Some((stage, round, reason, text)) = failure {
-            println!("── {} of round {round}, filtered as {reason}\n{text}", stage.as_str());
+            outln!("── {} of round {round}, filtered as {reason}\n{text}", stage.as_str())?;
             bail!("the {} of round {round} was filtered as {reason}", stage.as_str());
         }
         Ok(())

@@ -6,7 +6,7 @@ use serde::Serialize;
 
 use crate::args::{DataCheckArgs, DataFormat, MismatchArg};
 use crate::loaded::TextModel;
-use crate::output::print_json;
+use crate::output::{outln, print_json};
 
 #[derive(Serialize)]
 struct CheckReport {
@@ -61,6 +61,9 @@ pub fn run(args: &DataCheckArgs) -> Result<()> {
             }
         }
     }
+    if pairs == 0 && errors == 0 {
+        bail!("{}: the file holds no records (it is empty or has only blank lines)", args.file.display());
+    }
     lengths.sort_unstable();
     let percentile = |q: f64| lengths.get(((lengths.len() as f64 - 1.0) * q).round() as usize).copied().unwrap_or(0);
     let report = CheckReport {
@@ -74,7 +77,7 @@ pub fn run(args: &DataCheckArgs) -> Result<()> {
     if args.json {
         print_json(&report)?;
     } else {
-        print_report(&report);
+        print_report(&report)?;
     }
     if errors > 0 {
         bail!("{}: {errors} invalid record(s)", report.file);
@@ -82,23 +85,24 @@ pub fn run(args: &DataCheckArgs) -> Result<()> {
     Ok(())
 }
 
-fn print_report(report: &CheckReport) {
+fn print_report(report: &CheckReport) -> Result<()> {
     for error in &report.first_errors {
-        println!("error: {error}");
+        outln!("error: {error}")?;
     }
     let s = &report.stats;
     let [p50, p90, p99, max] = report.length_percentiles;
     match report.pairs {
         Some(pairs) => {
-            println!("{}: {pairs} pairs ({} conversations), {} invalid", report.file, s.examples, report.errors)
+            outln!("{}: {pairs} pairs ({} conversations), {} invalid", report.file, s.examples, report.errors)?;
         }
-        None => println!("{}: {} records, {} examples, {} invalid", report.file, s.records, s.examples, report.errors),
+        None => outln!("{}: {} records, {} examples, {} invalid", report.file, s.records, s.examples, report.errors)?,
     }
-    println!("tokens: {} ({} trained); length p50 {p50}, p90 {p90}, p99 {p99}, max {max}", s.tokens, s.trained_tokens);
-    println!(
+    outln!("tokens: {} ({} trained); length p50 {p50}, p90 {p90}, p99 {p99}, max {max}", s.tokens, s.trained_tokens)?;
+    outln!(
         "truncated {}, dropped for length {}, prompt/completion mismatches skipped {}",
         s.truncated,
         s.dropped_for_length,
         s.mismatches_skipped()
-    );
+    )?;
+    Ok(())
 }

@@ -10,7 +10,7 @@ use serde::Serialize;
 use crate::args::LogitsArgs;
 use crate::device::DeviceCommand;
 use crate::loaded::{load_weights, TextModel};
-use crate::output::print_json;
+use crate::output::{outln, print_json};
 
 /// The command, ready to run on a backend.
 pub struct Logits(pub LogitsArgs);
@@ -65,9 +65,9 @@ impl DeviceCommand for Logits {
         if args.common.json {
             return print_json(&report);
         }
-        println!("{} input tokens; sequence log-probability {:.6}", report.input_ids.len(), report.sequence_logprob);
+        outln!("{} input tokens; sequence log-probability {:.6}", report.input_ids.len(), report.sequence_logprob)?;
         for (id, logit) in report.top_ids.iter().zip(&report.top_logits) {
-            println!("{id:>8}  {logit:>12.6}");
+            outln!("{id:>8}  {logit:>12.6}")?;
         }
         Ok(())
     }

@@ -52,6 +52,16 @@ pub struct ServeArgs {
     /// Largest request body in bytes [default: 1048576].
     #[arg(long)]
     pub max_request_bytes: Option<usize>,
+    /// Seconds a connection has to send a request's headers, from when it opens or its previous
+    /// response ends, so also how long an idle connection is kept [default: 30].
+    #[arg(long)]
+    pub header_timeout_secs: Option<u64>,
+    /// Seconds a request has to send its whole body [default: 60].
+    #[arg(long)]
+    pub body_timeout_secs: Option<u64>,
+    /// Most connections open at once; further clients wait [default: 64].
+    #[arg(long)]
+    pub max_connections: Option<usize>,
 }
 
 impl ServeArgs {
@@ -79,9 +89,6 @@ impl DeviceCommand for Serve {
             tracing::info!("folded a rank-{} adapter from {} into the weights", lora.r, adapter.display());
         }
         let listener = TcpListener::bind(settings.addr).with_context(|| format!("listening on {}", settings.addr))?;
-        let addr = listener.local_addr().with_context(|| format!("listening on {}", settings.addr))?;
-        let name = options.model_name.clone();
-        tracing::info!("serving `{name}` on http://{addr}/v1 (chat completions and models; Ctrl-C stops)");
         serve(model, tokenizer, options, listener, shutdown_signal())?;
         tracing::info!("stopped");
         Ok(())

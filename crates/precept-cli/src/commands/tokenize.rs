@@ -5,7 +5,7 @@ use serde::Serialize;
 
 use crate::args::TokenizeArgs;
 use crate::loaded::TextModel;
-use crate::output::print_json;
+use crate::output::{outln, print_json};
 
 #[derive(Serialize)]
 struct Tokenized<'a> {
@@ -25,8 +25,8 @@ pub fn run(args: &TokenizeArgs) -> Result<()> {
         return print_json(&result);
     }
     for (id, token) in result.ids.iter().zip(&result.tokens) {
-        println!("{id:>8}  {token}");
+        outln!("{id:>8}  {token}")?;
     }
-    println!("{} tokens", result.ids.len());
+    outln!("{} tokens", result.ids.len())?;
     Ok(())
 }

@@ -14,6 +14,20 @@ pub fn precept(args: &[&str]) -> Output {
         .expect("the precept binary runs")
 }
 
+/// Runs `precept` with its stdout a pipe whose reader has gone before the program starts
+/// (`precept … | head -c 0`), and returns its output.
+pub fn precept_with_closed_stdout(args: &[&str]) -> Output {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_precept"))
+        .args(args)
+        .env("PRECEPT_LOG", "warn")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("the precept binary runs");
+    drop(child.stdout.take());
+    child.wait_with_output().expect("precept ends")
+}
+
 /// Runs `precept`, asserts success and parses stdout as one JSON value.
 pub fn precept_json(args: &[&str]) -> serde_json::Value {
     let out = precept(args);

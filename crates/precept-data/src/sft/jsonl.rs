@@ -14,6 +14,9 @@ use crate::sft::record::SftRecord;
 /// The longest JSONL line read into memory; longer lines are errors, not allocations.
 pub const MAX_LINE_BYTES: usize = 64 * 1024 * 1024;
 
+/// The UTF-8 encoding of U+FEFF, the byte-order mark.
+const UTF8_BOM: &[u8] = b"\xef\xbb\xbf";
+
 /// A record parsed from one JSON line.
 pub trait JsonRecord: Sized {
     /// Parses `value`; `path` and `line` locate it in every error.
@@ -30,6 +33,9 @@ impl JsonRecord for SftRecord {
 }
 
 /// An iterator over `(line_number, Result<T>)` for every non-blank line of a JSONL file.
+///
+/// A UTF-8 byte-order mark at the very start of the file (which some Windows editors and
+/// Python's `utf-8-sig` write) is skipped, as JSON readers are permitted to do (RFC 8259 §8.1).
 ///
 /// A bad line yields its error and reading goes on with the next line, so callers choose whether
 /// to stop or skip. A read error from the file itself ends the iteration after being yielded.
@@ -90,6 +96,9 @@ impl<R: BufRead, T: JsonRecord> JsonlReader<R, T> {
             return Ok(false);
         }
         self.line += 1;
+        if self.line == 1 && self.buffer.starts_with(UTF8_BOM) {
+            self.buffer.drain(..UTF8_BOM.len());
+        }
         if self.buffer.last() == Some(&b'\n') {
             self.buffer.pop();
             if self.buffer.last() == Some(&b'\r') {
@@ -202,6 +211,16 @@ mod tests {
     fn a_line_that_is_not_utf8_is_an_error_naming_the_line() {
         let records = read(b"{\"prompt\":\"a\",\"completion\":\"b\"}\n{\"prompt\":\"\xff\"}\n");
         assert_eq!(records[1], (2, Err("data.jsonl:2: not valid UTF-8".to_owned())));
+    }
+
+    #[test]
+    fn a_utf8_byte_order_mark_at_the_start_of_the_file_is_skipped() {
+        let records = read(b"\xef\xbb\xbf{\"prompt\":\"a\",\"completion\":\"b\"}\n\xef\xbb\xbf{}\n");
+        assert_eq!(records[0].0, 1);
+        assert!(records[0].1.is_ok(), "{:?}", records[0].1);
+        // Only the file's first bytes may be a byte-order mark; elsewhere it is invalid JSON.
+        let err = records[1].1.as_ref().unwrap_err();
+        assert!(err.starts_with("data.jsonl:2: invalid JSON"), "{err}");
     }
 
     #[test]

@@ -62,18 +62,34 @@ impl PreparationStats {
 }
 
 /// Turns [`SftRecord`]s into [`TokenizedExample`]s with one tokenizer, template and settings.
+///
+/// With a `max_length`, each message is cut to a number of bytes in proportion to it before it is
+/// rendered and tokenised, so one huge record costs memory and time in proportion to
+/// `max_length`, not to its size; the tokens kept are the same.
 #[derive(Debug)]
 pub struct SftPreparer<'a> {
     tokenizer: &'a Tokenizer,
     template: &'a ChatTemplate,
     options: PrepareOptions,
+    /// Longest message text worth tokenising, from `max_length`.
+    content_limit: Option<usize>,
     stats: PreparationStats,
+}
+
+/// Bytes of a message that can reach the first `max_length` tokens, with a margin of four:
+/// no token stands for more than about `longest_token` bytes of input, so a message cut here
+/// still has more than `max_length` tokens, and the first `max_length` tokens of the
+/// conversation are those of the whole one.
+pub(crate) fn content_limit(max_length: usize, longest_token: usize) -> usize {
+    max_length.saturating_mul(longest_token).saturating_mul(4).max(1)
 }
 
 impl<'a> SftPreparer<'a> {
     /// A preparer rendering with `template` (usually [`Tokenizer::chat_template`]).
     pub fn new(tokenizer: &'a Tokenizer, template: &'a ChatTemplate, options: PrepareOptions) -> Self {
-        Self { tokenizer, template, options, stats: PreparationStats::default() }
+        let content_limit =
+            options.max_length.map(|max_length| content_limit(max_length, tokenizer.longest_token_bytes()));
+        Self { tokenizer, template, options, content_limit, stats: PreparationStats::default() }
     }
 
     /// Tokenises and masks the record found at `path:line`, truncating it to `max_length`.
@@ -90,6 +106,8 @@ impl<'a> SftPreparer<'a> {
 
     /// The counting-free half of [`Self::prepare`], safe to run on many records in parallel.
     pub(crate) fn tokenize(&self, record: &SftRecord, path: &Path, line: usize) -> Result<Option<TokenizedExample>> {
+        let cut = self.content_limit.and_then(|limit| record.cut_messages(limit));
+        let record = cut.as_ref().unwrap_or(record);
         match tokenize_record(self.tokenizer, self.template, record, path, line) {
             Ok(example) => Ok(Some(example)),
             Err(DataError::MaskMismatch { .. }) if self.options.on_mismatch == OnMismatch::Warn => Ok(None),
@@ -224,6 +242,26 @@ mod tests {
             .prepare(&record(json!({"prompt": "Hi", "completion": "Hello"})), Path::new("data.jsonl"), 7)
             .unwrap();
         (example, preparer.into_stats())
+    }
+
+    #[test]
+    fn a_huge_message_is_cut_before_tokenising_and_keeps_the_tokens_it_would_have_kept() {
+        let tokenizer = chatml_tokenizer();
+        let chatml = template(SMOLLM2_TEMPLATE);
+        let huge = "Hello there. ".repeat(200_000);
+        let record = record(json!({"prompt": "Hi", "completion": huge}));
+        // Past the default system message and the prompt, which take a token a byte here.
+        let max_length = prompt_tokens(&tokenizer) + 40;
+        let limit = content_limit(max_length, tokenizer.longest_token_bytes());
+        assert!(limit < 100_000, "{limit}");
+        assert_eq!(record.cut_messages(limit).unwrap().messages()[1].content.len(), limit);
+        let options = PrepareOptions { max_length: Some(max_length), on_mismatch: OnMismatch::Error };
+        let mut preparer = SftPreparer::new(&tokenizer, &chatml, options);
+        let example = preparer.prepare(&record, Path::new("data.jsonl"), 1).unwrap().unwrap();
+        let mut whole = tokenize_record(&tokenizer, &chatml, &record, Path::new("data.jsonl"), 1).unwrap();
+        whole.truncate(max_length);
+        assert_eq!(example, whole);
+        assert_eq!(preparer.stats().truncated, 1);
     }
 
     #[test]

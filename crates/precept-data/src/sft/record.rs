@@ -55,6 +55,22 @@ impl SftRecord {
         self.trained.get(index).copied().unwrap_or(false)
     }
 
+    /// The record with every message longer than `max_bytes` cut to its first `max_bytes`
+    /// bytes (at a character boundary); `None` when no message is that long.
+    pub fn cut_messages(&self, max_bytes: usize) -> Option<SftRecord> {
+        if self.messages.iter().all(|message| message.content.len() <= max_bytes) {
+            return None;
+        }
+        let cut = |message: &Message| {
+            let mut end = max_bytes.min(message.content.len());
+            while !message.content.is_char_boundary(end) {
+                end -= 1;
+            }
+            Message { role: message.role, content: message.content[..end].to_owned() }
+        };
+        Some(SftRecord { messages: self.messages.iter().map(cut).collect(), trained: self.trained.clone() })
+    }
+
     /// The indices of the trained messages, in order.
     pub fn trained_indices(&self) -> impl Iterator<Item = usize> + '_ {
         self.trained.iter().enumerate().filter_map(|(index, &trained)| trained.then_some(index))

@@ -20,8 +20,22 @@ pub fn load_model<B: Backend>(dir: &Path, device: &B::Device) -> Result<(LlamaCo
     }
     let config = LlamaConfig::from_hf_file(&config_path)?;
     let files = SafetensorsFiles::open(dir)?;
+    check_layers(&config, &files, &config_path)?;
     let model = load_weights(config.init(device), &files)?;
     Ok((config, model))
+}
+
+/// Refuses a config whose layer count differs from the checkpoint's before the model is built.
+fn check_layers(config: &LlamaConfig, files: &SafetensorsFiles, config_path: &Path) -> Result<()> {
+    let held = files.layer_count();
+    if config.num_hidden_layers == held {
+        return Ok(());
+    }
+    Err(ModelError::Config {
+        path: config_path.to_path_buf(),
+        field: "num_hidden_layers".into(),
+        message: format!("{} but {} holds {held} layers", config.num_hidden_layers, files.describe()),
+    })
 }
 
 /// Replaces every parameter of `model` (adapters aside) with the checkpoint tensor of the same key.

@@ -66,6 +66,21 @@ impl SafetensorsFiles {
         self.index.keys().map(String::as_str)
     }
 
+    /// Number of decoder layers the checkpoint holds: one more than the largest `N` of its
+    /// `model.layers.N.*` keys, 0 when it has none.
+    pub fn layer_count(&self) -> usize {
+        let layer = |key: &str| key.strip_prefix("model.layers.")?.split('.').next()?.parse::<usize>().ok();
+        self.index.keys().filter_map(|key| layer(key)).max().map_or(0, |n| n.saturating_add(1))
+    }
+
+    /// The checkpoint as messages name it: its file name, or its number of shards.
+    pub fn describe(&self) -> String {
+        match self.files.as_slice() {
+            [(path, _)] => path.file_name().map_or_else(|| path.display().to_string(), |n| n.to_string_lossy().into()),
+            files => format!("the checkpoint's {} shards", files.len()),
+        }
+    }
+
     /// The file that holds `key`, or the folder's main file for error messages.
     pub fn path_of(&self, key: &str) -> &Path {
         let i = self.index.get(key).copied().unwrap_or(0);

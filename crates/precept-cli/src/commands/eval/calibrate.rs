@@ -9,7 +9,7 @@ use precept_train::TrainKernels;
 use super::args::CalibrateArgs;
 use crate::commands::remote::ModelOpener;
 use crate::device::DeviceCommand;
-use crate::output::print_json;
+use crate::output::{outln, print_json};
 
 /// The command, ready to run on a backend.
 pub struct Calibrate(pub CalibrateArgs);
@@ -27,12 +27,16 @@ impl DeviceCommand for Calibrate {
         if args.json {
             return print_json(&c);
         }
-        println!("{}: {} labelled replies (positive class: compliance)", args.gold.display(), c.n);
-        println!("accuracy {:.3}  precision {:.3}  recall {:.3}", c.accuracy, c.precision, c.recall);
-        println!(
+        outln!("{}: {} labelled replies (positive class: compliance)", args.gold.display(), c.n)?;
+        outln!("accuracy {:.3}  precision {:.3}  recall {:.3}", c.accuracy, c.precision, c.recall)?;
+        outln!(
             "true positives {}, false positives {}, true negatives {}, false negatives {}, judge failures {}",
-            c.true_positives, c.false_positives, c.true_negatives, c.false_negatives, c.judge_failures
-        );
+            c.true_positives,
+            c.false_positives,
+            c.true_negatives,
+            c.false_negatives,
+            c.judge_failures
+        )?;
         Ok(())
     }
 }

@@ -51,7 +51,7 @@ pub fn announce(report: &Report, json: bool) -> Result<()> {
     if json {
         print_json(report)?;
     } else {
-        print!("{}", terminal_table(report));
+        crate::output::write_stdout(&terminal_table(report))?;
     }
     match report.verdict() {
         Verdict::Pass => Ok(()),
