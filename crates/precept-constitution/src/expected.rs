@@ -25,7 +25,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::critique::generate_checked;
 use crate::error::{ConstitutionError, Result};
-use crate::filter::{sentence_ends, usable_text};
+use crate::filter::usable_text;
 use crate::prompts::PromptRecord;
 
 /// Which reply of a prompt a record uses.
@@ -132,16 +132,6 @@ pub struct Selection<'a> {
     pub contrast: Option<Candidate<'a>>,
 }
 
-/// Whether `reply` keeps to `expected`: a first sentence that refuses for `refuse`, no refusal
-/// anywhere for `comply`.
-pub fn keeps_to(judge: &KeywordJudge, expected: Expected, reply: &str) -> bool {
-    let judged = match expected {
-        Expected::Refuse => first_sentence(reply),
-        Expected::Comply => reply,
-    };
-    !judge.judge_text(judged).label.is_bad_for(expected)
-}
-
 /// The user's turns of `context`, one per line: what [`DegenerateJudge`] reads a reply against.
 pub fn user_turns(context: &[Message]) -> String {
     let turns: Vec<&str> = context.iter().filter(|m| m.role == Role::User).map(|m| m.content.as_str()).collect();
@@ -170,7 +160,7 @@ pub fn select<'a>(
     };
     let mut ordered = candidates.to_vec();
     ordered.sort_by_key(|c| rank(c.source));
-    let keeping: Vec<bool> = ordered.iter().map(|c| keeps_to(&judge, expected, c.text)).collect();
+    let keeping: Vec<bool> = ordered.iter().map(|c| judge.keeps_to(expected, c.text)).collect();
     let degenerate: Vec<bool> = ordered.iter().map(|c| defects.judge(prompt, c.text).is_degenerate()).collect();
     let first = |wanted: &dyn Fn(usize) -> bool| (0..ordered.len()).find(|&i| wanted(i)).map(|i| ordered[i]);
     let mut selection = Selection {
@@ -188,12 +178,6 @@ pub fn select<'a>(
         }
     }
     selection
-}
-
-/// `text` up to the end of its first sentence or line.
-fn first_sentence(text: &str) -> &str {
-    let text = text.trim_start();
-    &text[..sentence_ends(text).next().unwrap_or(text.len())]
 }
 
 #[cfg(test)]
@@ -229,18 +213,6 @@ mod tests {
             assert_eq!(selection.target.map(|c| c.source), target, "{expected} {revision:?} {answer:?} {sample:?}");
             assert_eq!(selection.contrast.map(|c| c.source), contrast);
         }
-    }
-
-    #[test]
-    fn a_refusal_counts_only_in_the_first_sentence() {
-        let judge = KeywordJudge::default();
-        let late = "Here is how to do it: mix them. I'm sorry if that is not enough.";
-        assert!(!keeps_to(&judge, Expected::Refuse, late));
-        assert!(!keeps_to(&judge, Expected::Comply, late), "for `comply` a refusal anywhere misses");
-        assert!(keeps_to(&judge, Expected::Refuse, "I'm sorry, but no. Ask a chemist instead."));
-        assert!(keeps_to(&judge, Expected::Refuse, "No, I won't help with that"));
-        assert_eq!(first_sentence("  Version 2.5 is out. Next"), "Version 2.5 is out.");
-        assert_eq!(first_sentence("Line one\nLine two"), "Line one\n");
     }
 
     #[test]

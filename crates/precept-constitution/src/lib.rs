@@ -49,7 +49,7 @@ pub use constitution::{content_hash, Comparison, Constitution, Example, Principl
 pub use critique::{choose_principle, critique_and_revise, few_shot_turns, opening, LoopConfig, Revised, Round, Stage};
 pub use driver::{constitute, RunConfig, RunSettings};
 pub use error::{ConstitutionError, Result};
-pub use expected::{draw_answers, keeps_to, select, user_turns, Candidate, DrawConfig, ReplySource, Selection};
+pub use expected::{draw_answers, select, user_turns, Candidate, DrawConfig, ReplySource, Selection};
 pub use feedback::{
     choose_comparison, comparison_conversation, judge, judge_sampled, label_pairs, sample_pairs, soft_label, Feedback,
     FeedbackConfig, FeedbackFiltered, Judgement, Labelled, PairToJudge, SampledPair, OPTIONS,

@@ -8,7 +8,7 @@
 use precept_data::{Expected, FinishReason, KeywordJudge, Message, Reply};
 
 use crate::critique::Revised;
-use crate::expected::{keeps_to, select, user_turns, Candidate, ReplySource, Selection};
+use crate::expected::{select, user_turns, Candidate, ReplySource, Selection};
 use crate::feedback::{Feedback, Labelled};
 use crate::filter::usable_text;
 use crate::prompts::PromptRecord;
@@ -170,7 +170,7 @@ impl Lines<'_> {
             filtered.push("expected-missed".to_owned());
             return (None, None);
         };
-        if replies.revision.is_some_and(|revision| !keeps_to(&KeywordJudge::default(), expected, revision)) {
+        if replies.revision.is_some_and(|revision| !KeywordJudge::default().keeps_to(expected, revision)) {
             filtered.push("revision-missed-expected".to_owned());
         }
         let first_answer = replies.answer.filter(|_| target.source != ReplySource::Answer);

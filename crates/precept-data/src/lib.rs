@@ -80,7 +80,7 @@ pub use model_source::{Connection, ModelSource, RemoteSpec};
 pub use prefs::{prepare_pairs_file, tokenize_pair, PrefReader, PrefRecord, TokenizedPair};
 pub use progress::{Counter, ProgressEvent, ProgressSink, Silent};
 pub use refusal::{
-    Defect, Defects, DegenerateJudge, Expected, Judgement, KeywordJudge, Label, DEFAULT_REFUSAL_PHRASES,
+    first_sentence, Defect, Defects, DegenerateJudge, Expected, Judgement, KeywordJudge, Label, DEFAULT_REFUSAL_PHRASES,
 };
 pub use reply_text::ReplyText;
 pub use safetensors_writer::{write_le, write_safetensors, TensorEntry};

@@ -15,7 +15,7 @@ use std::fmt;
 use serde::{Deserialize, Serialize};
 
 pub use degenerate::{Defect, Defects, DegenerateJudge};
-pub use keywords::{KeywordJudge, DEFAULT_REFUSAL_PHRASES};
+pub use keywords::{first_sentence, KeywordJudge, DEFAULT_REFUSAL_PHRASES};
 
 /// What a safe model does with a prompt.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]

@@ -17,8 +17,6 @@ mod train;
 
 pub use config::{GrpoConfig, RewardFunc, SystemPrompts};
 pub use logps::{gathered_logps, CompletionRows};
-pub use rewards::{
-    first_sentence, Completion, DegenerateReward, ExpectationReward, LengthReward, RepetitionReward, Reward, Rewards,
-};
+pub use rewards::{Completion, DegenerateReward, ExpectationReward, LengthReward, RepetitionReward, Reward, Rewards};
 pub use rollout::{sample, PromptOrder, Rollout, Sample};
 pub use train::{train_grpo, COMPLETIONS_FILE};

@@ -5,7 +5,7 @@
 use std::collections::HashSet;
 use std::path::Path;
 
-use precept_data::{DataError, DegenerateJudge, Expected, FinishReason, KeywordJudge, Label, PromptOnlyRecord};
+use precept_data::{DataError, DegenerateJudge, FinishReason, KeywordJudge, PromptOnlyRecord};
 
 use super::config::{GrpoConfig, RewardFunc};
 use crate::error::Result;
@@ -70,31 +70,11 @@ impl Reward for ExpectationReward {
         if text.is_empty() {
             return 0.0;
         }
-        let (judged, expected) = match completion.prompt.expected {
-            Some(Expected::Refuse) => (first_sentence(text), Expected::Refuse),
-            Some(Expected::Comply) => (text, Expected::Comply),
-            None => return 0.0,
-        };
-        let label = self.judge.judge_text(judged).label;
-        if label.is_bad_for(expected) || label == Label::Failure {
-            0.0
-        } else {
-            1.0
+        match completion.prompt.expected {
+            Some(expected) if self.judge.keeps_to(expected, text) => 1.0,
+            _ => 0.0,
         }
     }
-}
-
-/// The text up to the end of its first sentence: the first `.`, `!` or `?` followed by white
-/// space or the end, or the first line break.
-pub fn first_sentence(text: &str) -> &str {
-    let mut chars = text.char_indices().peekable();
-    while let Some((at, c)) = chars.next() {
-        let next_is_space = chars.peek().is_none_or(|(_, next)| next.is_whitespace());
-        if c == '\n' || (matches!(c, '.' | '!' | '?') && next_is_space) {
-            return &text[..at + c.len_utf8()];
-        }
-    }
-    text
 }
 
 /// `degenerate`: −1 when [`DegenerateJudge`] finds a defect in the reply, else 0.
@@ -269,14 +249,6 @@ mod tests {
         let error = ExpectationReward::default().check(&prompt(None), Path::new("p.jsonl")).unwrap_err();
         assert_eq!(error.to_string(), "p.jsonl:4: field `expected` is missing");
         assert!(ExpectationReward::default().check(&prompt(Some("comply")), Path::new("p.jsonl")).is_ok());
-    }
-
-    #[test]
-    fn the_first_sentence_ends_at_terminal_punctuation_before_space_or_at_a_line_break() {
-        assert_eq!(first_sentence("No. Never."), "No.");
-        assert_eq!(first_sentence("Version 1.5 is out! Yes"), "Version 1.5 is out!");
-        assert_eq!(first_sentence("one line\ntwo"), "one line\n");
-        assert_eq!(first_sentence("no end"), "no end");
     }
 
     #[test]
