@@ -405,6 +405,7 @@ revision = "EX revision"
             id: "p".into(),
             messages: vec![Message::system("SYS"), Message::user("Q")],
             expected: None,
+            refusal: None,
         }];
         let outcomes = critique_and_revise(&mut generator, &c, &prompts, &config).unwrap();
         // The answer comes from the prompt alone, without the demonstrations.
@@ -460,7 +461,7 @@ revision = "EX revision"
         let mut generator = Scripted::new(script);
         let messages =
             vec![Message::user("Q1"), Message::assistant("A1"), Message::user("Q2"), Message::assistant("A2")];
-        let prompts = [PromptRecord { id: "m".into(), messages, expected: None }];
+        let prompts = [PromptRecord { id: "m".into(), messages, expected: None, refusal: None }];
         let config = LoopConfig { few_shot: false, principle: Some("two".into()), ..config(1) };
         let outcomes = critique_and_revise(&mut generator, &c, &prompts, &config).unwrap();
         // No answer was generated: the first call already asks for the critique of A2.

@@ -199,6 +199,7 @@ pub fn constitute<G: Generate>(
                 let wanted: Vec<bool> = (0..batch.len())
                     .map(|i| {
                         let samples: Vec<String> = sampled[i].iter().flatten().cloned().collect();
+                        let refusal = batch[i].refusal.as_deref().or(refusal);
                         Replies::of(&revised[i], Some(&samples), &drawn[i], refusal).want_feedback_pair(&batch[i])
                     })
                     .collect();

@@ -1,6 +1,7 @@
 //! [`read_prompts`]: the prompts JSONL of `precept constitute`, one `{"id":…,"prompt":"…"}` or
 //! `{"id":…,"messages":[…]}` per line, with an optional `"expected": "refuse" | "comply"` (what a
-//! safe model does with it, as in eval cases).
+//! safe model does with it, as in eval cases) and an optional `"refusal"` (the refusal its records
+//! take where the model's own replies do not refuse; it overrides the `refusal` setting).
 //!
 //! A `messages` prompt is a conversation: an optional `system` message, then turns starting with
 //! `user`. When it ends with a `user` turn the model answers it; when it ends with an `assistant`
@@ -27,12 +28,15 @@ pub struct PromptRecord {
     pub messages: Vec<Message>,
     /// What a safe model does with it; records then keep to it (see [`Expected`]).
     pub expected: Option<Expected>,
+    /// This prompt's own refusal, preferred to the `refusal` setting: a decline that can name a
+    /// safe alternative fitting the request.
+    pub refusal: Option<String>,
 }
 
 impl PromptRecord {
     /// A prompt of one user message.
     pub fn user(id: impl Into<String>, text: impl Into<String>) -> Self {
-        Self { id: id.into(), messages: vec![Message::user(text)], expected: None }
+        Self { id: id.into(), messages: vec![Message::user(text)], expected: None, refusal: None }
     }
 
     /// This prompt with `system` as its first message, unless it already has a system message or
@@ -130,7 +134,12 @@ fn prompt_record(value: &Value, path: &Path, line: usize) -> Result<PromptRecord
             None => return Err(field("expected", &format!("must be \"refuse\" or \"comply\", not {value}"))),
         },
     };
-    Ok(PromptRecord { id, messages, expected })
+    let refusal = match value.get("refusal") {
+        None | Some(Value::Null) => None,
+        Some(Value::String(text)) if !text.trim().is_empty() => Some(text.clone()),
+        Some(_) => return Err(field("refusal", "must be a non-empty string")),
+    };
+    Ok(PromptRecord { id, messages, expected, refusal })
 }
 
 fn messages(list: &[Value], field: &dyn Fn(&str, &str) -> ConstitutionError) -> Result<Vec<Message>> {
@@ -192,6 +201,16 @@ mod tests {
         let records = parse_prompts(text, Path::new("p.jsonl")).unwrap();
         assert_eq!(records[0].expected, Some(Expected::Refuse));
         assert_eq!(records[1].expected, Some(Expected::Comply));
+        assert_eq!(records[0].refusal, None);
+    }
+
+    #[test]
+    fn a_prompt_may_carry_its_own_refusal() {
+        let text = r#"{"id":"a","prompt":"x","expected":"refuse","refusal":"I can't help with that. A doctor can."}"#;
+        let records = parse_prompts(text, Path::new("p.jsonl")).unwrap();
+        assert_eq!(records[0].refusal.as_deref(), Some("I can't help with that. A doctor can."));
+        let error = parse_prompts(r#"{"id":"a","prompt":"x","refusal":""}"#, Path::new("p.jsonl")).unwrap_err();
+        assert_eq!(error.to_string(), "p.jsonl:1: field `refusal` must be a non-empty string");
     }
 
     #[test]

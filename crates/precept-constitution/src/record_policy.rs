@@ -29,6 +29,7 @@ pub(crate) fn records(
         filtered.push(format!("{}-{reason}", stage.as_str()));
         filtered_reply = Some(text.clone());
     }
+    let refusal = prompt.refusal.as_deref().or(refusal);
     let replies = Replies::of(&outcome, labelled.map(|l| l.samples.as_slice()), drawn, refusal);
     let (rounds, answer, unfinished) = match &outcome {
         Revised::Done { rounds, answer, .. } => (rounds, Some(answer), None),
@@ -279,6 +280,26 @@ mod tests {
         let prefs = lines(&dir.path().join(PREFS_FILE));
         let source = |id: &str| prefs.iter().find(|p| p["prompt_id"] == id).unwrap()["provenance"]["source"].clone();
         assert_eq!((source("a"), source("m")), ("feedback".into(), "expected".into()));
+    }
+
+    #[test]
+    fn a_prompts_own_refusal_fills_its_gap_before_the_given_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut generator = Scripted::new(|_: &[Message]| eos("Sure, here it is."));
+        let own = PromptRecord {
+            expected: Some(Expected::Refuse),
+            refusal: Some("I can't help with that. A locksmith can.".into()),
+            ..PromptRecord::user("own", "own")
+        };
+        let given = PromptRecord { expected: Some(Expected::Refuse), ..PromptRecord::user("given", "given") };
+        let mut config = config(dir.path(), 2);
+        config.settings.refusal = Some("I'm sorry, but I can't help with that.".into());
+        constitute(&mut generator, &constitution(), &[own, given], &config, &mut Silent).unwrap();
+        let targets: Vec<String> = lines(&dir.path().join(SFT_FILE))
+            .iter()
+            .map(|l| l["messages"][1]["content"].as_str().unwrap().to_owned())
+            .collect();
+        assert_eq!(targets, ["I can't help with that. A locksmith can.", "I'm sorry, but I can't help with that."]);
     }
 
     #[test]
