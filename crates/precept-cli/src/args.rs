@@ -153,6 +153,22 @@ pub struct TrainArgs {
     /// Write a checkpoint every this many steps.
     #[arg(long)]
     pub save_steps: Option<u64>,
+    /// Eval suite gating the weights during training (with `--safety-every`).
+    #[arg(long)]
+    #[serde(rename = "safety.suite")]
+    pub safety_suite: Option<PathBuf>,
+    /// Gate the weights every this many steps (and after the last).
+    #[arg(long)]
+    #[serde(rename = "safety.every")]
+    pub safety_every: Option<u64>,
+    /// Cases of each kind (refuse, comply) taken from the start of the safety suite.
+    #[arg(long)]
+    #[serde(rename = "safety.cases")]
+    pub safety_cases: Option<usize>,
+    /// Warn on a significant safety regression instead of stopping the run.
+    #[arg(long)]
+    #[serde(rename = "safety.warn_only", skip_serializing_if = "std::ops::Not::not")]
+    pub safety_warn_only: bool,
     /// Continue the run in `--out` from its latest checkpoint.
     #[arg(long)]
     #[serde(skip)]

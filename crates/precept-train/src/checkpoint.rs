@@ -119,7 +119,7 @@ fn read_state(dir: &Path) -> Result<TrainerState> {
     serde_json::from_str(&text).map_err(|e| TrainError::Checkpoint { path, message: e.to_string() })
 }
 
-fn remove_dir_if_present(dir: &Path) -> Result<()> {
+pub(crate) fn remove_dir_if_present(dir: &Path) -> Result<()> {
     match std::fs::remove_dir_all(dir) {
         Err(error) if error.kind() != std::io::ErrorKind::NotFound => Err(TrainError::io(dir, error)),
         _ => Ok(()),

@@ -56,6 +56,26 @@ pub enum TrainError {
         /// The offending value.
         value: f64,
     },
+    /// A [`Monitor`](crate::monitor::Monitor) could not check the weights.
+    #[error("step {step}: checking the weights: {error}")]
+    Monitor {
+        /// The optimiser step (counting from one) whose weights were being checked.
+        step: u64,
+        /// The monitor's error.
+        error: crate::monitor::MonitorError,
+    },
+    /// A [`Monitor`](crate::monitor::Monitor) stopped the run.
+    #[error("step {step}: {reason}; stopped, {}", .best.as_ref().map_or_else(
+        || "no checkpoint has passed".to_owned(),
+        |best| format!("the last checkpoint that passed is {}", best.display())))]
+    Stopped {
+        /// The optimiser step (counting from one) whose weights failed the check.
+        step: u64,
+        /// What the monitor said.
+        reason: String,
+        /// The copy of the last checkpoint that passed, if one did.
+        best: Option<PathBuf>,
+    },
 }
 
 impl TrainError {

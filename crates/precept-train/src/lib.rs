@@ -14,6 +14,10 @@
 //! [`loss::rloo_loss`] turn their per-token log-probabilities ([`loss::CompletionLogps`]) into
 //! TRL's clipped surrogate.
 //!
+//! A [`monitor::Monitor`] (the CLI's safety gate, configured by [`SafetySettings`]) checks the
+//! weights every few steps: its record joins the metrics, the last checkpoint that passed is kept
+//! as `best`, and a failed check may stop the run.
+//!
 //! [`grpo::train_grpo`] puts them on the same loop: each step samples completions with the
 //! policy, scores them with [`grpo::Rewards`] and trains on the surrogate.
 //!
@@ -31,8 +35,10 @@ mod error;
 pub mod grpo;
 pub mod loss;
 pub mod metrics;
+pub mod monitor;
 pub mod optim;
 pub mod run_config;
+mod safety;
 pub mod schedule;
 mod settings;
 pub mod sft;
@@ -40,4 +46,5 @@ pub mod trainer;
 
 pub use backend::{TrainBackend, TrainKernels};
 pub use error::{Result, TrainError};
+pub use safety::SafetySettings;
 pub use settings::{TrainConfig, Tuning};

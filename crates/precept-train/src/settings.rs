@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{Result, TrainError};
 use crate::optim::AdamWConfig;
+use crate::safety::SafetySettings;
 use crate::schedule::ScheduleKind;
 
 /// What a training run trains.
@@ -83,6 +84,8 @@ pub struct TrainConfig {
     pub save_total_limit: usize,
     /// Also write the base with the adapter merged in (`merged/`).
     pub merge: bool,
+    /// The safety gate watching the run (`[safety]`).
+    pub safety: SafetySettings,
 }
 
 impl Default for TrainConfig {
@@ -115,6 +118,7 @@ impl Default for TrainConfig {
             save_steps: 50,
             save_total_limit: 2,
             merge: false,
+            safety: SafetySettings::default(),
         }
     }
 }
@@ -176,6 +180,7 @@ impl TrainConfig {
             return fail("max_grad_norm", "must be a positive number (leave it out to turn clipping off)");
         }
         self.optimizer.validate()?;
+        self.safety.validate()?;
         if self.tuning == Tuning::Lora {
             self.lora.validate().map_err(|error| match error {
                 precept_model::ModelError::Lora { field, message } => {

@@ -22,6 +22,7 @@ use serde_json::{json, Map, Value};
 use crate::checkpoint::{load_optimizer, Checkpoints, TrainerState};
 use crate::error::{Result, TrainError};
 use crate::metrics::MetricsLog;
+use crate::monitor::{keep_best, Checked, Monitor, Snapshot, BEST_DIR};
 use crate::optim::{clip_factor, global_grad_norm, AdamW};
 use crate::run_config::write_run_config;
 use crate::schedule::LrSchedule;
@@ -133,21 +134,32 @@ impl<B: Backend> RunFolder<B> {
     }
 }
 
+/// A [`Monitor`] of a run's weights, if any.
+pub type Watch<'a, B> = Option<&'a mut dyn Monitor<<B as AutodiffBackend>::InnerBackend>>;
+
 /// Trains `folder.base` on `objective` as `config` says: fresh adapters (or every weight)
 /// seeded from `config.seed`, or the state of the folder's latest checkpoint, so that a resumed
-/// run ends with the weights an uninterrupted one would have had.
+/// run ends with the weights an uninterrupted one would have had. A `monitor` checks the
+/// weights every few steps: a passing check's checkpoint is kept as [`BEST_DIR`], and a check
+/// may stop the run.
 ///
 /// # Errors
-/// Rows longer than the model's positions, unwritable checkpoints or metrics, and a
-/// non-finite loss or gradient (the last checkpoint is kept).
+/// Rows longer than the model's positions, unwritable checkpoints or metrics, a non-finite loss
+/// or gradient (the last checkpoint is kept), and a monitor's failure or stop.
 pub fn train<B: TrainBackend, O: Objective<B>>(
     config: &TrainConfig,
     folder: RunFolder<B>,
     objective: &mut O,
     device: &B::Device,
     progress: &mut dyn ProgressSink,
+    mut monitor: Watch<'_, B>,
 ) -> Result<TrainOutcome> {
     let RunFolder { checkpoints, latest, model_config, base } = folder;
+    if config.safety.enabled() && monitor.is_none() {
+        progress.report(ProgressEvent::Note(
+            "`safety.suite` is set but nothing gates this run's weights (no monitor was given)",
+        ));
+    }
     let data = objective.data();
     if data.longest_row > model_config.max_position_embeddings {
         return Err(TrainError::setting(
@@ -232,10 +244,30 @@ pub fn train<B: TrainBackend, O: Objective<B>>(
         if config.eval_steps.is_some_and(|every| number % every == 0) || last {
             eval = evaluate(objective, &model, number, epoch, &mut report)?;
         }
-        if number % config.save_steps == 0 || last {
-            checkpoints.save(state, &optimizer, &model, config.save_total_limit, |dir| {
+        let checked = match monitor.as_deref_mut() {
+            Some(monitor) if number % monitor.every() == 0 || last => {
+                let snapshot = Snapshot {
+                    step: number,
+                    model: &model.valid(),
+                    model_config: &model_config,
+                    base_dir: &config.model,
+                };
+                Some(check(monitor, &snapshot, epoch, &mut report)?)
+            }
+            _ => None,
+        };
+        let best = config.out.join(BEST_DIR);
+        if let Some(Checked { stop: Some(reason), .. }) = checked {
+            return Err(TrainError::Stopped { step: number, reason, best: best.is_dir().then_some(best) });
+        }
+        let passed = checked.is_some_and(|checked| checked.passed);
+        if number % config.save_steps == 0 || last || passed {
+            let dir = checkpoints.save(state, &optimizer, &model, config.save_total_limit, |dir| {
                 save_trained(config, &model.valid(), &model_config, dir)
             })?;
+            if passed {
+                keep_best(&dir, &best)?;
+            }
         }
     }
 
@@ -277,6 +309,22 @@ fn evaluate<B: AutodiffBackend, O: Objective<B>>(
     report.metrics.log(&record)?;
     report.progress.report(ProgressEvent::Evaluated(&record));
     Ok(record)
+}
+
+/// Checks `snapshot` with `monitor` and logs the check's record at its step.
+fn check<B: Backend>(
+    monitor: &mut dyn Monitor<B>,
+    snapshot: &Snapshot<'_, B>,
+    epoch: f64,
+    report: &mut Reporter<'_>,
+) -> Result<Checked> {
+    let step = snapshot.step;
+    let mut checked = monitor.check(snapshot).map_err(|error| TrainError::Monitor { step, error })?;
+    checked.record.insert("epoch".into(), json!(epoch));
+    checked.record.insert("step".into(), json!(step));
+    report.metrics.log(&checked.record)?;
+    report.progress.report(ProgressEvent::Note(&format!("step {step}: {}", checked.summary)));
+    Ok(checked)
 }
 
 /// Writes the run's final outputs: the adapter (and the merged model when asked for) or the

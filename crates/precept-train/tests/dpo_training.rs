@@ -61,7 +61,7 @@ fn dpo_starts_at_ln_2_and_learns_the_training_preferences() {
     config.train.per_device_train_batch_size = 8;
     config.train.eval_ratio = 0.2;
     config.train.eval_on_start = true;
-    let outcome = train_dpo::<A>(&config, &Default::default(), false, &mut Silent).unwrap();
+    let outcome = train_dpo::<A>(&config, &Default::default(), false, &mut Silent, None).unwrap();
     assert_eq!(outcome.steps, 20);
 
     let records = metrics(&run);
@@ -103,19 +103,19 @@ fn the_cached_reference_equals_the_live_one_and_a_rerun_reads_it_back() {
     let cache = dir.path().join("cache");
     let mut notes = Notes::default();
     let cached = config(&model, &dir.path().join("cached"), &cache);
-    train_dpo::<A>(&cached, &Default::default(), false, &mut notes).unwrap();
+    train_dpo::<A>(&cached, &Default::default(), false, &mut notes, None).unwrap();
     assert!(notes.0.iter().any(|n| n.contains("computed") && n.contains("cached in")), "{:?}", notes.0);
 
     let mut again = Notes::default();
     let rerun = config(&model, &dir.path().join("rerun"), &cache);
-    train_dpo::<A>(&rerun, &Default::default(), false, &mut again).unwrap();
+    train_dpo::<A>(&rerun, &Default::default(), false, &mut again, None).unwrap();
     assert!(again.0.iter().any(|n| n.contains("read from the cache")), "{:?}", again.0);
     assert_eq!(comparable(metrics(&dir.path().join("rerun"))), comparable(metrics(&dir.path().join("cached"))));
 
     // The policy with its adapters switched off at every step gives the same numbers.
     let live_dir = dir.path().join("live");
     let live = DpoConfig { precompute_ref_log_probs: false, ..config(&model, &live_dir, &cache) };
-    train_dpo::<A>(&live, &Default::default(), false, &mut Silent).unwrap();
+    train_dpo::<A>(&live, &Default::default(), false, &mut Silent, None).unwrap();
     for name in ["loss", "rewards/margins", "rewards/chosen", "grad_norm"] {
         let (a, b) = (series(&metrics(&live_dir), name), series(&metrics(&dir.path().join("cached")), name));
         assert!(a.iter().zip(&b).all(|(x, y)| (x - y).abs() < 1e-4 * (1.0 + y.abs())), "{name}: {a:?} vs {b:?}");
@@ -130,7 +130,7 @@ fn a_resumed_dpo_run_ends_bit_identical_to_an_uninterrupted_one() {
     let cache = dir.path().join("cache");
     let whole = dir.path().join("whole");
     let whole_config = config(&model, &whole, &cache);
-    train_dpo::<A>(&whole_config, &Default::default(), false, &mut Silent).unwrap();
+    train_dpo::<A>(&whole_config, &Default::default(), false, &mut Silent, None).unwrap();
 
     let resumed = dir.path().join("resumed");
     copy_dir(&whole.join("checkpoints/checkpoint-000002"), &resumed.join("checkpoints/checkpoint-000002"));
@@ -139,7 +139,7 @@ fn a_resumed_dpo_run_ends_bit_identical_to_an_uninterrupted_one() {
     std::fs::remove_dir_all(&cache).unwrap();
     let resumed_config =
         DpoConfig { train: TrainConfig { out: resumed.clone(), ..whole_config.train.clone() }, ..whole_config };
-    let outcome = train_dpo::<A>(&resumed_config, &Default::default(), true, &mut Silent).unwrap();
+    let outcome = train_dpo::<A>(&resumed_config, &Default::default(), true, &mut Silent, None).unwrap();
     assert_eq!(outcome.steps, 6);
     let file = "adapter/adapter_model.safetensors";
     assert!(std::fs::read(whole.join(file)).unwrap() == std::fs::read(resumed.join(file)).unwrap());
@@ -159,7 +159,7 @@ fn simpo_and_orpo_train_without_a_reference() {
         let mut config = DpoConfig { method, beta: 2.0, ..config(&model, &run, &dir.path().join("cache")) };
         config.train.max_steps = Some(12);
         let mut notes = Notes::default();
-        train_dpo::<A>(&config, &Default::default(), false, &mut notes).unwrap();
+        train_dpo::<A>(&config, &Default::default(), false, &mut notes, None).unwrap();
         assert!(!notes.0.iter().any(|n| n.contains("reference")), "reference-free methods compute none: {:?}", notes.0);
         let losses = series(&metrics(&run), "loss");
         let late = losses[9..].iter().sum::<f64>() / 3.0;
@@ -181,7 +181,7 @@ fn a_full_fine_tune_against_a_separate_reference_model_runs_and_bad_settings_are
     config.train.tuning = Tuning::Full;
     config.train.learning_rate = 1e-3;
     config.train.max_steps = Some(2);
-    train_dpo::<A>(&config, &Default::default(), false, &mut Silent).unwrap();
+    train_dpo::<A>(&config, &Default::default(), false, &mut Silent, None).unwrap();
     let losses = series(&metrics(&run), "loss");
     assert!((losses[0] - std::f64::consts::LN_2).abs() < 1e-5, "{losses:?}");
     assert!(run.join("model/model.safetensors").is_file());
@@ -189,13 +189,13 @@ fn a_full_fine_tune_against_a_separate_reference_model_runs_and_bad_settings_are
     let missing = DpoConfig { ref_model: Some(dir.path().join("absent")), ..config.clone() };
     let other = dir.path().join("other");
     let missing = DpoConfig { train: TrainConfig { out: other, ..missing.train.clone() }, ..missing };
-    let error = format!("{:#}", train_dpo::<A>(&missing, &Default::default(), false, &mut Silent).unwrap_err());
+    let error = format!("{:#}", train_dpo::<A>(&missing, &Default::default(), false, &mut Silent, None).unwrap_err());
     assert!(error.contains("absent"), "{error}");
     let too_long = DpoConfig {
         train: TrainConfig { max_length: 512, out: dir.path().join("long"), ..config.train.clone() },
         ..config.clone()
     };
-    let error = train_dpo::<A>(&too_long, &Default::default(), false, &mut Silent).unwrap_err().to_string();
+    let error = train_dpo::<A>(&too_long, &Default::default(), false, &mut Silent, None).unwrap_err().to_string();
     assert!(
         error.contains("setting `max_length`: rows of up to") && error.contains("max_position_embeddings (128)"),
         "{error}"
@@ -208,6 +208,6 @@ fn a_full_fine_tune_against_a_separate_reference_model_runs_and_bad_settings_are
         },
         ..config
     };
-    let error = train_dpo::<A>(&sft_data, &Default::default(), false, &mut Silent).unwrap_err().to_string();
+    let error = train_dpo::<A>(&sft_data, &Default::default(), false, &mut Silent, None).unwrap_err().to_string();
     assert!(error.contains("example.jsonl:1") && error.contains("chosen"), "{error}");
 }

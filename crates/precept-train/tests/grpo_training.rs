@@ -110,7 +110,7 @@ fn grpo_moves_only_the_adapters_and_logs_trls_metrics_and_every_completion() {
     let model = tiny_model_ending_turns(dir.path());
     let run = dir.path().join("run");
     let config = config(&model, &write_prompts(dir.path(), PROMPTS), &run);
-    let outcome = train_grpo::<A>(&config, &Default::default(), false, &mut Silent).unwrap();
+    let outcome = train_grpo::<A>(&config, &Default::default(), false, &mut Silent, None).unwrap();
     assert_eq!(outcome.steps, 3);
 
     let records = metrics(&run);
@@ -186,7 +186,7 @@ fn a_resumed_grpo_run_ends_bit_identical_to_an_uninterrupted_one() {
     whole_config.num_iterations = 2;
     whole_config.train.max_steps = Some(4);
     whole_config.loss.beta = 0.0;
-    train_grpo::<A>(&whole_config, &Default::default(), false, &mut Silent).unwrap();
+    train_grpo::<A>(&whole_config, &Default::default(), false, &mut Silent, None).unwrap();
     let records = metrics(&whole);
     assert!(records[1]["clip_ratio/region_mean"].as_f64().unwrap() > 0.0, "{:?}", records[1]);
     assert!(records.iter().all(|r| r.get("kl").is_none()), "no KL term without beta");
@@ -205,7 +205,7 @@ fn a_resumed_grpo_run_ends_bit_identical_to_an_uninterrupted_one() {
     head(COMPLETIONS_FILE, 3 * 8);
     let resumed_config =
         GrpoConfig { train: TrainConfig { out: resumed.clone(), ..whole_config.train.clone() }, ..whole_config };
-    let outcome = train_grpo::<A>(&resumed_config, &Default::default(), true, &mut Silent).unwrap();
+    let outcome = train_grpo::<A>(&resumed_config, &Default::default(), true, &mut Silent, None).unwrap();
     assert_eq!(outcome.steps, 4);
     let file = "adapter/adapter_model.safetensors";
     assert!(std::fs::read(whole.join(file)).unwrap() == std::fs::read(resumed.join(file)).unwrap());
@@ -223,7 +223,7 @@ fn prompts_a_reward_cannot_score_and_bad_records_are_named_before_training() {
         let data = dir.path().join(format!("{name}.jsonl"));
         std::fs::write(&data, text).unwrap();
         let config = config(&model, &data, &dir.path().join(name));
-        train_grpo::<A>(&config, &Default::default(), false, &mut Silent).unwrap_err().to_string()
+        train_grpo::<A>(&config, &Default::default(), false, &mut Silent, None).unwrap_err().to_string()
     };
     let error = run("{\"prompt\": \"a\", \"expected\": \"refuse\"}\n\n{\"prompt\": \"b\"}\n", "unexpected");
     assert!(error.ends_with("unexpected.jsonl:3: field `expected` is missing"), "{error}");
@@ -245,7 +245,7 @@ fn a_full_fine_tune_with_a_kl_term_keeps_the_base_as_its_reference() {
     config.train.merge = false;
     config.train.learning_rate = 1e-3;
     config.train.max_steps = Some(2);
-    train_grpo::<A>(&config, &Default::default(), false, &mut Silent).unwrap();
+    train_grpo::<A>(&config, &Default::default(), false, &mut Silent, None).unwrap();
     let records = metrics(&run);
     // The first step's policy is the reference.
     assert!(records[0]["kl"].as_f64().unwrap().abs() < 1e-6, "{:?}", records[0]);

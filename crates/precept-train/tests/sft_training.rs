@@ -37,7 +37,7 @@ fn a_lora_run_lowers_the_loss_and_writes_metrics_checkpoints_and_a_peft_adapter(
     let run = dir.path().join("run");
     let config =
         TrainConfig { max_steps: Some(12), eval_ratio: 0.25, merge: true, ..config(&model, &run, Tuning::Lora) };
-    let outcome = train_sft::<A>(&config, &Default::default(), false, &mut Silent).unwrap();
+    let outcome = train_sft::<A>(&config, &Default::default(), false, &mut Silent, None).unwrap();
     assert_eq!(outcome.steps, 12);
 
     let records = metrics(&run);
@@ -73,7 +73,7 @@ fn assert_resume_is_bit_identical(tuning: Tuning, trained_file: &str) {
     let model = tiny_model_dir(dir.path());
     let whole = dir.path().join("whole");
     let whole_config = config(&model, &whole, tuning);
-    train_sft::<A>(&whole_config, &Default::default(), false, &mut Silent).unwrap();
+    train_sft::<A>(&whole_config, &Default::default(), false, &mut Silent, None).unwrap();
 
     // An interrupted run: its folder as it stood after the step-2 checkpoint (a metrics line
     // from step 3 included, as a kill would leave it).
@@ -86,7 +86,7 @@ fn assert_resume_is_bit_identical(tuning: Tuning, trained_file: &str) {
     std::fs::write(resumed.join("metrics.jsonl"), lines.join("\n") + "\n").unwrap();
 
     let resumed_config = TrainConfig { out: resumed.clone(), ..whole_config };
-    let outcome = train_sft::<A>(&resumed_config, &Default::default(), true, &mut Silent).unwrap();
+    let outcome = train_sft::<A>(&resumed_config, &Default::default(), true, &mut Silent, None).unwrap();
     assert_eq!(outcome.steps, 6);
     let output = if tuning == Tuning::Lora { "adapter" } else { "model" };
     let a = std::fs::read(whole.join(output).join(trained_file)).unwrap();
@@ -113,7 +113,7 @@ fn a_diverging_run_stops_with_its_step_and_keeps_the_last_good_checkpoint() {
     let run = dir.path().join("run");
     let config =
         TrainConfig { learning_rate: 1e30, save_steps: 1, max_grad_norm: None, ..config(&model, &run, Tuning::Full) };
-    let error = train_sft::<A>(&config, &Default::default(), false, &mut Silent).unwrap_err().to_string();
+    let error = train_sft::<A>(&config, &Default::default(), false, &mut Silent, None).unwrap_err().to_string();
     assert!(error.contains("is NaN") || error.contains("is inf"), "{error}");
     let step: u64 = error.strip_prefix("step ").unwrap().split(':').next().unwrap().parse().unwrap();
     assert!(step >= 2, "{error}");
@@ -128,10 +128,10 @@ fn a_second_run_into_the_same_folder_needs_resume_and_the_same_settings() {
     let model = tiny_model_dir(dir.path());
     let run = dir.path().join("run");
     let config = TrainConfig { max_steps: Some(2), ..config(&model, &run, Tuning::Lora) };
-    train_sft::<A>(&config, &Default::default(), false, &mut Silent).unwrap();
-    let again = train_sft::<A>(&config, &Default::default(), false, &mut Silent).unwrap_err().to_string();
+    train_sft::<A>(&config, &Default::default(), false, &mut Silent, None).unwrap();
+    let again = train_sft::<A>(&config, &Default::default(), false, &mut Silent, None).unwrap_err().to_string();
     assert!(again.contains("already holds a run; pass --resume"), "{again}");
     let changed = TrainConfig { learning_rate: 1e-3, ..config };
-    let error = train_sft::<A>(&changed, &Default::default(), true, &mut Silent).unwrap_err().to_string();
+    let error = train_sft::<A>(&changed, &Default::default(), true, &mut Silent, None).unwrap_err().to_string();
     assert!(error.contains("config.toml: the run was started with other settings"), "{error}");
 }

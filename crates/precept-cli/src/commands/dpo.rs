@@ -5,9 +5,11 @@ use burn::backend::Autodiff;
 use burn::tensor::FloatDType;
 use precept_data::resolve_settings;
 use precept_train::dpo::{train_dpo, DpoConfig};
+use precept_train::monitor::Monitor;
 use precept_train::TrainKernels;
 
-use super::training::print_outcome;
+use super::safety_gate::SafetyGate;
+use super::training::{print_outcome, safety_outcome};
 use crate::args::DpoArgs;
 use crate::device::DeviceCommand;
 use crate::progress::{Columns, ProgressDisplay};
@@ -39,11 +41,14 @@ impl Dpo {
 }
 
 impl DeviceCommand for Dpo {
-    fn run<B: TrainKernels>(self, device: B::Device, _decode: Option<FloatDType>) -> Result<()> {
+    fn run<B: TrainKernels>(self, device: B::Device, decode: Option<FloatDType>) -> Result<()> {
+        let mut gate = SafetyGate::<B>::new(&self.config.train, &device, decode)?;
         let mut progress = ProgressDisplay::new(self.quiet, COLUMNS);
-        let outcome = train_dpo::<Autodiff<B>>(&self.config, &device, self.resume, &mut progress)
-            .with_context(|| format!("training into {}", self.config.train.out.display()))?;
+        let monitor = gate.as_mut().map(|gate| gate as &mut dyn Monitor<B>);
+        let result = train_dpo::<Autodiff<B>>(&self.config, &device, self.resume, &mut progress, monitor);
         progress.finish();
+        let outcome = safety_outcome(gate.as_ref(), result)
+            .with_context(|| format!("training into {}", self.config.train.out.display()))?;
         print_outcome(&outcome, self.json)
     }
 }

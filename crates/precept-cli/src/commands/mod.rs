@@ -17,6 +17,7 @@ mod merge;
 pub mod pipeline;
 mod random_weights;
 pub mod remote;
+mod safety_gate;
 pub mod serve;
 mod sft;
 mod tokenize;

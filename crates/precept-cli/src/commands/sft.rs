@@ -5,11 +5,13 @@ use anyhow::{Context, Result};
 use burn::backend::Autodiff;
 use burn::tensor::FloatDType;
 use precept_data::resolve_settings;
+use precept_train::monitor::Monitor;
 use precept_train::sft::train_sft;
 use precept_train::TrainConfig;
 use precept_train::TrainKernels;
 
-use super::training::print_outcome;
+use super::safety_gate::SafetyGate;
+use super::training::{print_outcome, safety_outcome};
 use crate::args::TrainArgs;
 use crate::device::DeviceCommand;
 use crate::progress::{Columns, ProgressDisplay};
@@ -36,11 +38,37 @@ impl Sft {
 }
 
 impl DeviceCommand for Sft {
-    fn run<B: TrainKernels>(self, device: B::Device, _decode: Option<FloatDType>) -> Result<()> {
+    fn run<B: TrainKernels>(self, device: B::Device, decode: Option<FloatDType>) -> Result<()> {
+        let mut gate = SafetyGate::<B>::new(&self.config, &device, decode)?;
         let mut progress = ProgressDisplay::new(self.quiet, COLUMNS);
-        let outcome = train_sft::<Autodiff<B>>(&self.config, &device, self.resume, &mut progress)
-            .with_context(|| format!("training into {}", self.config.out.display()))?;
+        let monitor = gate.as_mut().map(|gate| gate as &mut dyn Monitor<B>);
+        let result = train_sft::<Autodiff<B>>(&self.config, &device, self.resume, &mut progress, monitor);
         progress.finish();
+        let outcome = safety_outcome(gate.as_ref(), result)
+            .with_context(|| format!("training into {}", self.config.out.display()))?;
         print_outcome(&outcome, self.json)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use crate::args::{Cli, Command};
+
+    #[test]
+    fn safety_flags_override_the_settings_files_safety_table() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("sft.toml");
+        std::fs::write(&file, "[safety]\nsuite = \"a.toml\"\nevery = 5\ncases = 10\ncache_dir = \"c\"\n").unwrap();
+        let argv = ["precept", "sft", "--config", file.to_str().unwrap(), "--model", "m", "--data", "d", "--out", "o"];
+        let flags = ["--safety-suite", "b.toml", "--safety-every", "2", "--safety-warn-only"];
+        let Command::Sft(args) = Cli::try_parse_from(argv.iter().chain(&flags)).unwrap().command else {
+            panic!("not parsed as sft")
+        };
+        let safety = super::Sft::resolve(args, true).unwrap().config.safety;
+        assert_eq!(safety.suite, Some("b.toml".into()));
+        assert_eq!((safety.every, safety.cases, safety.warn_only), (Some(2), Some(10), true));
+        assert_eq!(safety.cache_dir, std::path::PathBuf::from("c"));
     }
 }

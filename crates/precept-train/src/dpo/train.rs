@@ -18,11 +18,13 @@ use crate::error::{Result, TrainError};
 use crate::loss::{
     combined_loss, orpo_odds_ratio_loss, sequence_logp_values, sequence_logps, simpo_loss, PairLogps, PreferenceLoss,
 };
-use crate::trainer::{hold_out, train, DataSummary, Objective, RunFolder, StepOutput, TrainOutcome};
+use crate::trainer::{hold_out, train, DataSummary, Objective, RunFolder, StepOutput, TrainOutcome, Watch};
 use crate::TrainBackend;
 
 /// Runs preference training as `config` says on `device`; with `resume`, continues from the run
 /// folder's latest checkpoint (ending with the weights an uninterrupted run would have had).
+///
+/// A `monitor` checks the weights every few steps ([`train`]).
 ///
 /// # Errors
 /// Invalid settings, unreadable data or models, a run folder that already holds another run's
@@ -33,6 +35,7 @@ pub fn train_dpo<B: TrainBackend>(
     device: &B::Device,
     resume: bool,
     progress: &mut dyn ProgressSink,
+    monitor: Watch<'_, B>,
 ) -> Result<TrainOutcome> {
     config.validate()?;
     let folder = RunFolder::<B>::open(&config.train, config, resume, device)?;
@@ -55,7 +58,7 @@ pub fn train_dpo<B: TrainBackend>(
         data,
         device: device.clone(),
     };
-    train(&config.train, folder, &mut objective, device, progress)
+    train(&config.train, folder, &mut objective, device, progress, monitor)
 }
 
 /// Training and evaluation pairs: `eval_data` when given, else a seeded `eval_ratio` share.

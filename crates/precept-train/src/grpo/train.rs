@@ -20,7 +20,7 @@ use crate::error::{Result, TrainError};
 use crate::loss::{CompletionLogps, GrpoLoss, GrpoLossType};
 use crate::metrics::MetricsLog;
 use crate::settings::Tuning;
-use crate::trainer::{train, DataSummary, Objective, RunFolder, StepOutput, TrainOutcome};
+use crate::trainer::{train, DataSummary, Objective, RunFolder, StepOutput, TrainOutcome, Watch};
 use crate::TrainBackend;
 
 /// The sampled completions of a run, one JSON object per completion, in its folder.
@@ -28,6 +28,8 @@ pub const COMPLETIONS_FILE: &str = "completions.jsonl";
 
 /// Runs GRPO as `config` says on `device`; with `resume`, continues from the run folder's latest
 /// checkpoint (ending with the weights an uninterrupted run would have had).
+///
+/// A `monitor` checks the weights every few steps ([`train`]).
 ///
 /// # Errors
 /// Invalid settings, unreadable prompts or model, prompts a reward function cannot score, a
@@ -38,6 +40,7 @@ pub fn train_grpo<B: TrainBackend>(
     device: &B::Device,
     resume: bool,
     progress: &mut dyn ProgressSink,
+    monitor: Watch<'_, B>,
 ) -> Result<TrainOutcome> {
     config.validate()?;
     let prompts = read_prompts(config)?;
@@ -88,7 +91,7 @@ pub fn train_grpo<B: TrainBackend>(
         data,
         device: device.clone(),
     };
-    train(&config.train, folder, &mut objective, device, progress)
+    train(&config.train, folder, &mut objective, device, progress, monitor)
 }
 
 /// Every prompt of `config.train.data`, with the configured system prompts on those without one.

@@ -14,11 +14,13 @@ use super::batches::{BatchPlan, BatchTensors};
 use crate::error::{Result, TrainError};
 use crate::loss::{learnt_token_logits, next_token_loss, LearntTokens, SftLoss};
 use crate::settings::TrainConfig;
-use crate::trainer::{hold_out, train, DataSummary, Objective, RunFolder, StepOutput, TrainOutcome};
+use crate::trainer::{hold_out, train, DataSummary, Objective, RunFolder, StepOutput, TrainOutcome, Watch};
 use crate::TrainBackend;
 
 /// Runs SFT as `config` says on `device`; with `resume`, continues from the run folder's latest
 /// checkpoint (ending with the weights an uninterrupted run would have had).
+///
+/// A `monitor` checks the weights every few steps ([`train`]).
 ///
 /// # Errors
 /// Invalid settings, unreadable data or model, a run folder that already holds another run's
@@ -28,11 +30,12 @@ pub fn train_sft<B: TrainBackend>(
     device: &B::Device,
     resume: bool,
     progress: &mut dyn ProgressSink,
+    monitor: Watch<'_, B>,
 ) -> Result<TrainOutcome> {
     config.validate()?;
     let folder = RunFolder::<B>::open(config, config, resume, device)?;
     let mut objective = SftObjective::new(config, device.clone())?;
-    train(config, folder, &mut objective, device, progress)
+    train(config, folder, &mut objective, device, progress, monitor)
 }
 
 /// SFT's objective: next-token cross-entropy over the learnt tokens, normalised by the learnt

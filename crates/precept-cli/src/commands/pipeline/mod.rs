@@ -22,6 +22,7 @@ use precept_data::hash_settings;
 use precept_eval::{Report, Suite, REPORT_JSON_FILE};
 use precept_train::checkpoint::Checkpoints;
 use precept_train::dpo::train_dpo;
+use precept_train::monitor::Monitor;
 use precept_train::sft::train_sft;
 use precept_train::TrainKernels;
 
@@ -29,6 +30,8 @@ use self::config::{prompts_file, stage_dir, PipelineConfig};
 use self::stage::{action, read_marker, write_marker, Action, Marker, Stage};
 use super::constitute::Constitute;
 use super::eval::gate::{announce, Gate};
+use super::safety_gate::SafetyGate;
+use super::training::safety_outcome;
 use crate::device::DeviceCommand;
 use crate::progress::{Columns, ProgressDisplay};
 
@@ -122,15 +125,21 @@ impl Pipeline {
             Stage::Sft => {
                 let resume = Checkpoints::new(&config.sft.out).latest()?.is_some();
                 let mut progress = ProgressDisplay::new(self.quiet, COLUMNS);
-                train_sft::<Autodiff<B>>(&config.sft, device, resume, &mut progress).context("sft")?;
+                let mut gate = SafetyGate::<B>::new(&config.sft, device, decode)?;
+                let monitor = gate.as_mut().map(|gate| gate as &mut dyn Monitor<B>);
+                let result = train_sft::<Autodiff<B>>(&config.sft, device, resume, &mut progress, monitor);
                 progress.finish();
+                safety_outcome(gate.as_ref(), result).context("sft")?;
                 Ok(())
             }
             Stage::Dpo => {
                 let resume = Checkpoints::new(&config.dpo.train.out).latest()?.is_some();
                 let mut progress = ProgressDisplay::new(self.quiet, COLUMNS);
-                train_dpo::<Autodiff<B>>(&config.dpo, device, resume, &mut progress).context("dpo")?;
+                let mut gate = SafetyGate::<B>::new(&config.dpo.train, device, decode)?;
+                let monitor = gate.as_mut().map(|gate| gate as &mut dyn Monitor<B>);
+                let result = train_dpo::<Autodiff<B>>(&config.dpo, device, resume, &mut progress, monitor);
                 progress.finish();
+                safety_outcome(gate.as_ref(), result).context("dpo")?;
                 Ok(())
             }
             Stage::Eval => {

@@ -145,7 +145,8 @@ fn examples_section(out: &Path, dir: &Path, html: &mut String) {
     }
 }
 
-/// Training curves of SFT and DPO, from their metrics files.
+/// Training curves of SFT and DPO, from their metrics files, with the safety gate's rates where it
+/// watched the training.
 fn curves_section(out: &Path, html: &mut String) {
     html.push_str("<h2>Training</h2><div class=\"curves\">");
     let charts = [
@@ -154,6 +155,10 @@ fn curves_section(out: &Path, html: &mut String) {
         (Stage::Dpo, "loss", "DPO loss"),
         (Stage::Dpo, "rewards/margins", "DPO rewards/margins"),
         (Stage::Dpo, "rewards/accuracies", "DPO rewards/accuracies"),
+        (Stage::Sft, "safety/harmful", "SFT safety/harmful"),
+        (Stage::Sft, "safety/over_refusal", "SFT safety/over_refusal"),
+        (Stage::Dpo, "safety/harmful", "DPO safety/harmful"),
+        (Stage::Dpo, "safety/over_refusal", "DPO safety/over_refusal"),
     ];
     let mut drawn = 0;
     for (stage, metric, title) in charts {
@@ -260,11 +265,14 @@ mod tests {
         std::fs::create_dir_all(&dpo).unwrap();
         std::fs::write(
             dpo.join("metrics.jsonl"),
-            "{\"step\":1,\"loss\":0.69,\"rewards/margins\":0.0}\n{\"step\":2,\"loss\":0.6,\"rewards/margins\":0.3}\n",
+            "{\"step\":1,\"loss\":0.69,\"rewards/margins\":0.0}\n{\"step\":2,\"loss\":0.6,\"rewards/margins\":0.3}\n\
+             {\"step\":2,\"safety/harmful\":0.1,\"safety/over_refusal\":0.05}\n",
         )
         .unwrap();
         let html = std::fs::read_to_string(write_run_report(dir.path(), "").unwrap()).unwrap();
         assert!(html.contains("DPO rewards/margins") && html.contains("<polyline"), "{html}");
+        assert!(html.contains("DPO safety/harmful") && html.contains("DPO safety/over_refusal"), "{html}");
+        assert!(!html.contains("SFT safety/harmful"), "no gate watched an SFT run: {html}");
         assert!(!html.contains("No training has run yet"));
     }
 }
