@@ -75,7 +75,7 @@ pub use error::{DataError, Result};
 pub use generate::{normalise_log_probabilities, FinishReason, Generate, GenerateSettings, Reply};
 pub use hashing::{canonical_json, hash_json, hash_model_dir, hash_settings};
 pub use message::{Message, Role};
-pub use model_size::ModelSize;
+pub use model_size::{host_memory, ModelSize};
 pub use model_source::{Connection, ModelSource, RemoteSpec};
 pub use prefs::{prepare_pairs_file, tokenize_pair, PrefReader, PrefRecord, TokenizedPair};
 pub use progress::{Counter, ProgressEvent, ProgressSink, Silent};

@@ -96,7 +96,7 @@ impl ModelSize {
 }
 
 /// Total memory of this machine in bytes (`u64::MAX` where the platform does not say).
-fn host_memory() -> u64 {
+pub fn host_memory() -> u64 {
     let mut system = sysinfo::System::new();
     system.refresh_memory();
     match system.total_memory() {

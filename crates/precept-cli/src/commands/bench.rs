@@ -9,6 +9,7 @@ use precept_model::sampling::SamplingConfig;
 use precept_train::TrainKernels;
 use serde::Serialize;
 
+use super::bench_shape::check_generation;
 use super::generate::check_sampling;
 use crate::args::BenchGenerateArgs;
 use crate::device::DeviceCommand;
@@ -41,6 +42,7 @@ impl DeviceCommand for BenchGenerate {
         }
         check_sampling(args.temperature, args.top_p)?;
         let (config, model) = load_weights::<B>(&args.model, &device, decode)?;
+        check_generation(&config, args.batch, args.prompt_tokens, args.new_tokens)?;
         // Fixed pseudo-text prompts, different from their first token on (identical rows, or a
         // common prefix, would be prefilled once): distinct ids spread over the vocabulary.
         let prompts: Vec<Vec<u32>> = (0..args.batch)

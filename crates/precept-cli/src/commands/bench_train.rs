@@ -20,6 +20,7 @@ use precept_train::optim::{AdamW, AdamWConfig};
 use precept_train::{TrainKernels, Tuning};
 use serde::Serialize;
 
+use super::bench_shape::check_training;
 use crate::args::BenchTrainArgs;
 use crate::device::DeviceCommand;
 use crate::loaded::load_weights;
@@ -77,8 +78,9 @@ impl DeviceCommand for BenchTrain {
             Tuning::Lora => ("lora", model.with_lora(&LoraConfig::default())?),
             Tuning::Full => ("full", model.set_trainable(Trainable::All)),
         };
-        let rows = if args.dpo { 2 * args.batch } else { args.batch };
-        let tokens = rows * args.seq;
+        let rows = if args.dpo { args.batch.checked_mul(2) } else { Some(args.batch) };
+        let Some(rows) = rows else { bail!("--batch {} pairs overflow", args.batch) };
+        let tokens = check_training(&config, rows, args.seq)?;
         let token = |i: usize| 17 + ((i * 7919 + 13) % (config.vocab_size - 17)) as i64;
         // DPO rows: chosen then rejected; each pair's two rows share their prompt.
         let ids: Vec<i64> = (0..tokens)

@@ -2,6 +2,7 @@
 
 mod bench;
 pub mod bench_serve;
+mod bench_shape;
 mod bench_train;
 pub mod constitute;
 pub mod constitution;
