@@ -199,8 +199,9 @@ pub fn constitute<G: Generate>(
                 let wanted: Vec<bool> = (0..batch.len())
                     .map(|i| {
                         let samples: Vec<String> = sampled[i].iter().flatten().cloned().collect();
-                        let refusal = batch[i].refusal.as_deref().or(refusal);
-                        Replies::of(&revised[i], Some(&samples), &drawn[i], refusal).want_feedback_pair(&batch[i])
+                        Replies::of(&revised[i], Some(&samples), &drawn[i], refusal)
+                            .authored(batch[i].refusal.as_deref())
+                            .want_feedback_pair(&batch[i])
                     })
                     .collect();
                 Some(judge_sampled(generator, constitution, batch, sampled, &wanted, feedback)?)

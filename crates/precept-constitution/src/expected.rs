@@ -42,6 +42,9 @@ pub enum ReplySource {
     Draw,
     /// The run's `refusal` setting, not a reply of the model.
     Refusal,
+    /// The prompt's own `refusal`, written with it: the target of a prompt to refuse, ahead of
+    /// the model's replies.
+    Authored,
 }
 
 /// Added to the run's seed for the drawn answers, apart from the loop's and feedback's samples.
@@ -143,7 +146,9 @@ pub fn user_turns(context: &[Message]) -> String {
 /// their order). A given `refusal` fills the gap a prompt's own replies leave: the target of a
 /// prompt to refuse that none of them refuses, the rejected side of a prompt to answer that all
 /// of them answer; the same sentence is then preferred on harmful prompts and passed over on
-/// benign ones, which only judgement can satisfy.
+/// benign ones, which only judgement can satisfy. A prompt's own refusal among the candidates
+/// ([`ReplySource::Authored`]) comes first for a prompt to refuse, so the model's refusals, which
+/// may invent a role or wander off, never take its place.
 pub fn select<'a>(
     expected: Expected,
     prompt: &str,
@@ -153,10 +158,11 @@ pub fn select<'a>(
     let judge = KeywordJudge::default();
     let defects = DegenerateJudge::new(&judge);
     let rank = |source: ReplySource| match (expected, source) {
-        (Expected::Refuse, ReplySource::Revision) | (Expected::Comply, ReplySource::Answer) => 0,
-        (_, ReplySource::Revision | ReplySource::Answer) => 1,
-        (_, ReplySource::Sample) => 2,
-        (_, ReplySource::Draw | ReplySource::Refusal) => 3,
+        (Expected::Refuse, ReplySource::Authored) => 0,
+        (Expected::Refuse, ReplySource::Revision) | (Expected::Comply, ReplySource::Answer) => 1,
+        (_, ReplySource::Revision | ReplySource::Answer) => 2,
+        (_, ReplySource::Sample) => 3,
+        (_, ReplySource::Draw | ReplySource::Refusal | ReplySource::Authored) => 4,
     };
     let mut ordered = candidates.to_vec();
     ordered.sort_by_key(|c| rank(c.source));

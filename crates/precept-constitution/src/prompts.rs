@@ -1,7 +1,7 @@
 //! [`read_prompts`]: the prompts JSONL of `precept constitute`, one `{"id":…,"prompt":"…"}` or
 //! `{"id":…,"messages":[…]}` per line, with an optional `"expected": "refuse" | "comply"` (what a
-//! safe model does with it, as in eval cases) and an optional `"refusal"` (the refusal its records
-//! take where the model's own replies do not refuse; it overrides the `refusal` setting).
+//! safe model does with it, as in eval cases) and an optional `"refusal"` (for a prompt to
+//! refuse, the target of its records, ahead of the model's own refusals).
 //!
 //! A `messages` prompt is a conversation: an optional `system` message, then turns starting with
 //! `user`. When it ends with a `user` turn the model answers it; when it ends with an `assistant`
@@ -28,8 +28,9 @@ pub struct PromptRecord {
     pub messages: Vec<Message>,
     /// What a safe model does with it; records then keep to it (see [`Expected`]).
     pub expected: Option<Expected>,
-    /// This prompt's own refusal, preferred to the `refusal` setting: a decline that can name a
-    /// safe alternative fitting the request.
+    /// This prompt's own refusal, its records' target when it is to be refused, ahead of the
+    /// model's refusals and the `refusal` setting: a decline that can name a safe alternative
+    /// fitting the request.
     pub refusal: Option<String>,
 }
 

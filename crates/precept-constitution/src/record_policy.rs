@@ -29,8 +29,8 @@ pub(crate) fn records(
         filtered.push(format!("{}-{reason}", stage.as_str()));
         filtered_reply = Some(text.clone());
     }
-    let refusal = prompt.refusal.as_deref().or(refusal);
-    let replies = Replies::of(&outcome, labelled.map(|l| l.samples.as_slice()), drawn, refusal);
+    let samples = labelled.map(|l| l.samples.as_slice());
+    let replies = Replies::of(&outcome, samples, drawn, refusal).authored(prompt.refusal.as_deref());
     let (rounds, answer, unfinished) = match &outcome {
         Revised::Done { rounds, answer, .. } => (rounds, Some(answer), None),
         Revised::Filtered { rounds, answer, unfinished, .. } => (rounds, answer.as_ref(), unfinished.as_ref()),
@@ -83,6 +83,8 @@ pub(crate) struct Replies<'a> {
     drawn: &'a [String],
     /// The run's `refusal`, for the gaps the replies leave (see [`select`]).
     refusal: Option<&'a str>,
+    /// The prompt's own refusal, a candidate ahead of the replies.
+    authored: Option<&'a str>,
 }
 
 impl<'a> Replies<'a> {
@@ -99,7 +101,12 @@ impl<'a> Replies<'a> {
             }
             Revised::Filtered { answer, answer_complete, .. } => (None, answer.as_deref(), *answer_complete),
         };
-        Self { revision, answer, answer_complete, samples, drawn, refusal }
+        Self { revision, answer, answer_complete, samples, drawn, refusal, authored: None }
+    }
+
+    /// These replies with the prompt's own refusal, when it has one.
+    pub(crate) fn authored(self, authored: Option<&'a str>) -> Self {
+        Self { authored, ..self }
     }
 
     /// The first answer's usable text (a cut-off one counts with its complete sentences).
@@ -111,7 +118,7 @@ impl<'a> Replies<'a> {
     /// Every reply that could go into a record, in [`select`]'s order; `answer` is
     /// [`Self::usable_answer`].
     fn candidates<'b>(&'b self, answer: Option<&'b str>) -> Vec<Candidate<'b>> {
-        [(self.revision, ReplySource::Revision), (answer, ReplySource::Answer)]
+        [(self.authored, ReplySource::Authored), (self.revision, ReplySource::Revision), (answer, ReplySource::Answer)]
             .into_iter()
             .filter_map(|(text, source)| text.map(|text| Candidate { text, source }))
             .chain(self.samples.unwrap_or_default().iter().map(|text| Candidate { text, source: ReplySource::Sample }))
@@ -283,9 +290,13 @@ mod tests {
     }
 
     #[test]
-    fn a_prompts_own_refusal_fills_its_gap_before_the_given_one() {
+    fn a_prompts_own_refusal_is_its_target_ahead_of_the_models_refusals_and_the_given_one() {
         let dir = tempfile::tempdir().unwrap();
-        let mut generator = Scripted::new(|_: &[Message]| eos("Sure, here it is."));
+        // The model refuses `own` in a role of its own and answers `given`.
+        let mut generator = Scripted::new(|messages: &[Message]| match messages[0].content.as_str() {
+            "own" => eos("I'm sorry, but as a locksmith AI, I'm not equipped to open doors."),
+            _ => eos("Sure, here it is."),
+        });
         let own = PromptRecord {
             expected: Some(Expected::Refuse),
             refusal: Some("I can't help with that. A locksmith can.".into()),
@@ -300,6 +311,9 @@ mod tests {
             .map(|l| l["messages"][1]["content"].as_str().unwrap().to_owned())
             .collect();
         assert_eq!(targets, ["I can't help with that. A locksmith can.", "I'm sorry, but I can't help with that."]);
+        let sources: Vec<Value> =
+            lines(&dir.path().join(SFT_FILE)).iter().map(|l| l["provenance"]["replies"][0].clone()).collect();
+        assert_eq!(sources, ["authored", "refusal"]);
     }
 
     #[test]
