@@ -4,9 +4,10 @@ use anyhow::{Context, Result};
 use burn::backend::Autodiff;
 use burn::tensor::FloatDType;
 use precept_data::resolve_settings;
-use precept_train::grpo::{train_grpo, GrpoConfig};
+use precept_train::grpo::{train_grpo_with, GrpoConfig, Rewards};
 use precept_train::TrainKernels;
 
+use super::grpo_rewards::grpo_rewards;
 use super::training::print_outcome;
 use crate::args::GrpoArgs;
 use crate::device::DeviceCommand;
@@ -26,6 +27,7 @@ const COLUMNS: Columns = &[
 /// Resolved settings, ready to run on a backend.
 pub struct Grpo {
     config: GrpoConfig,
+    rewards: Rewards,
     resume: bool,
     json: bool,
     quiet: bool,
@@ -36,14 +38,15 @@ impl Grpo {
     pub fn resolve(args: GrpoArgs, quiet: bool) -> Result<Self> {
         let config: GrpoConfig = resolve_settings(args.train.config.as_deref(), &args, &args.cleared())?;
         config.validate().context("invalid GRPO settings")?;
-        Ok(Self { config, resume: args.train.resume, json: args.train.json, quiet })
+        let rewards = grpo_rewards(&config)?;
+        Ok(Self { config, rewards, resume: args.train.resume, json: args.train.json, quiet })
     }
 }
 
 impl DeviceCommand for Grpo {
     fn run<B: TrainKernels>(self, device: B::Device, _decode: Option<FloatDType>) -> Result<()> {
         let mut progress = ProgressDisplay::new(self.quiet, COLUMNS);
-        let outcome = train_grpo::<Autodiff<B>>(&self.config, &device, self.resume, &mut progress)
+        let outcome = train_grpo_with::<Autodiff<B>>(&self.config, self.rewards, &device, self.resume, &mut progress)
             .with_context(|| format!("training into {}", self.config.train.out.display()))?;
         progress.finish();
         print_outcome(&outcome, self.json)

@@ -11,6 +11,7 @@ mod dpo;
 pub mod eval;
 mod generate;
 mod grpo;
+mod grpo_rewards;
 mod import;
 mod logits;
 mod merge;
