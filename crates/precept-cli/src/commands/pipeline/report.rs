@@ -145,7 +145,7 @@ fn examples_section(out: &Path, dir: &Path, html: &mut String) {
     }
 }
 
-/// Training curves of SFT and DPO, from their metrics files.
+/// Training curves of SFT, DPO and GRPO (when it ran), from their metrics files.
 fn curves_section(out: &Path, html: &mut String) {
     html.push_str("<h2>Training</h2><div class=\"curves\">");
     let charts = [
@@ -154,6 +154,7 @@ fn curves_section(out: &Path, html: &mut String) {
         (Stage::Dpo, "loss", "DPO loss"),
         (Stage::Dpo, "rewards/margins", "DPO rewards/margins"),
         (Stage::Dpo, "rewards/accuracies", "DPO rewards/accuracies"),
+        (Stage::Grpo, "reward", "GRPO reward"),
     ];
     let mut drawn = 0;
     for (stage, metric, title) in charts {
