@@ -7,20 +7,9 @@
 
 mod common;
 
-use std::path::Path;
-use std::process::{Command, Output};
+use std::process::Output;
 
-use common::{kill_when_ready, repo_root, smollm2_dir};
-
-fn pipeline(config: &Path, extra: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_precept"))
-        .args(["pipeline", "--config", config.to_str().unwrap()])
-        .args(extra)
-        .current_dir(repo_root())
-        .env("PRECEPT_LOG", "info")
-        .output()
-        .unwrap()
-}
+use common::{kill_when_ready, pipeline, repo_root, smollm2_dir};
 
 /// The gate passes (0) or finds the tiny suite underpowered (4); both are finished runs.
 fn assert_finished(out: &Output) -> String {

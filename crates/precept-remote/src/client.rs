@@ -6,9 +6,10 @@ use precept_data::{normalise_log_probabilities, FinishReason, Generate, Generate
 use ureq::Agent;
 
 use crate::error::{RemoteError, Result};
+use crate::http::{agent, post_json};
 use crate::options::option_log_probs;
 use crate::pool::{run_all, Failure, Limits};
-use crate::wire::{ChatCompletion, ChatRequest, ErrorBody, StopStrings, TokenLogprob};
+use crate::wire::{ChatCompletion, ChatRequest, StopStrings, TokenLogprob};
 
 /// Tokens generated when reading option probabilities: enough to walk past a prefix the options
 /// share, such as `(` in `(A)` and `(B)`.
@@ -75,12 +76,7 @@ impl RemoteGenerator {
             return Err(RemoteError::NoEndpoints);
         }
         let urls = config.endpoints.iter().map(|url| chat_url(url)).collect::<Result<_>>()?;
-        let agent = Agent::config_builder()
-            .timeout_global(Some(config.timeout))
-            .http_status_as_error(false)
-            .max_idle_connections_per_host(config.concurrency.max(1))
-            .build()
-            .into();
+        let agent = agent(config.timeout, config.concurrency);
         Ok(Self { config, urls, agent })
     }
 
@@ -105,21 +101,7 @@ impl RemoteGenerator {
 
     /// One attempt at one request.
     fn post(&self, url: &str, request: &ChatRequest) -> Result<ChatCompletion, Failure> {
-        let mut call = self.agent.post(url);
-        if let Some(key) = &self.config.api_key {
-            call = call.header("Authorization", &format!("Bearer {key}"));
-        }
-        let mut response = call.send_json(request).map_err(|e| Failure::Transient(url.to_owned(), e.to_string()))?;
-        let status = response.status().as_u16();
-        let body =
-            response.body_mut().read_to_string().map_err(|e| Failure::Transient(url.to_owned(), e.to_string()))?;
-        if status == 429 || status >= 500 {
-            return Err(Failure::Transient(url.to_owned(), format!("HTTP {status}: {}", error_message(&body))));
-        }
-        if status >= 400 {
-            let message = error_message(&body);
-            return Err(Failure::Fatal(RemoteError::Rejected { url: url.to_owned(), status, message }));
-        }
+        let body = post_json(&self.agent, url, self.config.api_key.as_deref(), request)?;
         serde_json::from_str(&body)
             .map_err(|e| Failure::Fatal(RemoteError::Malformed { url: url.to_owned(), message: e.to_string() }))
     }
@@ -209,14 +191,6 @@ fn chat_url(base: &str) -> Result<String> {
     Ok(if root.ends_with("/v1") { format!("{root}/chat/completions") } else { format!("{root}/v1/chat/completions") })
 }
 
-/// The `error.message` of an OpenAI-style error body, else the body itself (shortened).
-fn error_message(body: &str) -> String {
-    match serde_json::from_str::<ErrorBody>(body) {
-        Ok(parsed) => parsed.error.message,
-        Err(_) => body.chars().take(300).collect(),
-    }
-}
-
 /// `text` up to the first stop string (servers cut there already; this makes sure).
 fn cut_at_stop(mut text: String, stop: &[String]) -> String {
     if let Some(at) = stop.iter().filter(|s| !s.is_empty()).filter_map(|s| text.find(s.as_str())).min() {
@@ -236,13 +210,6 @@ mod tests {
         }
         let err = chat_url("h:8000").unwrap_err();
         assert_eq!(err.to_string(), "remote endpoint `h:8000` is not an http:// or https:// URL");
-    }
-
-    #[test]
-    fn error_bodies_give_their_message_and_other_bodies_themselves() {
-        let body = r#"{"error":{"message":"model `x` not found","type":"invalid_request_error","param":"model","code":"model_not_found"}}"#;
-        assert_eq!(error_message(body), "model `x` not found");
-        assert_eq!(error_message("Bad Gateway"), "Bad Gateway");
     }
 
     #[test]

@@ -40,6 +40,22 @@ pub enum RemoteError {
         /// What was wrong.
         message: String,
     },
+    /// A reward endpoint answered something other than a finite number.
+    #[error("{url}: the answer is not a number or an object with a numeric `reward`: {body}")]
+    NotAReward {
+        /// The endpoint.
+        url: String,
+        /// The answer (shortened).
+        body: String,
+    },
+    /// One item of a batch (a completion sent to a reward endpoint) failed.
+    #[error("completion {index}: {error}")]
+    Item {
+        /// The item's index in the batch.
+        index: usize,
+        /// Why it failed.
+        error: Box<RemoteError>,
+    },
     /// The server gave no `top_logprobs`, which option probabilities need.
     #[error(
         "{url}: model `{model}` returned no top_logprobs; option probabilities (AI feedback, the model judge) \

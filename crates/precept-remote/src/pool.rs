@@ -42,7 +42,8 @@ struct State<T> {
     queue: VecDeque<Queued>,
     results: Vec<Option<T>>,
     pending: usize,
-    error: Option<RemoteError>,
+    /// The first final error, and the item it stopped.
+    error: Option<(usize, RemoteError)>,
 }
 
 /// Runs `attempt(item, endpoint)` for items `0..count` and returns the results in item order,
@@ -52,6 +53,15 @@ pub fn run_all<T: Send>(
     limits: Limits,
     attempt: impl Fn(usize, usize) -> Result<T, Failure> + Sync,
 ) -> Result<Vec<T>, RemoteError> {
+    run_all_items(count, limits, attempt).map_err(|(_, error)| error)
+}
+
+/// [`run_all`], whose error also says which item failed.
+pub fn run_all_items<T: Send>(
+    count: usize,
+    limits: Limits,
+    attempt: impl Fn(usize, usize) -> Result<T, Failure> + Sync,
+) -> Result<Vec<T>, (usize, RemoteError)> {
     let state = Mutex::new(State {
         queue: (0..count).map(|item| Queued { item, tries: 0, failed_on: None }).collect(),
         results: (0..count).map(|_| None).collect(),
@@ -120,10 +130,10 @@ fn work<T>(
                 guard.pending -= 1;
             }
             Err(Failure::Fatal(error)) => {
-                guard.error.get_or_insert(error);
+                guard.error.get_or_insert((item, error));
             }
             Err(Failure::Transient(url, message)) if tries >= limits.retries => {
-                guard.error.get_or_insert(RemoteError::Unreachable { url, attempts: tries + 1, message });
+                guard.error.get_or_insert((item, RemoteError::Unreachable { url, attempts: tries + 1, message }));
             }
             Err(Failure::Transient(url, message)) => {
                 drop(guard);
@@ -206,6 +216,16 @@ mod tests {
         })
         .unwrap_err();
         assert_eq!(err.to_string(), "http://down/v1/chat/completions: no answer after 3 attempts; last: timed out");
+    }
+
+    #[test]
+    fn the_error_names_the_item_that_failed() {
+        let (item, _) = run_all_items(5, limits(1, 0), |item, _| match item {
+            3 => Err(Failure::Fatal(RemoteError::NoEndpoints)),
+            _ => Ok(item),
+        })
+        .unwrap_err();
+        assert_eq!(item, 3);
     }
 
     #[test]

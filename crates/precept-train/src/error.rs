@@ -46,6 +46,30 @@ pub enum TrainError {
         /// What is wrong.
         reason: &'static str,
     },
+    /// A reward function computed outside this crate (an HTTP endpoint) failed.
+    #[error("reward `{reward}`: {error}")]
+    Reward {
+        /// The reward function's name.
+        reward: String,
+        /// What went wrong.
+        error: Box<dyn std::error::Error + Send + Sync>,
+    },
+    /// A reward function answered a batch with the wrong number of rewards.
+    #[error("reward `{reward}` gave {got} rewards for {expected} completions")]
+    RewardCount {
+        /// The reward function's name.
+        reward: String,
+        /// Completions scored.
+        expected: usize,
+        /// Rewards received.
+        got: usize,
+    },
+    /// A reward function that precept-train does not compute was named but not supplied.
+    #[error("setting `reward_funcs`: `{reward}` is computed by the caller, which supplied none")]
+    RewardMissing {
+        /// The reward function's name.
+        reward: &'static str,
+    },
     /// The loss or the gradients stopped being finite.
     #[error("step {step}: {what} is {value}; stopped, the last checkpoint is kept")]
     NonFinite {

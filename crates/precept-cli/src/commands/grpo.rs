@@ -4,10 +4,11 @@ use anyhow::{Context, Result};
 use burn::backend::Autodiff;
 use burn::tensor::FloatDType;
 use precept_data::resolve_settings;
-use precept_train::grpo::{train_grpo, GrpoConfig};
+use precept_train::grpo::{train_grpo_with, GrpoConfig, Rewards};
 use precept_train::monitor::Monitor;
 use precept_train::TrainKernels;
 
+use super::grpo_rewards::grpo_rewards;
 use super::safety_gate::SafetyGate;
 use super::training::{print_outcome, safety_outcome};
 use crate::args::GrpoArgs;
@@ -28,6 +29,7 @@ const COLUMNS: Columns = &[
 /// Resolved settings, ready to run on a backend.
 pub struct Grpo {
     config: GrpoConfig,
+    rewards: Rewards,
     resume: bool,
     json: bool,
     quiet: bool,
@@ -38,7 +40,8 @@ impl Grpo {
     pub fn resolve(args: GrpoArgs, quiet: bool) -> Result<Self> {
         let config: GrpoConfig = resolve_settings(args.train.config.as_deref(), &args, &args.cleared())?;
         config.validate().context("invalid GRPO settings")?;
-        Ok(Self { config, resume: args.train.resume, json: args.train.json, quiet })
+        let rewards = grpo_rewards(&config)?;
+        Ok(Self { config, rewards, resume: args.train.resume, json: args.train.json, quiet })
     }
 }
 
@@ -47,7 +50,8 @@ impl DeviceCommand for Grpo {
         let mut gate = SafetyGate::<B>::new(&self.config.train, &device, decode)?;
         let mut progress = ProgressDisplay::new(self.quiet, COLUMNS);
         let monitor = gate.as_mut().map(|gate| gate as &mut dyn Monitor<B>);
-        let result = train_grpo::<Autodiff<B>>(&self.config, &device, self.resume, &mut progress, monitor);
+        let result =
+            train_grpo_with::<Autodiff<B>>(&self.config, self.rewards, &device, self.resume, &mut progress, monitor);
         progress.finish();
         let outcome = safety_outcome(gate.as_ref(), result)
             .with_context(|| format!("training into {}", self.config.train.out.display()))?;

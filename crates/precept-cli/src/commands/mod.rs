@@ -12,6 +12,7 @@ mod dpo;
 pub mod eval;
 mod generate;
 mod grpo;
+mod grpo_rewards;
 mod import;
 mod logits;
 mod merge;

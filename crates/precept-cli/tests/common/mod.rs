@@ -14,6 +14,18 @@ pub fn precept(args: &[&str]) -> Output {
         .expect("the precept binary runs")
 }
 
+/// Runs `precept pipeline --config config` with `extra` flags from the repository root, logging
+/// at `info` (the stage decisions), and returns its output.
+pub fn pipeline(config: &std::path::Path, extra: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_precept"))
+        .args(["pipeline", "--config", config.to_str().expect("UTF-8 path")])
+        .args(extra)
+        .current_dir(repo_root())
+        .env("PRECEPT_LOG", "info")
+        .output()
+        .expect("the precept binary runs")
+}
+
 /// Runs `precept` with its stdout a pipe whose reader has gone before the program starts
 /// (`precept … | head -c 0`), and returns its output.
 pub fn precept_with_closed_stdout(args: &[&str]) -> Output {

@@ -24,6 +24,8 @@ pub enum RewardFunc {
     /// `repetition_max_penalty · (1 − distinct / total)` over the reply's word
     /// `repetition_n_grams`-grams (open-r1's repetition penalty).
     Repetition,
+    /// The number an HTTP endpoint answers for the prompt and completion (`[remote_reward]`).
+    Remote,
 }
 
 impl RewardFunc {
@@ -34,7 +36,43 @@ impl RewardFunc {
             Self::Degenerate => "degenerate",
             Self::Length => "length",
             Self::Repetition => "repetition",
+            Self::Remote => "remote",
         }
+    }
+}
+
+/// Where the `remote` reward is computed: an HTTP endpoint that is sent each completion (with its
+/// prompt and the prompt record's fields) as JSON and answers a number.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RemoteRewardSettings {
+    /// The endpoint (`http://` or `https://`), sent one POST per completion.
+    pub url: String,
+    /// Seconds one request may take.
+    #[serde(default = "RemoteRewardSettings::default_timeout")]
+    pub timeout: u64,
+    /// Attempts after the first on timeouts, refused connections, 429 and 5xx.
+    #[serde(default = "RemoteRewardSettings::default_retries")]
+    pub retries: usize,
+    /// Requests in flight at once.
+    #[serde(default = "RemoteRewardSettings::default_concurrency")]
+    pub concurrency: usize,
+    /// The environment variable holding a key sent as `Authorization: Bearer …`, when set.
+    #[serde(default)]
+    pub api_key_env: Option<String>,
+}
+
+impl RemoteRewardSettings {
+    fn default_timeout() -> u64 {
+        60
+    }
+
+    fn default_retries() -> usize {
+        3
+    }
+
+    fn default_concurrency() -> usize {
+        8
     }
 }
 
@@ -105,6 +143,8 @@ pub struct GrpoConfig {
     pub repetition_max_penalty: f64,
     /// System prompt(s) put on prompts without one.
     pub system: Option<SystemPrompts>,
+    /// The endpoint of the `remote` reward.
+    pub remote_reward: Option<RemoteRewardSettings>,
 }
 
 impl Default for GrpoConfig {
@@ -126,6 +166,7 @@ impl Default for GrpoConfig {
             repetition_n_grams: 3,
             repetition_max_penalty: -1.0,
             system: None,
+            remote_reward: None,
         }
     }
 }
@@ -214,7 +255,26 @@ impl GrpoConfig {
                 return fail("repetition_max_penalty", "must be a non-positive number".into());
             }
         }
-        Ok(())
+        self.validate_remote_reward()
+    }
+
+    /// Checks that `remote_reward` is given exactly when `reward_funcs` names `remote`.
+    fn validate_remote_reward(&self) -> Result<()> {
+        let fail = |field: &str, message: String| Err(TrainError::setting(field, message));
+        let named = self.reward_funcs.contains(&RewardFunc::Remote);
+        match &self.remote_reward {
+            None if named => fail("remote_reward", "`reward_funcs` names `remote`; give its `url`".into()),
+            None => Ok(()),
+            Some(_) if !named => {
+                fail("remote_reward", "is set but `reward_funcs` does not name `remote`; add it or remove this".into())
+            }
+            Some(remote) if !(remote.url.starts_with("http://") || remote.url.starts_with("https://")) => {
+                fail("remote_reward.url", format!("`{}` is not an http:// or https:// URL", remote.url))
+            }
+            Some(remote) if remote.timeout == 0 => fail("remote_reward.timeout", "must be at least 1 second".into()),
+            Some(remote) if remote.concurrency == 0 => fail("remote_reward.concurrency", "must be at least 1".into()),
+            Some(_) => Ok(()),
+        }
     }
 
     /// The reward functions with their weights.
@@ -253,6 +313,26 @@ mod tests {
         GrpoConfig { train, ..GrpoConfig::default() }
     }
 
+    fn remote(url: &str) -> RemoteRewardSettings {
+        RemoteRewardSettings { url: url.into(), timeout: 5, retries: 0, concurrency: 1, api_key_env: None }
+    }
+
+    #[test]
+    fn a_remote_reward_table_gives_the_endpoint_with_defaults_for_the_rest() {
+        let text =
+            "reward_funcs = [\"expectation\", \"remote\"]\n\n[remote_reward]\nurl = \"http://127.0.0.1:8001/score\"\n\
+                    api_key_env = \"REWARD_KEY\"\n";
+        let config: GrpoConfig = parse_settings(text, Path::new("grpo.toml")).unwrap();
+        let remote = config.remote_reward.clone().unwrap();
+        assert_eq!((remote.url.as_str(), remote.timeout, remote.retries), ("http://127.0.0.1:8001/score", 60, 3));
+        assert_eq!(remote.api_key_env.as_deref(), Some("REWARD_KEY"));
+        assert!(GrpoConfig { train: valid().train, ..config }.validate().is_ok());
+        let error =
+            parse_settings::<GrpoConfig>("[remote_reward]\nurl = \"http://h\"\ntimout = 3\n", Path::new("g.toml"))
+                .unwrap_err();
+        assert!(error.to_string().contains("timout"), "{error}");
+    }
+
     #[test]
     fn one_generation_per_prompt_is_an_error_naming_num_generations() {
         let error = GrpoConfig { num_generations: 1, ..valid() }.validate().unwrap_err().to_string();
@@ -285,6 +365,15 @@ mod tests {
                 "setting `repetition_max_penalty`",
             ),
             (GrpoConfig { loss: GrpoLossConfig { epsilon: 1.5, ..valid().loss }, ..valid() }, "setting `epsilon`"),
+            (
+                GrpoConfig { reward_funcs: vec![RewardFunc::Remote], ..valid() },
+                "setting `remote_reward`: `reward_funcs`",
+            ),
+            (GrpoConfig { remote_reward: Some(remote("http://h/r")), ..valid() }, "does not name `remote`"),
+            (
+                GrpoConfig { reward_funcs: vec![RewardFunc::Remote], remote_reward: Some(remote("h:80/r")), ..valid() },
+                "setting `remote_reward.url`: `h:80/r` is not an http:// or https:// URL",
+            ),
             (train(TrainConfig { packing: true, ..valid().train }), "setting `packing`"),
             (train(TrainConfig { eval_ratio: 0.1, ..valid().train }), "setting `eval_data`"),
             (train(TrainConfig { max_steps: Some(0), ..valid().train }), "setting `max_steps`"),

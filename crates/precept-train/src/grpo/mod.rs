@@ -15,8 +15,10 @@ mod rewards;
 mod rollout;
 mod train;
 
-pub use config::{GrpoConfig, RewardFunc, SystemPrompts};
+pub use config::{GrpoConfig, RemoteRewardSettings, RewardFunc, SystemPrompts};
 pub use logps::{gathered_logps, CompletionRows};
-pub use rewards::{Completion, DegenerateReward, ExpectationReward, LengthReward, RepetitionReward, Reward, Rewards};
+pub use rewards::{
+    BatchReward, Completion, DegenerateReward, ExpectationReward, LengthReward, RepetitionReward, Reward, Rewards,
+};
 pub use rollout::{sample, PromptOrder, Rollout, Sample};
-pub use train::{train_grpo, COMPLETIONS_FILE};
+pub use train::{check_prompts, train_grpo, train_grpo_with, COMPLETIONS_FILE};

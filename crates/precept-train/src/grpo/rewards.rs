@@ -1,6 +1,8 @@
-//! Reward functions: each turns one sampled completion of a prompt into a number, without a
-//! model. [`Rewards`] holds the configured ones with their weights and sums them, as TRL's
-//! `reward_funcs` and `reward_weights` do.
+//! Reward functions: each turns one sampled completion of a prompt into a number. The built-in
+//! ones ([`Reward`]) need no model; [`BatchReward`] is the wider interface, scoring a batch at a
+//! time and able to fail, through which the caller plugs in rewards computed elsewhere (the
+//! `remote` reward's HTTP endpoint). [`Rewards`] holds the configured ones with their weights and
+//! sums them, as TRL's `reward_funcs` and `reward_weights` do.
 
 use std::collections::HashSet;
 use std::path::Path;
@@ -8,7 +10,7 @@ use std::path::Path;
 use precept_data::{DataError, DegenerateJudge, FinishReason, KeywordJudge, PromptOnlyRecord};
 
 use super::config::{GrpoConfig, RewardFunc};
-use crate::error::Result;
+use crate::error::{Result, TrainError};
 
 /// One sampled completion, as a reward function sees it.
 #[derive(Debug, Clone, Copy)]
@@ -39,6 +41,40 @@ pub trait Reward {
 
     /// The reward of one completion of a prompt that passed [`Reward::check`].
     fn score(&self, completion: &Completion<'_>) -> f32;
+}
+
+/// A reward function over a batch of completions, which may fail (an endpoint that does not
+/// answer). Every [`Reward`] is one.
+pub trait BatchReward {
+    /// The name in settings and metrics (`rewards/<name>/mean`).
+    fn name(&self) -> &'static str;
+
+    /// Checks, before any work starts, that `prompt` (read from `path`) has what this reward
+    /// reads.
+    ///
+    /// # Errors
+    /// A [`crate::TrainError::Data`] naming the prompt's line and the missing field.
+    fn check(&self, prompt: &PromptOnlyRecord, path: &Path) -> Result<()>;
+
+    /// The rewards of `completions`, in order.
+    ///
+    /// # Errors
+    /// Whatever kept the reward from being computed, naming the completion.
+    fn score_batch(&self, completions: &[Completion<'_>]) -> Result<Vec<f32>>;
+}
+
+impl<R: Reward> BatchReward for R {
+    fn name(&self) -> &'static str {
+        Reward::name(self)
+    }
+
+    fn check(&self, prompt: &PromptOnlyRecord, path: &Path) -> Result<()> {
+        Reward::check(self, prompt, path)
+    }
+
+    fn score_batch(&self, completions: &[Completion<'_>]) -> Result<Vec<f32>> {
+        Ok(completions.iter().map(|completion| self.score(completion)).collect())
+    }
 }
 
 /// `expectation`: 1 when the reply keeps to the prompt's `expected`, else 0. A reply to a
@@ -155,30 +191,40 @@ impl Reward for RepetitionReward {
 
 /// The configured reward functions and their weights.
 pub struct Rewards {
-    functions: Vec<(Box<dyn Reward>, f64)>,
+    functions: Vec<(Box<dyn BatchReward>, f64)>,
 }
 
 impl Rewards {
-    /// The reward functions `config` names, with their weights.
-    pub fn new(config: &GrpoConfig) -> Self {
+    /// The reward functions `config` names, with their weights; those precept-train does not
+    /// compute itself (`remote`) are taken from `plugged`, by name.
+    ///
+    /// # Errors
+    /// [`TrainError::RewardMissing`] when `config` names one that `plugged` lacks.
+    pub fn new(config: &GrpoConfig, mut plugged: Vec<Box<dyn BatchReward>>) -> Result<Self> {
         let functions = config
             .weighted_rewards()
             .into_iter()
             .map(|(func, weight)| {
-                let reward: Box<dyn Reward> = match func {
-                    RewardFunc::Expectation => Box::new(ExpectationReward::default()),
-                    RewardFunc::Degenerate => Box::new(DegenerateReward::default()),
-                    RewardFunc::Length => Box::new(LengthReward {
-                        max_completion_length: config.loss.max_completion_length,
-                        soft_punish_cache: config.soft_punish_cache,
-                    }),
-                    RewardFunc::Repetition => Box::new(RepetitionReward {
-                        n_grams: config.repetition_n_grams,
-                        max_penalty: config.repetition_max_penalty,
-                    }),
+                let reward = match built_in(func, config) {
+                    Some(reward) => reward,
+                    None => {
+                        let at = plugged.iter().position(|reward| reward.name() == func.name());
+                        at.map(|at| plugged.swap_remove(at)).ok_or(TrainError::RewardMissing { reward: func.name() })?
+                    }
                 };
-                (reward, weight)
+                Ok((reward, weight))
             })
+            .collect::<Result<_>>()?;
+        Ok(Self { functions })
+    }
+
+    /// The built-in reward functions `config` names (those needing a caller's are left out):
+    /// enough to check prompts before a run.
+    pub fn built_in(config: &GrpoConfig) -> Self {
+        let functions = config
+            .weighted_rewards()
+            .into_iter()
+            .filter_map(|(func, weight)| built_in(func, config).map(|reward| (reward, weight)))
             .collect();
         Self { functions }
     }
@@ -201,15 +247,44 @@ impl Rewards {
         Ok(())
     }
 
-    /// Each function's reward of `completion`, in order.
-    pub fn score(&self, completion: &Completion<'_>) -> Vec<f32> {
-        self.functions.iter().map(|(function, _)| function.score(completion)).collect()
+    /// Each function's reward of each completion: one `Vec` per completion, in function order.
+    ///
+    /// # Errors
+    /// The first function that fails, or answers with a wrong number of rewards.
+    pub fn score(&self, completions: &[Completion<'_>]) -> Result<Vec<Vec<f32>>> {
+        let mut scores = vec![Vec::with_capacity(self.functions.len()); completions.len()];
+        for (function, _) in &self.functions {
+            let rewards = function.score_batch(completions)?;
+            if rewards.len() != completions.len() {
+                let (expected, got) = (completions.len(), rewards.len());
+                return Err(TrainError::RewardCount { reward: function.name().into(), expected, got });
+            }
+            scores.iter_mut().zip(rewards).for_each(|(row, reward)| row.push(reward));
+        }
+        Ok(scores)
     }
 
     /// The weighted sum of one completion's rewards (from [`Rewards::score`]).
     pub fn total(&self, scores: &[f32]) -> f32 {
         self.functions.iter().zip(scores).map(|((_, weight), &score)| *weight * f64::from(score)).sum::<f64>() as f32
     }
+}
+
+/// The built-in reward `func`, or `None` for one the caller supplies.
+fn built_in(func: RewardFunc, config: &GrpoConfig) -> Option<Box<dyn BatchReward>> {
+    Some(match func {
+        RewardFunc::Expectation => Box::new(ExpectationReward::default()),
+        RewardFunc::Degenerate => Box::new(DegenerateReward::default()),
+        RewardFunc::Length => Box::new(LengthReward {
+            max_completion_length: config.loss.max_completion_length,
+            soft_punish_cache: config.soft_punish_cache,
+        }),
+        RewardFunc::Repetition => Box::new(RepetitionReward {
+            n_grams: config.repetition_n_grams,
+            max_penalty: config.repetition_max_penalty,
+        }),
+        RewardFunc::Remote => return None,
+    })
 }
 
 #[cfg(test)]
@@ -246,9 +321,9 @@ mod tests {
 
     #[test]
     fn the_expectation_reward_rejects_a_prompt_without_expected_naming_its_line() {
-        let error = ExpectationReward::default().check(&prompt(None), Path::new("p.jsonl")).unwrap_err();
+        let error = Reward::check(&ExpectationReward::default(), &prompt(None), Path::new("p.jsonl")).unwrap_err();
         assert_eq!(error.to_string(), "p.jsonl:4: field `expected` is missing");
-        assert!(ExpectationReward::default().check(&prompt(Some("comply")), Path::new("p.jsonl")).is_ok());
+        assert!(Reward::check(&ExpectationReward::default(), &prompt(Some("comply")), Path::new("p.jsonl")).is_ok());
     }
 
     #[test]
@@ -292,13 +367,55 @@ mod tests {
             loss: crate::loss::GrpoLossConfig { max_completion_length: 8, ..Default::default() },
             ..GrpoConfig::default()
         };
-        let rewards = Rewards::new(&config);
+        let rewards = Rewards::new(&config, Vec::new()).unwrap();
         assert_eq!(rewards.names(), ["expectation", "length"]);
         let p = prompt(Some("refuse"));
-        let scores = rewards.score(&completion(&p, "I cannot do that.", 8));
-        assert_eq!(scores, [1.0, -1.0]);
-        assert_eq!(rewards.total(&scores), 1.5);
+        let scores = rewards.score(&[completion(&p, "I cannot do that.", 8)]).unwrap();
+        assert_eq!(scores, [[1.0, -1.0]]);
+        assert_eq!(rewards.total(&scores[0]), 1.5);
         let error = rewards.check(&[prompt(Some("comply")), prompt(None)], Path::new("p.jsonl")).unwrap_err();
         assert!(error.to_string().contains("p.jsonl:4: field `expected`"), "{error}");
+    }
+
+    /// A plugged reward answering a fixed list.
+    struct Fixed(Vec<f32>);
+
+    impl BatchReward for Fixed {
+        fn name(&self) -> &'static str {
+            "remote"
+        }
+
+        fn check(&self, _prompt: &PromptOnlyRecord, _path: &Path) -> Result<()> {
+            Ok(())
+        }
+
+        fn score_batch(&self, _completions: &[Completion<'_>]) -> Result<Vec<f32>> {
+            Ok(self.0.clone())
+        }
+    }
+
+    #[test]
+    fn a_plugged_reward_takes_its_place_among_the_built_in_ones_and_must_answer_every_completion() {
+        let config = GrpoConfig {
+            reward_funcs: vec![RewardFunc::Remote, RewardFunc::Expectation],
+            reward_weights: Some(vec![0.5, 1.0]),
+            ..GrpoConfig::default()
+        };
+        let error = Rewards::new(&config, Vec::new()).err().unwrap();
+        assert_eq!(
+            error.to_string(),
+            "setting `reward_funcs`: `remote` is computed by the caller, which supplied none"
+        );
+        assert_eq!(Rewards::built_in(&config).names(), ["expectation"]);
+        let rewards = Rewards::new(&config, vec![Box::new(Fixed(vec![4.0, -2.0]))]).unwrap();
+        assert_eq!(rewards.names(), ["remote", "expectation"]);
+        let p = prompt(Some("comply"));
+        let pair = [completion(&p, "Sure.", 2), completion(&p, "I can't.", 3)];
+        let scores = rewards.score(&pair).unwrap();
+        assert_eq!(scores, [[4.0, 1.0], [-2.0, 0.0]]);
+        assert_eq!(rewards.total(&scores[0]), 3.0);
+        let short = Rewards::new(&config, vec![Box::new(Fixed(vec![1.0]))]).unwrap();
+        let error = short.score(&pair).unwrap_err();
+        assert_eq!(error.to_string(), "reward `remote` gave 1 rewards for 2 completions");
     }
 }

@@ -129,7 +129,8 @@ impl Rollout {
     /// `num_generations` times, in order) and computes their advantages.
     ///
     /// # Errors
-    /// Rewards that do not split into groups (never, for a valid config).
+    /// A reward function that fails, and rewards that do not split into groups (never, for a
+    /// valid config).
     pub fn score<B: Backend>(
         generation: u64,
         prompts: &[PromptOnlyRecord],
@@ -140,15 +141,32 @@ impl Rollout {
         device: &B::Device,
     ) -> Result<Self> {
         let group = config.num_generations;
+        let completions: Vec<Completion<'_>> = sampled
+            .iter()
+            .enumerate()
+            .map(|(row, (ids, text, finish))| Completion {
+                prompt: &prompts[prompt_indices[row / group]],
+                text,
+                tokens: ids.len(),
+                finish: *finish,
+            })
+            .collect();
+        let scores = rewards.score(&completions)?;
         let samples: Vec<Sample> = sampled
             .into_iter()
+            .zip(scores)
             .enumerate()
-            .map(|(row, (ids, text, finish))| {
-                let prompt = prompt_indices[row / group];
-                let completion = Completion { prompt: &prompts[prompt], text: &text, tokens: ids.len(), finish };
-                let scores = rewards.score(&completion);
+            .map(|(row, ((ids, text, finish), scores))| {
                 let reward = rewards.total(&scores);
-                Sample { prompt, ids, text, finish, rewards: scores, reward, advantage: 0.0 }
+                Sample {
+                    prompt: prompt_indices[row / group],
+                    ids,
+                    text,
+                    finish,
+                    rewards: scores,
+                    reward,
+                    advantage: 0.0,
+                }
             })
             .collect();
         let totals: Vec<f32> = samples.iter().map(|s| s.reward).collect();
@@ -278,7 +296,7 @@ mod tests {
             (vec![5], "Here you go.".to_owned(), FinishReason::Eos),
             (vec![6], "Here it is.".to_owned(), FinishReason::Eos),
         ];
-        let rewards = Rewards::new(&config);
+        let rewards = Rewards::new(&config, Vec::new()).unwrap();
         let rollout =
             Rollout::score::<Flex>(0, &prompts, &[0, 1], sampled, &rewards, &config, &Default::default()).unwrap();
         let totals: Vec<f32> = rollout.samples.iter().map(|s| s.reward).collect();

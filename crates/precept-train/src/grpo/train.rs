@@ -3,6 +3,7 @@
 //! turns the rewards into group-relative advantages and minimises TRL's clipped surrogate.
 
 use std::ops::Range;
+use std::path::Path;
 use std::time::Instant;
 
 use burn::module::AutodiffModule;
@@ -26,15 +27,15 @@ use crate::TrainBackend;
 /// The sampled completions of a run, one JSON object per completion, in its folder.
 pub const COMPLETIONS_FILE: &str = "completions.jsonl";
 
-/// Runs GRPO as `config` says on `device`; with `resume`, continues from the run folder's latest
-/// checkpoint (ending with the weights an uninterrupted run would have had).
+/// Runs GRPO as `config` says on `device` with the built-in reward functions; with `resume`,
+/// continues from the run folder's latest checkpoint (ending with the weights an uninterrupted
+/// run would have had).
 ///
 /// A `monitor` checks the weights every few steps ([`train`]).
 ///
 /// # Errors
-/// Invalid settings, unreadable prompts or model, prompts a reward function cannot score, a
-/// run folder that already holds another run's checkpoints, and a non-finite loss or gradient
-/// (the last checkpoint is kept).
+/// Those of [`train_grpo_with`], and [`TrainError::RewardMissing`] when `config` names a reward
+/// the caller computes (`remote`).
 pub fn train_grpo<B: TrainBackend>(
     config: &GrpoConfig,
     device: &B::Device,
@@ -42,9 +43,28 @@ pub fn train_grpo<B: TrainBackend>(
     progress: &mut dyn ProgressSink,
     monitor: Watch<'_, B>,
 ) -> Result<TrainOutcome> {
+    train_grpo_with::<B>(config, Rewards::new(config, Vec::new())?, device, resume, progress, monitor)
+}
+
+/// Runs GRPO as `config` says on `device`, scoring completions with `rewards` (built by
+/// [`Rewards::new`] from `config`, with the caller's reward functions plugged in); `resume` as
+/// in [`train_grpo`].
+///
+/// # Errors
+/// Invalid settings, unreadable prompts or model, prompts a reward function cannot score, a
+/// run folder that already holds another run's checkpoints, a reward function that fails
+/// (checkpoints and logged completions of earlier steps are kept), and a non-finite loss or
+/// gradient (the last checkpoint is kept).
+pub fn train_grpo_with<B: TrainBackend>(
+    config: &GrpoConfig,
+    rewards: Rewards,
+    device: &B::Device,
+    resume: bool,
+    progress: &mut dyn ProgressSink,
+    monitor: Watch<'_, B>,
+) -> Result<TrainOutcome> {
     config.validate()?;
-    let prompts = read_prompts(config)?;
-    let rewards = Rewards::new(config);
+    let prompts = read_prompts(&config.train.data, config)?;
     rewards.check(&prompts, &config.train.data)?;
     let tokenizer = Tokenizer::from_dir(&config.train.model)?;
     let prompt_ids = tokenize_prompts(&prompts, &tokenizer, config)?;
@@ -94,9 +114,20 @@ pub fn train_grpo<B: TrainBackend>(
     train(&config.train, folder, &mut objective, device, progress, monitor)
 }
 
-/// Every prompt of `config.train.data`, with the configured system prompts on those without one.
-fn read_prompts(config: &GrpoConfig) -> Result<Vec<PromptOnlyRecord>> {
-    let path = &config.train.data;
+/// Reads the prompts of `path` and checks that the built-in rewards of `config` can score each,
+/// before a run (whose data is another file) starts; returns how many there are.
+///
+/// # Errors
+/// An unreadable file or record, a file with no prompts, and the first prompt a reward cannot
+/// score, naming `path` and its line.
+pub fn check_prompts(path: &Path, config: &GrpoConfig) -> Result<usize> {
+    let prompts = read_prompts(path, config)?;
+    Rewards::built_in(config).check(&prompts, path)?;
+    Ok(prompts.len())
+}
+
+/// Every prompt of `path`, with the configured system prompts on those without one.
+fn read_prompts(path: &Path, config: &GrpoConfig) -> Result<Vec<PromptOnlyRecord>> {
     let mut prompts = Vec::new();
     for (_, record) in JsonlReader::<_, PromptOnlyRecord>::open(path)? {
         let record = record?;

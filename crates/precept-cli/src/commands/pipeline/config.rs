@@ -1,7 +1,8 @@
 //! The pipeline's settings file: the base model, the run folder, and one table per stage, each
 //! holding that stage's settings as its own settings file would (`[constitute]` those of
 //! `precept constitute`, `[sft]` of `precept sft`, …). The pipeline fills in every model, data
-//! and output path itself.
+//! and output path itself. `[grpo]` is optional: with it, GRPO trains DPO's merged model on
+//! prompts (its own `prompts`, else the constitution loop's) and the gate evaluates GRPO's.
 
 use std::path::{Path, PathBuf};
 
@@ -10,6 +11,8 @@ use precept_constitution::ConstituteSettings;
 use precept_data::{parse_settings, DecontaminateSettings};
 use precept_eval::EvalSettings;
 use precept_train::dpo::DpoConfig;
+use precept_train::grpo::GrpoConfig;
+use precept_train::trainer::MERGED_DIR;
 use precept_train::TrainConfig;
 use serde::Deserialize;
 
@@ -26,6 +29,7 @@ struct PipelineFile {
     sft: toml::Table,
     #[serde(default)]
     dpo: toml::Table,
+    grpo: Option<toml::Table>,
     eval: toml::Table,
     #[serde(default)]
     decontaminate: toml::Table,
@@ -44,12 +48,23 @@ pub struct PipelineConfig {
     pub sft: TrainConfig,
     /// DPO's settings.
     pub dpo: DpoConfig,
+    /// GRPO's settings and prompt files, when the settings have a `[grpo]` table.
+    pub grpo: Option<GrpoStage>,
     /// The gate's settings.
     pub eval: EvalSettings,
     /// Benchmark files the prompts are also checked against (`[decontaminate] benchmarks`).
     pub benchmarks: Vec<PathBuf>,
     /// The decontamination rule (`[decontaminate]`: `ngram`, `min_overlap`).
     pub decontaminate: DecontaminateSettings,
+}
+
+/// The optional GRPO stage.
+#[derive(Debug)]
+pub struct GrpoStage {
+    /// Prompt files (concatenated into the run folder); the constitution loop's by default.
+    pub prompts: Vec<PathBuf>,
+    /// GRPO's settings.
+    pub config: GrpoConfig,
 }
 
 /// Stage folders inside the run folder.
@@ -90,16 +105,22 @@ impl PipelineConfig {
         sft.validate().with_context(|| at("sft"))?;
 
         let mut dpo: DpoConfig = parse_table(file.dpo, &at("dpo"), &["model", "data", "out"])?;
-        dpo.train.model = dir(Stage::Sft).join(precept_train::trainer::MERGED_DIR);
+        dpo.train.model = dir(Stage::Sft).join(MERGED_DIR);
         dpo.train.data = dir(Stage::Constitute).join("prefs.jsonl");
         dpo.train.out = dir(Stage::Dpo);
         dpo.train.merge = true;
         dpo.validate().with_context(|| at("dpo"))?;
 
+        let grpo = match file.grpo {
+            Some(table) => Some(grpo_stage(table, &out, &prompts, &at("grpo"))?),
+            None => None,
+        };
+        let last_trained = if grpo.is_some() { Stage::Grpo } else { Stage::Dpo };
+
         let reserved =
             ["model", "remote", "remote_model", "baseline", "baseline_remote", "baseline_remote_model", "out"];
         let mut eval: EvalSettings = parse_table(file.eval, &at("eval"), &reserved)?;
-        eval.model = Some(dir(Stage::Dpo).join(precept_train::trainer::MERGED_DIR));
+        eval.model = Some(dir(last_trained).join(MERGED_DIR));
         eval.baseline = Some(model);
         eval.out = Some(dir(Stage::Eval));
 
@@ -109,8 +130,35 @@ impl PipelineConfig {
         let decontaminate: DecontaminateSettings = parse_table(decontaminate_table, &at("decontaminate"), &[])?;
         decontaminate.validate().with_context(|| at("decontaminate"))?;
 
-        Ok(Self { out, prompts, constitute, sft, dpo, eval, benchmarks, decontaminate })
+        Ok(Self { out, prompts, constitute, sft, dpo, grpo, eval, benchmarks, decontaminate })
     }
+
+    /// Every prompt file that trains, each once: the constitution loop's and GRPO's.
+    pub fn training_prompts(&self) -> Vec<PathBuf> {
+        let mut files = self.prompts.clone();
+        for file in self.grpo.iter().flat_map(|grpo| &grpo.prompts) {
+            if !files.contains(file) {
+                files.push(file.clone());
+            }
+        }
+        files
+    }
+}
+
+/// The `[grpo]` table as GRPO's settings: DPO's merged model trained on `prompts` (its own, else
+/// `constitute_prompts`), into the `grpo` stage folder.
+fn grpo_stage(mut table: toml::Table, out: &Path, constitute_prompts: &[PathBuf], at: &str) -> Result<GrpoStage> {
+    let prompts = path_list(table.remove("prompts"), "prompts", at)?.unwrap_or_else(|| constitute_prompts.to_vec());
+    if prompts.is_empty() {
+        bail!("{at}: `prompts` lists no files");
+    }
+    let mut config: GrpoConfig = parse_table(table, at, &["model", "data", "out"])?;
+    config.train.model = stage_dir(out, Stage::Dpo).join(MERGED_DIR);
+    config.train.data = grpo_prompts_file(out);
+    config.train.out = stage_dir(out, Stage::Grpo);
+    config.train.merge = true;
+    config.validate().with_context(|| at.to_owned())?;
+    Ok(GrpoStage { prompts, config })
 }
 
 /// The paths of `key`, a path or a list of paths; `None` when absent.
@@ -130,6 +178,11 @@ fn path_list(value: Option<toml::Value>, key: &str, at: &str) -> Result<Option<V
 /// The constitution loop's prompts, all files together.
 pub fn prompts_file(out: &Path) -> PathBuf {
     out.join("prompts.jsonl")
+}
+
+/// GRPO's prompts, all files together.
+pub fn grpo_prompts_file(out: &Path) -> PathBuf {
+    out.join("grpo-prompts.jsonl")
 }
 
 /// Parses a stage table as that stage's settings, over their defaults; `reserved` keys are the
@@ -213,6 +266,49 @@ ngram = 10
                 "{name}: the shipped prompts expect something, and draws help keep to it"
             );
             assert!(!config.eval.suite.as_os_str().is_empty(), "{name}");
+        }
+    }
+
+    #[test]
+    fn the_commented_grpo_example_of_the_full_settings_resolves_after_dpo() {
+        let configs = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../configs");
+        let shipped = std::fs::read_to_string(configs.join("full.toml")).unwrap();
+        assert!(PipelineConfig::read(&configs.join("full.toml")).unwrap().grpo.is_none(), "GRPO is opt-in");
+        let start = shipped.find("# [grpo]\n").unwrap();
+        let end = start + shipped[start..].find("\n\n").unwrap();
+        let uncommented: String = shipped[start..end].lines().map(|line| format!("{}\n", &line[2..])).collect();
+        let text = format!("{}{uncommented}{}", &shipped[..start], &shipped[end..]);
+        let dir = tempfile::tempdir().unwrap();
+        // Paths in the shipped file are relative to the repository root.
+        let text = text.replace("\"data/", &format!("\"{}/data/", configs.join("..").display()));
+        let config = PipelineConfig::read(&write(dir.path(), &text)).unwrap();
+        let grpo = config.grpo.unwrap();
+        assert_eq!(grpo.config.train.model, PathBuf::from("runs/full/dpo/merged"));
+        assert_eq!(grpo.config.train.data, PathBuf::from("runs/full/grpo-prompts.jsonl"));
+        assert_eq!((grpo.config.num_generations, grpo.config.train.lora.r, grpo.config.train.merge), (8, 32, true));
+        assert_eq!(grpo.prompts.len(), 2);
+        assert_eq!(config.eval.model, Some(PathBuf::from("runs/full/grpo/merged")));
+    }
+
+    #[test]
+    fn a_grpo_table_without_prompts_trains_on_the_constitution_loop_s() {
+        let dir = tempfile::tempdir().unwrap();
+        let text = GOOD.replace("[eval]", "[grpo]\nnum_generations = 2\nper_device_train_batch_size = 4\n[eval]");
+        let config = PipelineConfig::read(&write(dir.path(), &text)).unwrap();
+        let grpo = config.grpo.as_ref().unwrap();
+        assert_eq!(grpo.prompts, config.prompts);
+        assert_eq!(config.training_prompts(), config.prompts, "each file once");
+        assert_eq!(config.eval.model, Some(PathBuf::from("run/grpo/merged")));
+        let cases = [
+            ("model = \"x\"", "[grpo]: `model` is set by the pipeline"),
+            ("num_generation = 2", "unknown setting `num_generation`"),
+            ("num_generations = 3", "setting `per_device_train_batch_size`"),
+            ("prompts = 3", "`prompts` must be a path or a list of paths"),
+        ];
+        for (line, expected) in cases {
+            let bad = text.replace("num_generations = 2", line);
+            let error = format!("{:#}", PipelineConfig::read(&write(dir.path(), &bad)).unwrap_err());
+            assert!(error.contains(expected), "{expected}: {error}");
         }
     }
 

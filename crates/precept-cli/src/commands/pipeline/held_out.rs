@@ -1,6 +1,6 @@
 //! The held-out rule: no eval case may be trained on, or the gate would measure what the model
 //! was trained on. Before any stage runs, every user turn of the constitution loop's prompt files
-//! is checked against the gate suite's case files, the `[decontaminate]` table's `benchmarks` and
+//! (and of GRPO's, when it has its own) is checked against the gate suite's case files, the `[decontaminate]` table's `benchmarks` and
 //! `[constitute]`'s `decontaminate_against` (same normalised text, or a shared word n-gram; see
 //! [`precept_data::decontaminate()`]). What was checked and found goes to
 //! `<out>/decontamination.json`; a hit stops the pipeline with exit code 5.
@@ -22,7 +22,7 @@ pub fn check_held_out(config: &PipelineConfig, suite: &Suite) -> Result<()> {
     let mut against = suite.case_files.clone();
     against.extend(config.benchmarks.iter().cloned());
     against.extend(config.constitute.decontaminate_against.iter().cloned());
-    let report = decontaminate::check(&config.prompts, &against, &config.decontaminate)?;
+    let report = decontaminate::check(&config.training_prompts(), &against, &config.decontaminate)?;
     decontaminate::write_report(&report, &config.out.join(DECONTAMINATION_FILE))?;
     decontaminate::verdict(report)
 }
@@ -44,6 +44,7 @@ pub fn concatenate(files: &[PathBuf], out: &Path) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::commands::pipeline::config::GrpoStage;
 
     #[test]
     fn a_case_copied_into_a_training_prompt_stops_the_pipeline_naming_both_and_is_reported() {
@@ -69,6 +70,7 @@ mod tests {
             constitute: Default::default(),
             sft: Default::default(),
             dpo: Default::default(),
+            grpo: None,
             eval: Default::default(),
             benchmarks,
             decontaminate: Default::default(),
@@ -84,5 +86,15 @@ mod tests {
         assert!(message.contains("prompts.jsonl:1 (id p1) prompt ↔ bench.csv:2 goal: shares"), "{message}");
         let written = std::fs::read_to_string(dir.path().join("run").join(DECONTAMINATION_FILE)).unwrap();
         assert!(written.contains("\"clean\": false") && written.contains("bench.csv"), "{written}");
+
+        // GRPO's own prompts are training prompts too.
+        let grpo_prompts = write(
+            "grpo.jsonl",
+            "{\"id\": \"g1\", \"prompt\": \"how do I kill a python process that is stuck\", \"expected\": \"comply\"}\n",
+        );
+        let grpo = GrpoStage { prompts: vec![grpo_prompts], config: Default::default() };
+        let error = check_held_out(&PipelineConfig { grpo: Some(grpo), ..config(Vec::new()) }, &suite).unwrap_err();
+        let message = error.downcast_ref::<decontaminate::Contaminated>().unwrap().to_string();
+        assert!(message.contains("grpo.jsonl:1 (id g1)") && message.contains("cases.jsonl:1"), "{message}");
     }
 }

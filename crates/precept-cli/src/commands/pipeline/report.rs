@@ -145,8 +145,8 @@ fn examples_section(out: &Path, dir: &Path, html: &mut String) {
     }
 }
 
-/// Training curves of SFT and DPO, from their metrics files, with the safety gate's rates where it
-/// watched the training.
+/// Training curves of SFT, DPO and GRPO (when it ran), from their metrics files, with the safety
+/// gate's rates where it watched the training.
 fn curves_section(out: &Path, html: &mut String) {
     html.push_str("<h2>Training</h2><div class=\"curves\">");
     let charts = [
@@ -159,6 +159,9 @@ fn curves_section(out: &Path, html: &mut String) {
         (Stage::Sft, "safety/over_refusal", "SFT safety/over_refusal"),
         (Stage::Dpo, "safety/harmful", "DPO safety/harmful"),
         (Stage::Dpo, "safety/over_refusal", "DPO safety/over_refusal"),
+        (Stage::Grpo, "reward", "GRPO reward"),
+        (Stage::Grpo, "safety/harmful", "GRPO safety/harmful"),
+        (Stage::Grpo, "safety/over_refusal", "GRPO safety/over_refusal"),
     ];
     let mut drawn = 0;
     for (stage, metric, title) in charts {

@@ -18,13 +18,15 @@ pub enum Stage {
     Sft,
     /// Preference training on the pairs.
     Dpo,
+    /// Online RL on prompts (only when the settings have a `[grpo]` table).
+    Grpo,
     /// The safety regression gate, tuned against base.
     Eval,
 }
 
 impl Stage {
     /// Every stage, in order.
-    pub const ALL: [Stage; 4] = [Stage::Constitute, Stage::Sft, Stage::Dpo, Stage::Eval];
+    pub const ALL: [Stage; 5] = [Stage::Constitute, Stage::Sft, Stage::Dpo, Stage::Grpo, Stage::Eval];
 
     /// The stage's folder name in the run folder.
     pub fn name(self) -> &'static str {
@@ -32,6 +34,7 @@ impl Stage {
             Stage::Constitute => "constitute",
             Stage::Sft => "sft",
             Stage::Dpo => "dpo",
+            Stage::Grpo => "grpo",
             Stage::Eval => "eval",
         }
     }
