@@ -4,18 +4,14 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a failure should stop the test
 
-use std::path::PathBuf;
+mod common;
 
-use burn::backend::{Autodiff, Flex};
 use burn::optim::GradientsParams;
 use burn::tensor::{Bool, Int, Tensor, TensorData};
-use precept_model::checkpoint::load_model;
-use precept_model::lora::Trainable;
+use common::A;
 use precept_model::AttentionInputs;
 use precept_train::loss::{combined_loss, rewards, sequence_logps, PairLogps, PreferenceLoss};
 use precept_train::optim::global_grad_norm;
-
-type A = Autodiff<Flex>;
 
 // transformers 5.24, torch 2.15, in the fixture folder (rows 0-1 chosen, 2-3 rejected):
 //   m = transformers.LlamaForCausalLM.from_pretrained(".", torch_dtype=torch.float32, attn_implementation="eager")
@@ -43,11 +39,8 @@ fn values(t: Tensor<A, 1>) -> Vec<f64> {
 
 #[test]
 fn a_dpo_step_matches_pytorch_on_a_tiny_llama() {
-    let dir =
-        PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").unwrap_or_else(|_| env!("CARGO_MANIFEST_DIR").to_owned()))
-            .join("tests/fixtures/tiny-llama");
     let device = Default::default();
-    let model = load_model::<A>(&dir, &device).unwrap().1.set_trainable(Trainable::All);
+    let model = common::tiny_llama();
     let ids: Vec<i64> = (0..4).flat_map(|r| (0..8).map(move |i| (i * 5 + r * 17 + 1) % 97)).collect();
     let ranges = [4..8, 3..8, 4..7, 5..8];
     let mask: Vec<bool> = ranges.iter().flat_map(|range| (0..8).map(move |i| range.contains(&i))).collect();

@@ -9,8 +9,9 @@ pub mod golden;
 use std::path::{Path, PathBuf};
 
 use burn::backend::{Autodiff, Flex};
-use precept_model::checkpoint::{save_model, SaveOptions};
-use precept_model::LlamaConfig;
+use precept_model::checkpoint::{load_model, save_model, SaveOptions};
+use precept_model::lora::Trainable;
+use precept_model::{LlamaConfig, LlamaForCausalLM};
 use serde_json::Value;
 
 /// The training backend of the tests.
@@ -63,6 +64,12 @@ pub fn copy_dir(from: &Path, to: &Path) {
         let entry = entry.unwrap();
         std::fs::copy(entry.path(), to.join(entry.file_name())).unwrap();
     }
+}
+
+/// The checkpoint of the golden tests (`tests/fixtures/tiny-llama`), every weight trainable.
+pub fn tiny_llama() -> LlamaForCausalLM<A> {
+    let dir = package_dir().join("tests/fixtures/tiny-llama");
+    load_model::<A>(&dir, &Default::default()).unwrap().1.set_trainable(Trainable::All)
 }
 
 /// This package's folder, read when the test runs: a build shared by clones in other folders
