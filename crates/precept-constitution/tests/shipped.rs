@@ -5,8 +5,8 @@
 use std::collections::HashSet;
 use std::path::PathBuf;
 
-use precept_constitution::{read_prompts, user_turns, Constitution};
-use precept_data::{DegenerateJudge, Expected, KeywordJudge};
+use precept_constitution::{read_prompts, Constitution};
+use precept_data::Expected;
 
 fn repo(path: &str) -> PathBuf {
     PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").unwrap_or_else(|_| env!("CARGO_MANIFEST_DIR").to_owned()))
@@ -48,26 +48,6 @@ fn red_team_prompt_files_parse_with_unique_ids_across_files() {
             assert_eq!(record.expected, Some(expected), "{}", record.id);
         }
     }
-}
-
-#[test]
-fn every_shipped_refusal_declines_at_once_and_reads_as_an_assistant_s_reply() {
-    let (judge, defects) = (KeywordJudge::default(), DegenerateJudge::default());
-    let mut refusals = 0;
-    for name in ["harmful", "roleplay", "multiturn", "harmful-varied", "benign", "benign-contrast"] {
-        for record in read_prompts(&repo(&format!("data/redteam/{name}.jsonl"))).unwrap() {
-            let Some(refusal) = &record.refusal else {
-                assert_ne!(record.expected, Some(Expected::Refuse), "{} has no refusal of its own", record.id);
-                continue;
-            };
-            assert_eq!(record.expected, Some(Expected::Refuse), "{}: a refusal for a prompt to answer", record.id);
-            assert!(judge.keeps_to(Expected::Refuse, refusal), "{}: {refusal}", record.id);
-            let found = defects.judge(&user_turns(record.context()), refusal);
-            assert!(!found.is_degenerate(), "{}: {found:?} in {refusal}", record.id);
-            refusals += 1;
-        }
-    }
-    assert_eq!(refusals, 96);
 }
 
 #[test]
