@@ -5,11 +5,9 @@ use burn::backend::Autodiff;
 use burn::tensor::FloatDType;
 use precept_data::resolve_settings;
 use precept_train::dpo::{train_dpo, DpoConfig};
-use precept_train::monitor::Monitor;
 use precept_train::TrainKernels;
 
-use super::safety_gate::SafetyGate;
-use super::training::{print_outcome, safety_outcome};
+use super::training::{print_outcome, train_watched};
 use crate::args::DpoArgs;
 use crate::device::DeviceCommand;
 use crate::progress::{Columns, ProgressDisplay};
@@ -42,13 +40,11 @@ impl Dpo {
 
 impl DeviceCommand for Dpo {
     fn run<B: TrainKernels>(self, device: B::Device, decode: Option<FloatDType>) -> Result<()> {
-        let mut gate = SafetyGate::<B>::new(&self.config.train, &device, decode)?;
-        let mut progress = ProgressDisplay::new(self.quiet, COLUMNS);
-        let monitor = gate.as_mut().map(|gate| gate as &mut dyn Monitor<B>);
-        let result = train_dpo::<Autodiff<B>>(&self.config, &device, self.resume, &mut progress, monitor);
-        progress.finish();
-        let outcome = safety_outcome(gate.as_ref(), result)
-            .with_context(|| format!("training into {}", self.config.train.out.display()))?;
+        let progress = ProgressDisplay::new(self.quiet, COLUMNS);
+        let outcome = train_watched::<B>(&self.config.train, &device, decode, progress, |progress, monitor| {
+            train_dpo::<Autodiff<B>>(&self.config, &device, self.resume, progress, monitor)
+        })
+        .with_context(|| format!("training into {}", self.config.train.out.display()))?;
         print_outcome(&outcome, self.json)
     }
 }

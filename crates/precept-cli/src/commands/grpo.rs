@@ -5,12 +5,10 @@ use burn::backend::Autodiff;
 use burn::tensor::FloatDType;
 use precept_data::resolve_settings;
 use precept_train::grpo::{train_grpo_with, GrpoConfig, Rewards};
-use precept_train::monitor::Monitor;
 use precept_train::TrainKernels;
 
 use super::grpo_rewards::grpo_rewards;
-use super::safety_gate::SafetyGate;
-use super::training::{print_outcome, safety_outcome};
+use super::training::{print_outcome, train_watched};
 use crate::args::GrpoArgs;
 use crate::device::DeviceCommand;
 use crate::progress::{Columns, ProgressDisplay};
@@ -47,14 +45,12 @@ impl Grpo {
 
 impl DeviceCommand for Grpo {
     fn run<B: TrainKernels>(self, device: B::Device, decode: Option<FloatDType>) -> Result<()> {
-        let mut gate = SafetyGate::<B>::new(&self.config.train, &device, decode)?;
-        let mut progress = ProgressDisplay::new(self.quiet, COLUMNS);
-        let monitor = gate.as_mut().map(|gate| gate as &mut dyn Monitor<B>);
-        let result =
-            train_grpo_with::<Autodiff<B>>(&self.config, self.rewards, &device, self.resume, &mut progress, monitor);
-        progress.finish();
-        let outcome = safety_outcome(gate.as_ref(), result)
-            .with_context(|| format!("training into {}", self.config.train.out.display()))?;
+        let progress = ProgressDisplay::new(self.quiet, COLUMNS);
+        let (config, rewards) = (&self.config, self.rewards);
+        let outcome = train_watched::<B>(&config.train, &device, decode, progress, |progress, monitor| {
+            train_grpo_with::<Autodiff<B>>(config, rewards, &device, self.resume, progress, monitor)
+        })
+        .with_context(|| format!("training into {}", self.config.train.out.display()))?;
         print_outcome(&outcome, self.json)
     }
 }

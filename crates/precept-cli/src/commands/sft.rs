@@ -5,13 +5,11 @@ use anyhow::{Context, Result};
 use burn::backend::Autodiff;
 use burn::tensor::FloatDType;
 use precept_data::resolve_settings;
-use precept_train::monitor::Monitor;
 use precept_train::sft::train_sft;
 use precept_train::TrainConfig;
 use precept_train::TrainKernels;
 
-use super::safety_gate::SafetyGate;
-use super::training::{print_outcome, safety_outcome};
+use super::training::{print_outcome, train_watched};
 use crate::args::TrainArgs;
 use crate::device::DeviceCommand;
 use crate::progress::{Columns, ProgressDisplay};
@@ -39,13 +37,11 @@ impl Sft {
 
 impl DeviceCommand for Sft {
     fn run<B: TrainKernels>(self, device: B::Device, decode: Option<FloatDType>) -> Result<()> {
-        let mut gate = SafetyGate::<B>::new(&self.config, &device, decode)?;
-        let mut progress = ProgressDisplay::new(self.quiet, COLUMNS);
-        let monitor = gate.as_mut().map(|gate| gate as &mut dyn Monitor<B>);
-        let result = train_sft::<Autodiff<B>>(&self.config, &device, self.resume, &mut progress, monitor);
-        progress.finish();
-        let outcome = safety_outcome(gate.as_ref(), result)
-            .with_context(|| format!("training into {}", self.config.out.display()))?;
+        let progress = ProgressDisplay::new(self.quiet, COLUMNS);
+        let outcome = train_watched::<B>(&self.config, &device, decode, progress, |progress, monitor| {
+            train_sft::<Autodiff<B>>(&self.config, &device, self.resume, progress, monitor)
+        })
+        .with_context(|| format!("training into {}", self.config.out.display()))?;
         print_outcome(&outcome, self.json)
     }
 }

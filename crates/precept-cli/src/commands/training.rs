@@ -1,20 +1,30 @@
-//! What `precept sft`, `precept dpo` and `precept grpo` share: how a run's safety gate ends it
-//! and how a finished run is printed.
+//! What `precept sft`, `precept dpo`, `precept grpo` and the pipeline's training stages share:
+//! a run under its safety gate, and how a finished run is printed.
 
 use anyhow::Result;
+use burn::tensor::FloatDType;
+use precept_train::monitor::Monitor;
 use precept_train::trainer::TrainOutcome;
-use precept_train::TrainKernels;
+use precept_train::{TrainConfig, TrainKernels};
 
 use super::safety_gate::SafetyGate;
 use crate::output::print_json;
+use crate::progress::ProgressDisplay;
 
-/// A run's result, with a stop by its safety gate (if it has one) turned into the gate's exit
-/// code.
-pub fn safety_outcome<B: TrainKernels>(
-    gate: Option<&SafetyGate<'_, B>>,
-    result: precept_train::Result<TrainOutcome>,
+/// Runs `train` with `progress` under the safety gate `config.safety` asks for (none when it
+/// names no suite); a stop by the gate becomes the gate's exit code.
+pub fn train_watched<B: TrainKernels>(
+    config: &TrainConfig,
+    device: &B::Device,
+    decode: Option<FloatDType>,
+    mut progress: ProgressDisplay,
+    train: impl FnOnce(&mut ProgressDisplay, Option<&mut dyn Monitor<B>>) -> precept_train::Result<TrainOutcome>,
 ) -> Result<TrainOutcome> {
-    match gate {
+    let mut gate = SafetyGate::<B>::new(config, device, decode)?;
+    let monitor = gate.as_mut().map(|gate| gate as &mut dyn Monitor<B>);
+    let result = train(&mut progress, monitor);
+    progress.finish();
+    match &gate {
         Some(gate) => gate.outcome(result),
         None => Ok(result?),
     }

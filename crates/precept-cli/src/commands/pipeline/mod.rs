@@ -24,7 +24,6 @@ use precept_eval::{Report, Suite, REPORT_JSON_FILE};
 use precept_train::checkpoint::Checkpoints;
 use precept_train::dpo::train_dpo;
 use precept_train::grpo::train_grpo_with;
-use precept_train::monitor::Monitor;
 use precept_train::sft::train_sft;
 use precept_train::TrainKernels;
 
@@ -33,8 +32,7 @@ use self::stage::{action, read_marker, write_marker, Action, Marker, Stage};
 use super::constitute::Constitute;
 use super::eval::gate::{announce, Gate};
 use super::grpo_rewards::grpo_rewards;
-use super::safety_gate::SafetyGate;
-use super::training::safety_outcome;
+use super::training::train_watched;
 use crate::device::DeviceCommand;
 use crate::progress::{Columns, ProgressDisplay};
 
@@ -148,22 +146,20 @@ impl Pipeline {
             }
             Stage::Sft => {
                 let resume = Checkpoints::new(&config.sft.out).latest()?.is_some();
-                let mut progress = ProgressDisplay::new(self.quiet, COLUMNS);
-                let mut gate = SafetyGate::<B>::new(&config.sft, device, decode)?;
-                let monitor = gate.as_mut().map(|gate| gate as &mut dyn Monitor<B>);
-                let result = train_sft::<Autodiff<B>>(&config.sft, device, resume, &mut progress, monitor);
-                progress.finish();
-                safety_outcome(gate.as_ref(), result).context("sft")?;
+                let progress = ProgressDisplay::new(self.quiet, COLUMNS);
+                train_watched::<B>(&config.sft, device, decode, progress, |progress, monitor| {
+                    train_sft::<Autodiff<B>>(&config.sft, device, resume, progress, monitor)
+                })
+                .context("sft")?;
                 Ok(())
             }
             Stage::Dpo => {
                 let resume = Checkpoints::new(&config.dpo.train.out).latest()?.is_some();
-                let mut progress = ProgressDisplay::new(self.quiet, COLUMNS);
-                let mut gate = SafetyGate::<B>::new(&config.dpo.train, device, decode)?;
-                let monitor = gate.as_mut().map(|gate| gate as &mut dyn Monitor<B>);
-                let result = train_dpo::<Autodiff<B>>(&config.dpo, device, resume, &mut progress, monitor);
-                progress.finish();
-                safety_outcome(gate.as_ref(), result).context("dpo")?;
+                let progress = ProgressDisplay::new(self.quiet, COLUMNS);
+                train_watched::<B>(&config.dpo.train, device, decode, progress, |progress, monitor| {
+                    train_dpo::<Autodiff<B>>(&config.dpo, device, resume, progress, monitor)
+                })
+                .context("dpo")?;
                 Ok(())
             }
             Stage::Grpo => {
@@ -171,13 +167,11 @@ impl Pipeline {
                 held_out::concatenate(&grpo.prompts, &grpo_prompts_file(&config.out))?;
                 let rewards = grpo_rewards(&grpo.config)?;
                 let resume = Checkpoints::new(&grpo.config.train.out).latest()?.is_some();
-                let mut progress = ProgressDisplay::new(self.quiet, COLUMNS);
-                let mut gate = SafetyGate::<B>::new(&grpo.config.train, device, decode)?;
-                let monitor = gate.as_mut().map(|gate| gate as &mut dyn Monitor<B>);
-                let result =
-                    train_grpo_with::<Autodiff<B>>(&grpo.config, rewards, device, resume, &mut progress, monitor);
-                progress.finish();
-                safety_outcome(gate.as_ref(), result).context("grpo")?;
+                let progress = ProgressDisplay::new(self.quiet, COLUMNS);
+                train_watched::<B>(&grpo.config.train, device, decode, progress, |progress, monitor| {
+                    train_grpo_with::<Autodiff<B>>(&grpo.config, rewards, device, resume, progress, monitor)
+                })
+                .context("grpo")?;
                 Ok(())
             }
             Stage::Eval => {
